@@ -1,0 +1,79 @@
+/**
+ * Shared types of the policy model, tokenizers and checkpoints. Field names of LlamaConfig
+ * follow Hugging Face's LlamaConfig (config.json) so a checkpoint opens in `transformers`.
+ */
+import type { tf } from '../engine/tf.js';
+
+/** Hugging Face LlamaConfig fields we read and write (config.json). */
+export interface LlamaConfig {
+  model_type: 'llama';
+  architectures: string[]; // ['LlamaForCausalLM']
+  vocab_size: number;
+  hidden_size: number; // d_model
+  intermediate_size: number; // SwiGLU hidden width
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number; // GQA: divides num_attention_heads
+  head_dim?: number; // default hidden_size / num_attention_heads
+  max_position_embeddings: number;
+  rms_norm_eps: number;
+  rope_theta: number;
+  tie_word_embeddings: boolean;
+  hidden_act: 'silu';
+  attention_bias: false;
+  mlp_bias: false;
+  bos_token_id: number | null;
+  eos_token_id: number | number[] | null;
+  pad_token_id: number | null;
+  torch_dtype: 'float32';
+  initializer_range: number;
+}
+
+/** A named float32 tensor on the host: what checkpoints hold and what travels on the wire. */
+export interface HostTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Parameters by Hugging Face name, e.g. `model.layers.0.self_attn.q_proj.weight`. */
+export type NamedHostTensors = Map<string, HostTensor>;
+export type NamedTensors = Map<string, tf.Tensor>;
+
+export interface Tokenizer {
+  readonly kind: 'char' | 'hf';
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosId: number;
+  readonly padId: number;
+  encode(text: string): number[];
+  decode(ids: number[]): string;
+  /** Contents of tokenizer.json (Hugging Face format), so the checkpoint opens elsewhere. */
+  toJSON(): unknown;
+}
+
+/** Options of the batched KV-cache sampler. */
+export interface SampleOptions {
+  maxNewTokens: number;
+  temperature: number; // 0 = greedy
+  topK: number; // 0 = off
+  topP: number; // 1 = off
+  stopTokens: number[]; // generation of a row ends after emitting one of these
+  seed: number; // sampling is reproducible for the same seed, weights and prompts
+  /**
+   * Grammar hook: called before each step with, per live row, the tokens generated so far;
+   * returns per row the allowed token ids (null = all allowed). Rows with an empty set stop.
+   */
+  allowedTokens?: (generated: number[][], rows: number[]) => (Int32Array | number[] | null)[];
+}
+
+export interface SampleResult {
+  tokens: number[][]; // per row, generated token ids (stop token included when hit)
+  /**
+   * Per row, log p of each generated token: log_softmax(logits / temperature) over the full
+   * vocabulary (temperature 0 counts as 1), before top-k/top-p/grammar truncation. The learner's
+   * tokenLogProbs with the same temperature gives the same numbers, so these serve as GRPO's
+   * behaviour log-probabilities (oldLogp).
+   */
+  logprobs: number[][];
+  finishReason: ('stop' | 'length' | 'grammar')[];
+}
