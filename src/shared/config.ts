@@ -1,0 +1,143 @@
+/**
+ * The one configuration schema shared by every role (coordinator, learner, worker, train, sft).
+ * Keys are snake_case and reuse the names GRPO users know from the seed documents
+ * (`group_size`, `kl_coef`, `clip_ratio`, `max_gen_len`, ...). A config comes from DEFAULTS,
+ * then a YAML/JSON file, then command-line flags (each key is also a `--kebab-case` flag),
+ * then GRPO_TOKEN for the token. It is validated once (unknown keys rejected with their path),
+ * frozen, logged at start and saved in every checkpoint. docs/config.md lists every key.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { GrpoError } from './errors.js';
+
+const int = () => z.number().int();
+const posInt = () => z.number().int().positive();
+const nonNeg = () => z.number().nonnegative();
+
+export const ConfigSchema = z.strictObject({
+  // --- run ---
+  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
+  seed: int().default(1234), // seeds data, init and sampling; a run is reproducible for the same seed
+  out: z.string().default('runs/grpo'), // output directory: checkpoints, logs, summary.json
+  // --- task ---
+  task: z.string().default('arithmetic'), // built-in task name, or path to a JS/TS module exporting a task
+  task_options: z.record(z.string(), z.unknown()).default({}), // task knobs, e.g. { max_digits: 2, max_depth: 2 }
+  reward_weights: z.record(z.string(), z.number()).default({}), // per reward function name; missing = task default
+  // --- model ---
+  model_size: z.enum(['tiny', 'small', 'medium', 'base']).default('tiny'), // preset for SFT from scratch
+  checkpoint: z.string().nullable().default(null), // start policy; null in `train` = SFT warm start first
+  // --- SFT warm start ---
+  sft_steps: posInt().default(300),
+  sft_batch_size: posInt().default(64),
+  sft_lr: z.number().positive().default(3e-3),
+  // --- sampling (rollout workers) ---
+  group_size: posInt().min(2).default(8), // completions per prompt (num_completions_per_prompt)
+  temperature: nonNeg().default(1.0), // 0 = greedy (useless for GRPO, allowed for debugging)
+  top_k: int().nonnegative().default(0), // 0 = off
+  top_p: z.number().gt(0).max(1).default(1.0), // 1 = off
+  max_gen_len: posInt().default(16), // max completion tokens
+  // --- objective (see docs/objective.md) ---
+  kl_coef: nonNeg().default(0.02), // beta; 0 = no reference model is loaded at all
+  clip_ratio: nonNeg().default(0.2), // epsilon_low
+  clip_ratio_high: nonNeg().nullable().default(null), // epsilon_high; null = clip_ratio (DAPO clip-higher when larger)
+  loss_type: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo']).default('dapo'),
+  importance_level: z.enum(['token', 'sequence']).default('token'), // sequence = GSPO
+  scale_rewards: z.enum(['group', 'batch', 'none']).default('group'),
+  entropy_coef: nonNeg().default(0),
+  mask_truncated: z.boolean().default(false), // completions cut at max_gen_len get no gradient
+  dynamic_sampling: z.boolean().default(false), // drop groups whose rewards are all equal (DAPO)
+  overlong_cache_len: int().nonnegative().default(0), // DAPO overlong shaping window; 0 = off
+  // --- learner ---
+  steps: posInt().default(60), // GRPO optimizer steps
+  prompts_per_step: posInt().default(16), // groups per step (batch_size in the seeds)
+  num_iterations: posInt().default(1), // inner epochs over each batch (PPO-style reuse)
+  micro_batch_size: posInt().default(64), // completions per forward/backward; gradients accumulate
+  lr: z.number().positive().default(1e-3),
+  lr_schedule: z.enum(['cosine', 'constant']).default('constant'),
+  warmup_steps: int().nonnegative().default(0),
+  min_lr_ratio: z.number().min(0).max(1).default(0.1), // cosine floor as a fraction of lr
+  weight_decay: nonNeg().default(0),
+  adam_beta1: z.number().min(0).lt(1).default(0.9),
+  adam_beta2: z.number().min(0).lt(1).default(0.99),
+  adam_eps: z.number().positive().default(1e-8),
+  grad_clip: nonNeg().default(1.0), // max global gradient norm; 0 = off
+  max_staleness: int().nonnegative().default(1), // admit groups sampled at most this many versions ago
+  save_interval: int().nonnegative().default(20), // steps between checkpoints; 0 = only at the end
+  eval_interval: int().nonnegative().default(20), // steps between held-out evals; 0 = only at the end
+  eval_samples: posInt().default(200), // held-out problems per eval
+  eval_k: posInt().default(1), // samples per problem for pass@k (1 = greedy accuracy only)
+  log_csv: z.string().nullable().default(null), // per-step metrics CSV path (JSONL is always written)
+  // --- distributed ---
+  coordinator: z.string().nullable().default(null), // ws://host:port of the coordinator (learner, worker)
+  host: z.string().default('127.0.0.1'), // coordinator bind address; loopback unless told otherwise
+  port: int().min(0).max(65535).default(7070), // coordinator port; 0 = any free port
+  token: z.string().nullable().default(null), // shared secret; env GRPO_TOKEN when unset
+  workers: int().nonnegative().default(2), // local rollout workers started by `grpo train`
+  worker_capacity: posInt().default(4), // groups a worker samples at once
+  lease_ms: posInt().default(60_000), // 60 s: a lease not finished or heartbeated by then is re-dispatched
+  heartbeat_ms: posInt().default(2_000), // 2 s
+  max_payload_bytes: posInt().default(64 * 1024 * 1024), // 64 MiB per WebSocket message
+  weights_encoding: z.enum(['f32', 'f16', 'bf16']).default('f32'), // weights on the wire
+  weights_chunk_bytes: posInt().default(1024 * 1024), // 1 MiB chunks
+  reward_timeout_ms: posInt().default(10_000), // 10 s per reward call
+  reward_retries: int().nonnegative().default(2), // a failing group is retried this often, then skipped
+  reward_threads: posInt().default(1), // piscina threads per worker for reward functions
+  metrics_port: int().min(0).max(65535).default(0), // learner/worker /metrics port; 0 = off
+});
+
+export type Config = Readonly<z.infer<typeof ConfigSchema>>;
+export type ConfigKey = keyof Config;
+export type RawConfig = Partial<Record<ConfigKey, unknown>>;
+
+export const CONFIG_KEYS = Object.keys(ConfigSchema.shape) as ConfigKey[];
+
+/** Validates a raw object once; unknown keys and bad values fail with their path. */
+export function parseConfig(raw: unknown, source = 'config'): Config {
+  const r = ConfigSchema.safeParse(raw ?? {});
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const path = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue.path.join('.') || '(root)';
+    const what = issue.code === 'unrecognized_keys' ? `unknown key(s) ${path}` : `${path}: ${issue.message}`;
+    throw new GrpoError('GRPO_ERR_CONFIG', `${source}: ${what}; see docs/config.md for the keys`);
+  }
+  return Object.freeze(r.data);
+}
+
+/** Reads a YAML or JSON config file (JSON is YAML) into a raw object. */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new GrpoError('GRPO_ERR_CONFIG', `cannot read config file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (err) {
+    throw new GrpoError('GRPO_ERR_CONFIG', `config file ${path} is not valid YAML/JSON: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    throw new GrpoError('GRPO_ERR_CONFIG', `config file ${path} must hold a mapping of keys to values`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * DEFAULTS < file < flags < GRPO_TOKEN (for `token` only when unset). `flags` holds only the
+ * keys the user actually gave.
+ */
+export function resolveConfig(opts: { file?: string; flags?: RawConfig; env?: NodeJS.ProcessEnv }): Config {
+  const fromFile = opts.file ? readConfigFile(opts.file) : {};
+  parseConfig(fromFile, opts.file); // report file problems against the file's name
+  const merged: Record<string, unknown> = { ...fromFile, ...(opts.flags ?? {}) };
+  const env = opts.env ?? process.env;
+  if ((merged.token === undefined || merged.token === null) && env.GRPO_TOKEN) merged.token = env.GRPO_TOKEN;
+  return parseConfig(merged, opts.file ? `${opts.file} + flags` : 'flags');
+}
+
+export const DEFAULT_CONFIG: Config = parseConfig({});
