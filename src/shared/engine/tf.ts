@@ -6,4 +6,15 @@
 import * as tf from '@tensorflow/tfjs';
 
 export { tf };
-export type { Tensor, Tensor1D, Tensor2D, Tensor3D, Tensor4D, Variable, Rank } from '@tensorflow/tfjs';
+export type {
+  Tensor,
+  Scalar,
+  Tensor1D,
+  Tensor2D,
+  Tensor3D,
+  Tensor4D,
+  Variable,
+  Rank,
+  NamedTensorMap,
+  TensorContainer,
+} from '@tensorflow/tfjs';
