@@ -1,0 +1,89 @@
+/**
+ * The coordinator role: one HTTP + WebSocket port where workers and the learner meet.
+ *
+ *   const coord = await startCoordinator({ port: 0, token: 's3cret' });
+ *   coord.url;      // ws://127.0.0.1:<port>
+ *   coord.stats();  // ledger counters, workers, weights (also at GET /healthz)
+ *   await coord.close();
+ *
+ * Options default to PROTOCOL_DEFAULTS; the global config maps onto them (see docs/protocol.md).
+ */
+import { GrpoError } from '../shared/errors.js';
+import { PROTOCOL_DEFAULTS, stderrLogger } from '../shared/protocol.js';
+import type { ProtocolLogger } from '../shared/protocol.js';
+import { CHUNK_HEADER_BYTES } from '../shared/codec.js';
+import { resolveToken } from './auth.js';
+import { Router } from './router.js';
+import type { CoordinatorStats } from './router.js';
+import { CoordinatorServer } from './server.js';
+
+export type { CoordinatorStats } from './router.js';
+
+export interface CoordinatorOptions {
+  host: string; // bind address; loopback unless told otherwise
+  port: number; // 0 = any free port
+  token: string | null | undefined; // null/undefined = env GRPO_TOKEN; if that is unset too, no auth (loopback only)
+  heartbeatMs: number;
+  peerTimeoutMs: number;
+  helloTimeoutMs: number;
+  leaseMs: number;
+  sweepMs: number;
+  maxPayloadBytes: number;
+  maxWeightsBytes: number;
+  weightsChunkBytes: number; // checked against maxPayloadBytes; the learner picks the real size
+  highWaterMarkBytes: number;
+  maxGroupAttempts: number;
+  maxRedispatches: number;
+  maxHeldResults: number;
+  maxBadFrames: number;
+  log: ProtocolLogger;
+}
+
+export const COORDINATOR_DEFAULTS: Readonly<CoordinatorOptions> = Object.freeze({
+  ...PROTOCOL_DEFAULTS,
+  host: '127.0.0.1',
+  port: 7070,
+  token: undefined,
+  log: stderrLogger,
+});
+
+export interface CoordinatorHandle {
+  readonly port: number;
+  readonly url: string; // ws://host:port
+  stats(): CoordinatorStats;
+  close(): Promise<void>;
+}
+
+function checkOptions(o: CoordinatorOptions): void {
+  const positive = ['heartbeatMs', 'peerTimeoutMs', 'helloTimeoutMs', 'leaseMs', 'sweepMs', 'maxPayloadBytes', 'maxWeightsBytes',
+    'weightsChunkBytes', 'highWaterMarkBytes', 'maxGroupAttempts', 'maxHeldResults', 'maxBadFrames'] as const;
+  for (const k of positive) {
+    if (!(Number.isFinite(o[k]) && o[k] > 0)) throw new GrpoError('GRPO_ERR_CONFIG', `coordinator option ${k} = ${o[k]} must be a positive number`);
+  }
+  if (o.weightsChunkBytes + CHUNK_HEADER_BYTES > o.maxPayloadBytes) {
+    throw new GrpoError('GRPO_ERR_CONFIG', `weightsChunkBytes ${o.weightsChunkBytes} + ${CHUNK_HEADER_BYTES} exceeds maxPayloadBytes ${o.maxPayloadBytes}; lower the chunk size`);
+  }
+  if (o.peerTimeoutMs <= o.heartbeatMs) {
+    throw new GrpoError('GRPO_ERR_CONFIG', `peerTimeoutMs ${o.peerTimeoutMs} must exceed heartbeatMs ${o.heartbeatMs} (3x or more is sensible)`);
+  }
+}
+
+export async function startCoordinator(options: Partial<CoordinatorOptions> = {}): Promise<CoordinatorHandle> {
+  const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
+  const o: CoordinatorOptions = { ...COORDINATOR_DEFAULTS, ...defined, token: options.token };
+  checkOptions(o);
+  const token = resolveToken(o.token, o.host);
+  const router = new Router(o);
+  const server = new CoordinatorServer({ ...o, token }, router);
+  const port = await server.listen();
+  const hostInUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
+  const url = `ws://${hostInUrl === '0.0.0.0' ? '127.0.0.1' : hostInUrl}:${port}`;
+  o.log('info', 'coordinator_listening', { url, auth: token !== null, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs });
+  let closing: Promise<void> | null = null;
+  return {
+    port,
+    url,
+    stats: () => router.stats(),
+    close: () => (closing ??= server.close()),
+  };
+}

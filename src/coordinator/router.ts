@@ -1,0 +1,259 @@
+/**
+ * What the coordinator does with each message: sessions (Hello/Welcome, one learner at a time),
+ * work accounting (ledger + scheduler), result delivery to the learner, policy versions and the
+ * weights upload and fan-out. Every handler is synchronous; the server calls them one at a time.
+ */
+import { assertNever, GrpoError } from '../shared/errors.js';
+import { CloseCode, Kind, PROTOCOL_VERSION, WireError } from '../shared/protocol.js';
+import type { HelloMsg, Message, ProtocolLogger } from '../shared/protocol.js';
+import { Ledger } from './ledger.js';
+import type { LedgerCounters, LedgerGauges } from './ledger.js';
+import type { Peer } from './peer.js';
+import { Scheduler } from './scheduler.js';
+import type { ServerHooks } from './server.js';
+import { Fanout, WeightsStore, weightsStats } from './weights.js';
+import type { WeightsStats } from './weights.js';
+
+export interface RouterOptions {
+  heartbeatMs: number;
+  peerTimeoutMs: number;
+  leaseMs: number;
+  maxPayloadBytes: number;
+  maxWeightsBytes: number;
+  highWaterMarkBytes: number;
+  maxGroupAttempts: number;
+  maxRedispatches: number;
+  maxHeldResults: number;
+  log: ProtocolLogger;
+}
+
+export interface CoordinatorStats {
+  uptimeS: number;
+  workers: { sessionId: string; name: string; capacity: number; ready: boolean; load: number; policyVersion: number | null }[];
+  learner: { sessionId: string; name: string } | null;
+  policyVersion: number | null;
+  ledger: LedgerCounters & LedgerGauges;
+  weights: WeightsStats;
+}
+
+export class Router implements ServerHooks {
+  readonly ledger: Ledger;
+  private readonly scheduler: Scheduler;
+  private readonly store: WeightsStore;
+  private readonly fanout: Fanout;
+  private readonly workers = new Map<string, Peer>();
+  private learner: Peer | null = null;
+  private policyVersion: number | null = null;
+  private seq = { worker: 0, learner: 0 };
+  private readonly startedAt = Date.now();
+
+  constructor(private readonly opts: RouterOptions) {
+    this.ledger = new Ledger(opts);
+    this.scheduler = new Scheduler(this.ledger, opts);
+    this.store = new WeightsStore(opts.maxWeightsBytes);
+    this.fanout = new Fanout(this.store, opts.highWaterMarkBytes, opts.log);
+  }
+
+  stats(): CoordinatorStats {
+    return {
+      uptimeS: (Date.now() - this.startedAt) / 1000,
+      workers: [...this.workers.values()].map((w) => ({
+        sessionId: w.sessionId,
+        name: w.name,
+        capacity: w.capacity,
+        ready: w.ready,
+        load: this.ledger.loadOf(w.sessionId),
+        policyVersion: w.policyVersion,
+      })),
+      learner: this.learner === null ? null : { sessionId: this.learner.sessionId, name: this.learner.name },
+      policyVersion: this.policyVersion,
+      ledger: { ...this.ledger.counters, ...this.ledger.gauges() },
+      weights: weightsStats(this.store, this.fanout),
+    };
+  }
+
+  health(): unknown {
+    return { ok: true, protocolVersion: PROTOCOL_VERSION, ...this.stats() };
+  }
+
+  hello(peer: Peer, msg: HelloMsg, now: number): void {
+    if (msg.protocolVersion !== PROTOCOL_VERSION) {
+      const message = `protocol version ${msg.protocolVersion} is not supported; this coordinator speaks ${PROTOCOL_VERSION}`;
+      peer.send({ kind: Kind.Error, code: WireError.ProtocolVersion, message });
+      peer.close(CloseCode.ProtocolVersion, 'protocol version mismatch');
+      return;
+    }
+    if (msg.role === 'learner' && this.learner !== null) {
+      peer.send({ kind: Kind.Error, code: WireError.LearnerTaken, message: `learner ${this.learner.name} (${this.learner.sessionId}) is connected; only one learner at a time` });
+      peer.close(CloseCode.LearnerTaken, 'a learner is already connected');
+      return;
+    }
+    if (msg.role === 'worker' && msg.capacity < 1) {
+      peer.send({ kind: Kind.Error, code: WireError.BadMessage, message: `worker capacity ${msg.capacity} must be at least 1` });
+      peer.close(CloseCode.HelloRequired, 'bad Hello');
+      return;
+    }
+    if (msg.role === 'learner' && msg.policyVersion !== null && this.policyVersion !== null && msg.policyVersion < this.policyVersion) {
+      this.rollback(msg.policyVersion);
+    }
+    peer.role = msg.role;
+    peer.name = msg.name;
+    peer.capacity = msg.role === 'worker' ? msg.capacity : 0;
+    peer.policyVersion = msg.policyVersion;
+    peer.sessionId = msg.role === 'worker' ? `w${++this.seq.worker}` : `l${++this.seq.learner}`;
+    peer.send({
+      kind: Kind.Welcome,
+      protocolVersion: PROTOCOL_VERSION,
+      sessionId: peer.sessionId,
+      role: msg.role,
+      policyVersion: this.policyVersion,
+      weightsVersion: this.store.latest?.version ?? null,
+      heartbeatMs: this.opts.heartbeatMs,
+      peerTimeoutMs: this.opts.peerTimeoutMs,
+      leaseMs: this.opts.leaseMs,
+      maxPayloadBytes: this.opts.maxPayloadBytes,
+      serverTime: now,
+    });
+    this.opts.log('info', 'joined', { session: peer.sessionId, role: msg.role, name: msg.name, capacity: peer.capacity, remote: peer.remote });
+    if (msg.role === 'worker') {
+      this.workers.set(peer.sessionId, peer);
+      this.fanout.attach(peer, msg.policyVersion); // a late joiner gets the current weights at once
+    } else {
+      this.learner = peer;
+      this.deliver(); // results held while no learner was connected
+    }
+  }
+
+  /**
+   * A learner resumed from a checkpoint older than the newest version seen: its versions are the
+   * truth. Newer weights are dropped and workers are told the version to go back to.
+   */
+  private rollback(version: number): void {
+    this.opts.log('warn', 'policy_rollback', { from: this.policyVersion, to: version });
+    this.policyVersion = version;
+    this.store.rollback(version);
+    for (const w of this.workers.values()) w.send({ kind: Kind.PolicyVersion, version });
+  }
+
+  message(peer: Peer, msg: Message, raw: Uint8Array, now: number): void {
+    switch (msg.kind) {
+      case Kind.Heartbeat:
+        if (peer.role === 'worker') this.ledger.heartbeat(peer.sessionId, msg.leaseIds, now);
+        return;
+      case Kind.Error:
+        this.opts.log('warn', 'peer_error', { session: peer.sessionId, code: msg.code, error: msg.message, ref: msg.ref });
+        return;
+      case Kind.Ready:
+        peer.ready = true;
+        peer.policyVersion = msg.policyVersion;
+        this.schedule(now);
+        return;
+      case Kind.Enqueue:
+        this.ledger.enqueue(msg.groups);
+        this.schedule(now);
+        return;
+      case Kind.Groups: {
+        const out = this.ledger.complete(peer.sessionId, peer.name, msg.leaseId, msg.results);
+        if (out.staleLease) this.opts.log('info', 'stale_lease_result', { session: peer.sessionId, lease: msg.leaseId, groups: msg.results.length });
+        for (const bad of out.invalid) peer.send({ kind: Kind.Error, code: WireError.InvalidResult, message: bad.message, ref: bad.groupId });
+        for (const id of out.stray) {
+          peer.send({ kind: Kind.Error, code: WireError.UnknownGroup, message: `group ${id} is not in lease ${msg.leaseId}`, ref: id });
+        }
+        this.deliver();
+        this.schedule(now);
+        return;
+      }
+      case Kind.GroupFailed: {
+        const r = this.ledger.fail(peer.sessionId, msg.leaseId, msg.groupId, msg.code, msg.message);
+        this.opts.log('warn', 'group_failed', { session: peer.sessionId, group: msg.groupId, code: msg.code, error: msg.message, outcome: r });
+        if (r === 'stray') {
+          peer.send({ kind: Kind.Error, code: WireError.UnknownGroup, message: `group ${msg.groupId} is not in lease ${msg.leaseId}`, ref: msg.groupId });
+        }
+        this.deliver();
+        this.schedule(now);
+        return;
+      }
+      case Kind.Verdict:
+        if (this.ledger.verdict(msg.groupId, msg.reason) === 'unknown') {
+          throw new GrpoError(WireError.UnknownGroup, `Verdict for group ${msg.groupId}, which awaits no verdict`);
+        }
+        this.schedule(now);
+        return;
+      case Kind.PolicyVersion:
+        this.announce(msg.version);
+        return;
+      case Kind.WeightsBegin:
+      case Kind.WeightsChunk:
+      case Kind.WeightsEnd: {
+        const done = this.store.accept(msg, raw);
+        if (done !== null) {
+          this.opts.log('info', 'weights_received', { version: done.version, bytes: done.totalBytes });
+          this.announce(done.version);
+          this.fanout.kick();
+        }
+        return;
+      }
+      case Kind.Hello:
+      case Kind.Welcome:
+      case Kind.Lease:
+      case Kind.LeaseRevoked:
+      case Kind.GroupResult:
+      case Kind.GroupExhausted:
+        throw new GrpoError(WireError.UnexpectedMessage, `kind ${msg.kind} is never sent to the coordinator`);
+      default:
+        assertNever(msg, 'message');
+    }
+  }
+
+  closed(peer: Peer, code: number, reason: string): void {
+    if (peer.role === null) return;
+    this.opts.log('info', 'left', { session: peer.sessionId, role: peer.role, code, reason });
+    if (peer.role === 'worker') {
+      this.workers.delete(peer.sessionId);
+      this.fanout.detach(peer.sessionId);
+      const released = this.ledger.releaseWorker(peer.sessionId);
+      if (released.length > 0) this.opts.log('info', 'leases_released', { session: peer.sessionId, leases: released.length });
+      this.deliver(); // releasing may give groups up (maxRedispatches)
+      this.schedule(Date.now());
+    } else if (this.learner === peer) {
+      this.learner = null;
+      this.ledger.learnerLost();
+    }
+  }
+
+  heartbeatDue(peer: Peer, now: number): void {
+    const leaseIds = peer.role === 'worker' ? this.ledger.leasesOf(peer.sessionId) : [];
+    peer.send({ kind: Kind.Heartbeat, time: now, leaseIds });
+  }
+
+  tick(now: number): void {
+    const expired = this.ledger.expire(now);
+    if (expired.length === 0) return;
+    for (const l of expired) {
+      this.opts.log('warn', 'lease_expired', { session: l.workerId, lease: l.leaseId });
+      this.workers.get(l.workerId)?.send({ kind: Kind.LeaseRevoked, leaseId: l.leaseId, reason: 'expired' });
+    }
+    this.deliver();
+    this.schedule(now);
+  }
+
+  /** The learner announced a version (or its weights completed): tell the workers if it is new. */
+  private announce(version: number): void {
+    if (this.policyVersion !== null && version <= this.policyVersion) return;
+    this.policyVersion = version;
+    for (const w of this.workers.values()) w.send({ kind: Kind.PolicyVersion, version });
+  }
+
+  /** Sends the learner every outbox entry it has not seen on this connection. */
+  private deliver(): void {
+    if (this.learner === null || !this.learner.open) return;
+    for (const e of this.ledger.takeUndelivered()) this.learner.send(e.msg);
+  }
+
+  private schedule(now: number): void {
+    const ready = [...this.workers.values()].filter((w) => w.ready && w.open);
+    for (const [id, lease] of this.scheduler.run(ready.map((w) => ({ id: w.sessionId, capacity: w.capacity })), this.policyVersion, now)) {
+      this.workers.get(id)?.send(lease);
+    }
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * HTTP and WebSocket on one port: `GET /healthz`, the authenticated upgrade, frame decoding,
+ * the Hello gate, bad-frame accounting, pings and peer timeouts. What the messages mean is the
+ * hooks' business (router.ts); this module only gets valid, role-permitted messages to them.
+ */
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import type { RawData, WebSocket } from 'ws';
+import { decodeMessage } from '../shared/codec.js';
+import { GrpoError, isGrpoError } from '../shared/errors.js';
+import { ACCEPTED_FROM, CloseCode, Kind, kindName, WireError } from '../shared/protocol.js';
+import type { HelloMsg, Message, ProtocolLogger } from '../shared/protocol.js';
+import { refuseUpgrade, TokenCheck } from './auth.js';
+import { Peer } from './peer.js';
+
+export interface ServerOptions {
+  host: string;
+  port: number; // 0 = any free port
+  token: string | null; // null = no authentication (loopback only, see auth.ts)
+  maxPayloadBytes: number;
+  heartbeatMs: number;
+  peerTimeoutMs: number;
+  helloTimeoutMs: number;
+  sweepMs: number;
+  maxBadFrames: number;
+  log: ProtocolLogger;
+}
+
+export interface ServerHooks {
+  health(): unknown; // body of GET /healthz
+  hello(peer: Peer, msg: HelloMsg, now: number): void; // may close the peer
+  message(peer: Peer, msg: Message, raw: Uint8Array, now: number): void; // may throw GrpoError
+  closed(peer: Peer, code: number, reason: string): void;
+  heartbeatDue(peer: Peer, now: number): void;
+  tick(now: number): void; // every sweepMs
+}
+
+function toBytes(data: RawData): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+}
+
+export class CoordinatorServer {
+  private readonly http: Server;
+  private readonly wss: WebSocketServer;
+  private readonly auth: TokenCheck;
+  private readonly peers = new Set<Peer>();
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private connSeq = 0;
+  refusedUpgrades = 0;
+  badFrames = 0;
+
+  constructor(
+    private readonly opts: ServerOptions,
+    private readonly hooks: ServerHooks,
+  ) {
+    this.auth = new TokenCheck(opts.token);
+    this.http = createServer((req, res) => this.onRequest(req, res));
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes, perMessageDeflate: false });
+    this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(this.opts.port, this.opts.host, () => {
+        this.http.off('error', reject);
+        this.sweepTimer = setInterval(() => this.sweep(), this.opts.sweepMs);
+        this.sweepTimer.unref();
+        resolve((this.http.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  connected(): Peer[] {
+    return [...this.peers];
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    const json = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method === 'GET' && path === '/healthz') json(200, this.hooks.health());
+    else json(404, { error: `no route ${req.method} ${path}; try GET /healthz or a WebSocket upgrade` });
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', (err) => this.opts.log('warn', 'upgrade_socket_error', { error: err.message }));
+    const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+    if (!this.auth.allows(req)) {
+      this.refusedUpgrades += 1;
+      this.opts.log('warn', 'auth_refused', { remote, hasHeader: req.headers.authorization !== undefined });
+      refuseUpgrade(socket, 401, 'missing or wrong bearer token');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, remote));
+  }
+
+  private onConnection(ws: WebSocket, remote: string): void {
+    const peer = new Peer(ws, remote, Date.now(), ++this.connSeq);
+    this.peers.add(peer);
+    this.opts.log('debug', 'connected', { session: peer.sessionId, remote });
+    ws.on('message', (data, isBinary) => this.onFrame(peer, toBytes(data), isBinary));
+    ws.on('pong', () => {
+      peer.lastSeen = Date.now();
+    });
+    ws.on('error', (err) => this.opts.log('warn', 'socket_error', { session: peer.sessionId, error: err.message }));
+    ws.on('close', (code, reason) => {
+      this.peers.delete(peer);
+      this.hooks.closed(peer, code, reason.toString());
+    });
+  }
+
+  private onFrame(peer: Peer, data: Uint8Array, isBinary: boolean): void {
+    const now = Date.now();
+    peer.lastSeen = now;
+    let msg: Message;
+    try {
+      if (!isBinary) throw new GrpoError(WireError.BadFrame, 'text frame; every message is a binary frame');
+      msg = decodeMessage(data);
+    } catch (err) {
+      this.rejectFrame(peer, isGrpoError(err) ? err : new GrpoError(WireError.BadFrame, String(err)));
+      return;
+    }
+    if (peer.role === null) {
+      if (msg.kind !== Kind.Hello) {
+        peer.send({ kind: Kind.Error, code: WireError.HelloRequired, message: `first message must be Hello, got ${kindName(msg.kind)}` });
+        peer.close(CloseCode.HelloRequired, 'Hello required');
+        return;
+      }
+      this.hooks.hello(peer, msg, now);
+      return;
+    }
+    if (!ACCEPTED_FROM[peer.role].has(msg.kind)) {
+      const why = msg.kind === Kind.Hello ? 'a second Hello' : `${kindName(msg.kind)} from a ${peer.role}`;
+      this.rejectFrame(peer, new GrpoError(WireError.UnexpectedMessage, `${why} is not accepted; see docs/protocol.md`));
+      return;
+    }
+    try {
+      this.hooks.message(peer, msg, data, now);
+    } catch (err) {
+      if (!isGrpoError(err)) this.opts.log('error', 'handler_failed', { session: peer.sessionId, kind: kindName(msg.kind), error: String(err) });
+      const e = isGrpoError(err) ? err : new GrpoError('GRPO_ERR_INTERNAL', `coordinator failed on ${kindName(msg.kind)}: ${String(err)}`);
+      peer.send({ kind: Kind.Error, code: e.code, message: e.message });
+    }
+  }
+
+  /** Answers a bad frame with a coded Error; too many of them close the connection. */
+  private rejectFrame(peer: Peer, err: GrpoError): void {
+    this.badFrames += 1;
+    peer.badFrames += 1;
+    this.opts.log('warn', 'bad_frame', { session: peer.sessionId, code: err.code, error: err.message, count: peer.badFrames });
+    peer.send({ kind: Kind.Error, code: err.code, message: err.message });
+    if (peer.badFrames >= this.opts.maxBadFrames) {
+      peer.close(CloseCode.BadFrames, `${peer.badFrames} bad frames (limit ${this.opts.maxBadFrames})`);
+    }
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const peer of this.peers) {
+      if (peer.role === null && now - peer.connectedAt > this.opts.helloTimeoutMs) {
+        peer.close(CloseCode.HelloRequired, `no Hello within ${this.opts.helloTimeoutMs} ms`);
+      } else if (now - peer.lastSeen > this.opts.peerTimeoutMs) {
+        this.opts.log('warn', 'peer_timeout', { session: peer.sessionId, quietMs: now - peer.lastSeen });
+        peer.ws.terminate(); // no close handshake with a peer that does not answer
+      } else if (now - peer.lastPing >= this.opts.heartbeatMs) {
+        peer.lastPing = now;
+        peer.ws.ping();
+        if (peer.role !== null) this.hooks.heartbeatDue(peer, now);
+      }
+    }
+    this.hooks.tick(now);
+  }
+
+  /** Closes every connection (4004), stops listening; resolves when the port is free. */
+  async close(): Promise<void> {
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    for (const peer of this.peers) peer.close(CloseCode.ShuttingDown, 'coordinator shutting down');
+    const grace = setTimeout(() => {
+      for (const peer of this.peers) peer.ws.terminate();
+    }, 1_000);
+    grace.unref();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    this.http.closeAllConnections();
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    clearTimeout(grace);
+  }
+}

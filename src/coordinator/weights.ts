@@ -1,0 +1,187 @@
+/**
+ * Weights at the coordinator: the learner's upload is verified and kept as ready-to-send frames
+ * (only the newest complete version), and fanned out to every worker beside the upload.
+ *
+ * Fan-out, per worker: send Begin, the chunks, End of the newest version, one frame at a time,
+ * while the socket's bufferedAmount stays under the high-water mark; above it, wait for the
+ * write callback of a frame already sent. Before every frame, if a newer version has completed
+ * meanwhile, abandon the old transfer there (a chunk boundary) and start the newest with its
+ * Begin. A slow worker so never has more than about one high-water mark of frames queued, and
+ * they are of the newest version it could be sent.
+ */
+import { encodeMessage } from '../shared/codec.js';
+import { Kind } from '../shared/protocol.js';
+import type { ProtocolLogger, WeightsMsg } from '../shared/protocol.js';
+import { WeightsAssembler } from '../shared/weights-wire.js';
+
+export interface StoredVersion {
+  version: number;
+  totalBytes: number;
+  frames: Uint8Array[]; // Begin, chunk 0..n-1, End: encoded, sent as they are to every worker
+}
+
+export interface WeightsStats {
+  version: number | null; // newest complete version
+  bytes: number; // its payload size
+  versionsReceived: number;
+  uploadErrors: number; // layout, sequence and checksum failures of learner uploads
+  transfersStarted: number;
+  transfersCompleted: number;
+  transfersAbandoned: number; // switched to a newer version part-way
+  framesSent: number;
+  bytesSent: number;
+}
+
+/** The learner's uploads: assembled (verify only) and kept as frames. */
+export class WeightsStore {
+  private readonly assembler: WeightsAssembler;
+  private uploading: Uint8Array[] = [];
+  latest: StoredVersion | null = null;
+  versionsReceived = 0;
+  uploadErrors = 0;
+
+  constructor(maxTotalBytes: number) {
+    this.assembler = new WeightsAssembler({ maxTotalBytes, keepPayload: false });
+  }
+
+  /**
+   * One upload message with its raw frame. Returns the version when it completed and is newer
+   * than the one kept. Throws the assembler's coded errors (the upload of that version is dropped).
+   */
+  accept(msg: WeightsMsg, raw: Uint8Array): StoredVersion | null {
+    try {
+      if (msg.kind === Kind.WeightsBegin) this.uploading = [];
+      const done = this.assembler.push(msg);
+      if (msg.kind !== Kind.WeightsEnd) {
+        if (this.assembler.inProgress === msg.version) this.uploading.push(msg.kind === Kind.WeightsBegin ? encodeMessage(msg) : raw);
+        return null;
+      }
+      if (done === null) return null;
+      const frames = [...this.uploading, encodeMessage(msg)];
+      this.uploading = [];
+      this.versionsReceived += 1;
+      if (this.latest !== null && done.begin.version <= this.latest.version) return null;
+      this.latest = { version: done.begin.version, totalBytes: done.begin.totalBytes, frames };
+      return this.latest;
+    } catch (err) {
+      this.uploading = [];
+      this.uploadErrors += 1;
+      throw err;
+    }
+  }
+
+  /** Forgets a kept version newer than `version` (the learner went back to an older checkpoint). */
+  rollback(version: number): void {
+    if (this.latest !== null && this.latest.version > version) this.latest = null;
+  }
+}
+
+/** What the fan-out needs of a worker connection. */
+export interface FanoutTarget {
+  readonly sessionId: string;
+  readonly open: boolean;
+  readonly bufferedAmount: number;
+  sendFrame(frame: Uint8Array, cb: (err?: Error | null) => void): void;
+}
+
+interface Transfer {
+  target: FanoutTarget;
+  have: number | null; // version the worker holds completely
+  sending: StoredVersion | null;
+  next: number; // index into sending.frames
+  waiting: boolean; // paused above the high-water mark until a write callback
+  inFlight: number; // frames handed to the socket whose write callback has not run
+}
+
+const POLL_MS = 10; // re-check bufferedAmount when other traffic filled the socket
+
+export class Fanout {
+  private readonly transfers = new Map<string, Transfer>();
+  readonly stats = { transfersStarted: 0, transfersCompleted: 0, transfersAbandoned: 0, framesSent: 0, bytesSent: 0 };
+
+  constructor(
+    private readonly store: WeightsStore,
+    private readonly highWaterMarkBytes: number,
+    private readonly log: ProtocolLogger,
+  ) {}
+
+  /** Starts serving a worker; `have` is the version it already holds (from its Hello). */
+  attach(target: FanoutTarget, have: number | null): void {
+    this.transfers.set(target.sessionId, { target, have, sending: null, next: 0, waiting: false, inFlight: 0 });
+    this.pump(target.sessionId);
+  }
+
+  detach(sessionId: string): void {
+    this.transfers.delete(sessionId);
+  }
+
+  /** A new version completed: every idle or mid-transfer worker moves to it. */
+  kick(): void {
+    for (const id of this.transfers.keys()) this.pump(id);
+  }
+
+  /** Versions each worker holds completely (for stats and tests). */
+  held(): Map<string, number | null> {
+    return new Map([...this.transfers].map(([id, t]) => [id, t.have]));
+  }
+
+  private pump(sessionId: string): void {
+    const t = this.transfers.get(sessionId);
+    if (t === undefined || t.waiting) return;
+    for (;;) {
+      const latest = this.store.latest;
+      if (!t.target.open || latest === null) return;
+      if (t.sending === null || t.sending.version !== latest.version) {
+        if (t.sending !== null) this.stats.transfersAbandoned += 1;
+        else if (t.have === latest.version) return;
+        t.sending = latest;
+        t.next = 0;
+        this.stats.transfersStarted += 1;
+      }
+      if (t.target.bufferedAmount >= this.highWaterMarkBytes) {
+        t.waiting = true; // resumed by the write callback of a frame already queued
+        if (t.inFlight === 0) setTimeout(() => this.written(sessionId), POLL_MS).unref(); // none of ours is queued
+        return;
+      }
+      const sending = t.sending;
+      const frame = sending.frames[t.next++];
+      this.stats.framesSent += 1;
+      this.stats.bytesSent += frame.byteLength;
+      const last = t.next === sending.frames.length;
+      if (last) {
+        t.have = sending.version;
+        t.sending = null;
+        this.stats.transfersCompleted += 1;
+        this.log('debug', 'weights_sent', { session: sessionId, version: sending.version });
+      }
+      t.inFlight += 1;
+      t.target.sendFrame(frame, (err) => {
+        t.inFlight -= 1;
+        this.written(sessionId, err);
+      });
+    }
+  }
+
+  private written(sessionId: string, err?: Error | null): void {
+    const t = this.transfers.get(sessionId);
+    if (t === undefined) return;
+    if (err) {
+      this.transfers.delete(sessionId); // the connection is going away; its close handler cleans up
+      return;
+    }
+    if (t.waiting) {
+      t.waiting = false;
+      this.pump(sessionId);
+    }
+  }
+}
+
+export function weightsStats(store: WeightsStore, fanout: Fanout): WeightsStats {
+  return {
+    version: store.latest?.version ?? null,
+    bytes: store.latest?.totalBytes ?? 0,
+    versionsReceived: store.versionsReceived,
+    uploadErrors: store.uploadErrors,
+    ...fanout.stats,
+  };
+}

@@ -1,0 +1,365 @@
+/**
+ * ProtocolClient: the one WebSocket client of the coordinator, used by rollout workers and the
+ * learner. It says Hello, keeps the connection alive (pings, Heartbeats listing the worker's
+ * leases, a peer timeout), reconnects with exponential backoff, assembles weights for workers
+ * (`weights` event), uploads weights for the learner (re-sent after a reconnect when the
+ * coordinator lacks them), and hands every other message to typed handlers.
+ *
+ *   const c = new ProtocolClient({ url, role: 'worker', name: 'w1', capacity: 4 });
+ *   c.onEvent('weights', ({ version, tensors }) => { load(tensors); c.send({ kind: Kind.Ready, policyVersion: version }); });
+ *   c.on(Kind.Lease, (lease) => run(lease));
+ *   await c.start();
+ */
+import { WebSocket } from 'ws';
+import { decodeMessage, encodeMessage } from './codec.js';
+import { GrpoError, isGrpoError } from './errors.js';
+import type { NamedHostTensors } from './model/types.js';
+import { FATAL_CLOSE_CODES, CloseCode, Kind, kindName, PROTOCOL_DEFAULTS, PROTOCOL_VERSION, silentLogger, WireError } from './protocol.js';
+import type { Message, MessageOf, ProtocolLogger, Role, WeightsEncoding, WelcomeMsg } from './protocol.js';
+import { UploadPump } from './ws-upload.js';
+import { encodeWeights, WeightsAssembler } from './weights-wire.js';
+
+export interface ProtocolClientOptions {
+  url: string; // ws://host:port
+  role: Role;
+  name: string;
+  capacity?: number; // worker: groups sampled at once (default 1)
+  token?: string | null; // default: env GRPO_TOKEN; null = send none
+  maxPayloadBytes?: number;
+  maxWeightsBytes?: number;
+  highWaterMarkBytes?: number; // weights upload pauses above this bufferedAmount
+  weightsChunkBytes?: number; // default chunk size of publishWeights
+  reconnectInitialMs?: number;
+  reconnectMaxMs?: number;
+  log?: ProtocolLogger;
+}
+
+export interface ReceivedWeights {
+  version: number;
+  encoding: WeightsEncoding;
+  tensors: NamedHostTensors;
+}
+
+export interface ClientEvents {
+  welcome: (msg: WelcomeMsg) => void; // every (re)connection
+  weights: (w: ReceivedWeights) => void; // worker: a verified version arrived
+  disconnect: (info: { code: number; reason: string }) => void; // leases are gone; a reconnect follows unless closed
+  error: (err: GrpoError) => void; // a problem the client recovered from (bad frame, weights checksum, ...)
+  fatal: (err: GrpoError) => void; // the client stopped: refused token, protocol version
+}
+
+type Handler = (msg: Message) => void;
+
+export class ProtocolClient {
+  private ws: WebSocket | null = null;
+  private welcomeMsg: WelcomeMsg | null = null;
+  private closed = false;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private lastSeen = 0;
+  private readonly handlers = new Map<number, Set<Handler>>();
+  private readonly events = new Map<keyof ClientEvents, Set<ClientEvents[keyof ClientEvents]>>();
+  private readonly leases = new Map<string, Set<string>>(); // leaseId -> group ids not yet reported
+  private readonly assembler: WeightsAssembler;
+  private readonly upload: UploadPump;
+  private lastReady: MessageOf<typeof Kind.Ready> | null = null;
+  private announced: number | null = null; // learner: newest PolicyVersion sent
+  private startPromise: Promise<WelcomeMsg> | null = null;
+  private settleStart: { resolve: (w: WelcomeMsg) => void; reject: (e: GrpoError) => void } | null = null;
+  private readonly opts: Required<Omit<ProtocolClientOptions, 'token'>> & { token: string | null };
+  weightsVersion: number | null = null; // worker: newest version assembled
+
+  constructor(options: ProtocolClientOptions) {
+    const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as ProtocolClientOptions;
+    this.opts = {
+      capacity: 1,
+      maxPayloadBytes: PROTOCOL_DEFAULTS.maxPayloadBytes,
+      maxWeightsBytes: PROTOCOL_DEFAULTS.maxWeightsBytes,
+      highWaterMarkBytes: PROTOCOL_DEFAULTS.highWaterMarkBytes,
+      weightsChunkBytes: PROTOCOL_DEFAULTS.weightsChunkBytes,
+      reconnectInitialMs: PROTOCOL_DEFAULTS.reconnectInitialMs,
+      reconnectMaxMs: PROTOCOL_DEFAULTS.reconnectMaxMs,
+      log: silentLogger,
+      ...given,
+      token: options.token === undefined ? (process.env.GRPO_TOKEN ?? null) : options.token,
+    };
+    this.assembler = new WeightsAssembler({ maxTotalBytes: this.opts.maxWeightsBytes });
+    this.upload = new UploadPump(this.opts.highWaterMarkBytes);
+  }
+
+  get connected(): boolean {
+    return this.welcomeMsg !== null && this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  get welcome(): WelcomeMsg | null {
+    return this.welcomeMsg;
+  }
+
+  /** Connects (retrying until the coordinator answers); resolves with the first Welcome. */
+  start(): Promise<WelcomeMsg> {
+    if (this.startPromise === null) {
+      this.startPromise = new Promise<WelcomeMsg>((resolve, reject) => {
+        this.settleStart = { resolve, reject };
+        this.connect();
+      });
+      this.startPromise.catch(() => {}); // a caller that never awaits start() gets no unhandled rejection
+    }
+    return this.startPromise;
+  }
+
+  /** Subscribes to one message kind; returns the unsubscribe function. */
+  on<K extends Kind>(kind: K, handler: (msg: MessageOf<K>) => void): () => void {
+    const set = this.handlers.get(kind) ?? new Set<Handler>();
+    this.handlers.set(kind, set);
+    set.add(handler as Handler);
+    return () => set.delete(handler as Handler);
+  }
+
+  onEvent<E extends keyof ClientEvents>(event: E, handler: ClientEvents[E]): () => void {
+    const set = this.events.get(event) ?? new Set();
+    this.events.set(event, set);
+    set.add(handler);
+    return () => set.delete(handler);
+  }
+
+  /** The next message of `kind` that satisfies `pred`; rejects after `timeoutMs`. */
+  next<K extends Kind>(kind: K, timeoutMs = 10_000, pred: (msg: MessageOf<K>) => boolean = () => true): Promise<MessageOf<K>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new GrpoError('GRPO_ERR_TIMEOUT', `no ${kindName(kind)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const off = this.on(kind, (msg) => {
+        if (!pred(msg)) return;
+        clearTimeout(timer);
+        off();
+        resolve(msg);
+      });
+    });
+  }
+
+  /**
+   * Sends one message now; false when not connected (the message is dropped: leases die with
+   * the connection, and the learner re-sends its Enqueues and Verdicts on `welcome`).
+   */
+  send(msg: Message): boolean {
+    if (msg.kind === Kind.Groups) for (const r of msg.results) this.settleLeaseGroup(msg.leaseId, r.groupId);
+    if (msg.kind === Kind.GroupFailed) this.settleLeaseGroup(msg.leaseId, msg.groupId);
+    if (msg.kind === Kind.Ready) this.lastReady = msg;
+    if (msg.kind === Kind.PolicyVersion) this.announced = Math.max(this.announced ?? msg.version, msg.version);
+    if (!this.connected) return false;
+    (this.ws as WebSocket).send(encodeMessage(msg));
+    return true;
+  }
+
+  /** Leases received and not yet fully reported (what Heartbeats list). */
+  activeLeases(): string[] {
+    return [...this.leases.keys()];
+  }
+
+  /**
+   * Learner: uploads one weights version. Resolves once all its frames are written to the
+   * socket, or when a newer publish supersedes it. After a reconnect the newest published
+   * version is uploaded again if the coordinator does not hold it.
+   */
+  publishWeights(tensors: NamedHostTensors, version: number, encoding: WeightsEncoding, chunkBytes = this.opts.weightsChunkBytes): Promise<void> {
+    const done = this.upload.publish(encodeWeights(tensors, version, encoding, chunkBytes));
+    if (this.connected) this.upload.pump(this.ws as WebSocket);
+    return done;
+  }
+
+  /** Stops reconnecting and closes the connection (1000); resolves when it is closed. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.stopHeartbeat();
+    this.upload.stop();
+    this.settleStart?.reject(new GrpoError('GRPO_ERR_CLOSED', 'client closed before the coordinator welcomed it'));
+    this.settleStart = null;
+    const ws = this.ws;
+    if (ws === null || ws.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      ws.once('close', () => resolve());
+      if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
+      else ws.close(1000, 'client closing');
+      setTimeout(() => ws.terminate(), 1_000).unref();
+    });
+  }
+
+  private emit<E extends keyof ClientEvents>(event: E, ...args: Parameters<ClientEvents[E]>): void {
+    for (const h of this.events.get(event) ?? []) {
+      try {
+        (h as (...a: Parameters<ClientEvents[E]>) => void)(...args);
+      } catch (err) {
+        this.opts.log('error', 'client_handler_failed', { event, error: String(err) });
+      }
+    }
+  }
+
+  private connect(): void {
+    const headers: Record<string, string> = this.opts.token === null ? {} : { authorization: `Bearer ${this.opts.token}` };
+    const ws = new WebSocket(this.opts.url, { headers, maxPayload: this.opts.maxPayloadBytes, perMessageDeflate: false, handshakeTimeout: 10_000 });
+    this.ws = ws;
+    ws.on('open', () => {
+      this.lastSeen = Date.now();
+      ws.send(encodeMessage({
+        kind: Kind.Hello,
+        protocolVersion: PROTOCOL_VERSION,
+        role: this.opts.role,
+        name: this.opts.name,
+        capacity: this.opts.role === 'worker' ? this.opts.capacity : 0,
+        // Worker: the weights it holds. Learner: its newest published version, so a learner
+        // resumed from an older checkpoint rolls the coordinator back to it.
+        policyVersion: this.opts.role === 'learner' ? this.learnerVersion() : this.weightsVersion,
+      }));
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      if (res.statusCode === 401) {
+        this.fail(new GrpoError(WireError.Auth, `coordinator ${this.opts.url} refused the token (HTTP 401); check --token / GRPO_TOKEN`));
+      } else {
+        this.opts.log('warn', 'upgrade_refused', { url: this.opts.url, status: res.statusCode });
+      }
+      ws.terminate();
+    });
+    ws.on('message', (data, isBinary) => this.onFrame(ws, data as Buffer, isBinary));
+    ws.on('pong', () => {
+      this.lastSeen = Date.now();
+    });
+    ws.on('error', (err) => this.opts.log('debug', 'client_socket_error', { url: this.opts.url, error: err.message }));
+    ws.on('close', (code, reason) => this.onClose(ws, code, reason.toString()));
+  }
+
+  private onFrame(ws: WebSocket, data: Buffer, isBinary: boolean): void {
+    this.lastSeen = Date.now();
+    let msg: Message;
+    try {
+      if (!isBinary) throw new GrpoError(WireError.BadFrame, 'text frame from the coordinator');
+      msg = decodeMessage(data);
+    } catch (err) {
+      const e = isGrpoError(err) ? err : new GrpoError(WireError.BadFrame, String(err));
+      this.opts.log('warn', 'client_bad_frame', { code: e.code, error: e.message });
+      this.emit('error', e);
+      return;
+    }
+    switch (msg.kind) {
+      case Kind.Welcome:
+        this.onWelcome(ws, msg);
+        break;
+      case Kind.Lease:
+        this.leases.set(msg.leaseId, new Set(msg.groups.map((g) => g.groupId)));
+        break;
+      case Kind.LeaseRevoked:
+        this.leases.delete(msg.leaseId);
+        break;
+      case Kind.Error:
+        this.opts.log('warn', 'coordinator_error', { code: msg.code, error: msg.message, ref: msg.ref });
+        break;
+      case Kind.WeightsBegin:
+      case Kind.WeightsChunk:
+      case Kind.WeightsEnd:
+        this.onWeights(ws, msg);
+        break;
+      default:
+        break;
+    }
+    for (const h of this.handlers.get(msg.kind) ?? []) {
+      try {
+        h(msg);
+      } catch (err) {
+        this.opts.log('error', 'client_handler_failed', { kind: kindName(msg.kind), error: String(err) });
+      }
+    }
+  }
+
+  private onWelcome(ws: WebSocket, msg: WelcomeMsg): void {
+    this.welcomeMsg = msg;
+    this.attempt = 0;
+    this.startHeartbeat(ws, msg);
+    this.opts.log('info', 'client_welcomed', { session: msg.sessionId, role: msg.role, policyVersion: msg.policyVersion });
+    if (this.lastReady !== null) ws.send(encodeMessage(this.lastReady)); // a new session starts not ready
+    this.upload.resume(ws, msg.weightsVersion);
+    this.settleStart?.resolve(msg);
+    this.settleStart = null;
+    this.emit('welcome', msg);
+  }
+
+  private onWeights(ws: WebSocket, msg: MessageOf<typeof Kind.WeightsBegin | typeof Kind.WeightsChunk | typeof Kind.WeightsEnd>): void {
+    try {
+      const done = this.assembler.pushAndDecode(msg);
+      if (done === null) return;
+      this.weightsVersion = done.version;
+      this.emit('weights', done);
+    } catch (err) {
+      const e = isGrpoError(err) ? err : new GrpoError(WireError.WeightsSequence, String(err));
+      this.opts.log('warn', 'client_weights_failed', { code: e.code, error: e.message });
+      this.emit('error', e);
+      // A fresh session makes the coordinator send the newest version again from its Begin.
+      ws.close(CloseCode.WeightsCorrupt, e.code);
+    }
+  }
+
+  /** Learner: the newest version it announced or published, or null. */
+  private learnerVersion(): number | null {
+    const published = this.upload.latestVersion;
+    if (published === null || this.announced === null) return published ?? this.announced;
+    return Math.max(published, this.announced);
+  }
+
+  private settleLeaseGroup(leaseId: string, groupId: string): void {
+    const groups = this.leases.get(leaseId);
+    if (groups === undefined) return;
+    groups.delete(groupId);
+    if (groups.size === 0) this.leases.delete(leaseId);
+  }
+
+  private startHeartbeat(ws: WebSocket, welcome: WelcomeMsg): void {
+    this.stopHeartbeat();
+    this.heartbeatTimer = setInterval(() => {
+      if (Date.now() - this.lastSeen > welcome.peerTimeoutMs) {
+        this.opts.log('warn', 'client_peer_timeout', { url: this.opts.url, quietMs: Date.now() - this.lastSeen });
+        ws.terminate();
+        return;
+      }
+      ws.ping();
+      ws.send(encodeMessage({ kind: Kind.Heartbeat, time: Date.now(), leaseIds: this.activeLeases() }));
+    }, welcome.heartbeatMs);
+    this.heartbeatTimer.unref();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  }
+
+  private onClose(ws: WebSocket, code: number, reason: string): void {
+    if (this.ws !== ws) return;
+    const wasWelcomed = this.welcomeMsg !== null;
+    this.welcomeMsg = null;
+    this.stopHeartbeat();
+    this.leases.clear(); // the coordinator re-dispatches them
+    this.upload.interrupt();
+    if (wasWelcomed) this.emit('disconnect', { code, reason });
+    if (this.closed) return;
+    if (FATAL_CLOSE_CODES.has(code)) {
+      this.fail(new GrpoError(WireError.ProtocolVersion, `coordinator closed the connection (${code} ${reason}); not reconnecting`));
+      return;
+    }
+    const delay = Math.min(this.opts.reconnectMaxMs, this.opts.reconnectInitialMs * 2 ** this.attempt) * (0.8 + 0.4 * Math.random());
+    this.attempt += 1;
+    this.opts.log(wasWelcomed ? 'warn' : 'debug', 'client_reconnecting', { url: this.opts.url, code, reason, delayMs: Math.round(delay) });
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.closed) this.connect();
+    }, delay);
+  }
+
+  private fail(err: GrpoError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.opts.log('error', 'client_fatal', { code: err.code, error: err.message });
+    this.settleStart?.reject(err);
+    this.settleStart = null;
+    this.emit('fatal', err);
+  }
+}
