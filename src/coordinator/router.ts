@@ -5,7 +5,7 @@
  */
 import { assertNever, GrpoError } from '../shared/errors.js';
 import { CloseCode, Kind, PROTOCOL_VERSION, WireError } from '../shared/protocol.js';
-import type { HelloMsg, Message, ProtocolLogger } from '../shared/protocol.js';
+import type { HelloMsg, Message, ProtocolLogger, RunSpecMsg } from '../shared/protocol.js';
 import { Ledger } from './ledger.js';
 import type { LedgerCounters, LedgerGauges } from './ledger.js';
 import type { Peer } from './peer.js';
@@ -44,6 +44,7 @@ export class Router implements ServerHooks {
   private readonly workers = new Map<string, Peer>();
   private learner: Peer | null = null;
   private policyVersion: number | null = null;
+  private runSpec: RunSpecMsg | null = null; // newest from the learner; every worker gets it on join
   private seq = { worker: 0, learner: 0 };
   private readonly startedAt = Date.now();
 
@@ -117,6 +118,7 @@ export class Router implements ServerHooks {
     this.opts.log('info', 'joined', { session: peer.sessionId, role: msg.role, name: msg.name, capacity: peer.capacity, remote: peer.remote });
     if (msg.role === 'worker') {
       this.workers.set(peer.sessionId, peer);
+      if (this.runSpec) peer.send(this.runSpec); // before any weights: the worker builds its model from it
       this.fanout.attach(peer, msg.policyVersion); // a late joiner gets the current weights at once
     } else {
       this.learner = peer;
@@ -147,6 +149,11 @@ export class Router implements ServerHooks {
         peer.ready = true;
         peer.policyVersion = msg.policyVersion;
         this.schedule(now);
+        return;
+      case Kind.RunSpec:
+        this.runSpec = msg;
+        this.opts.log('info', 'run_spec', { run: msg.spec.runId, task: msg.spec.task.name });
+        for (const w of this.workers.values()) w.send(msg);
         return;
       case Kind.Enqueue:
         this.ledger.enqueue(msg.groups);

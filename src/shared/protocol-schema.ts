@@ -78,6 +78,24 @@ const SCHEMAS = {
     ref: z.string().optional(),
   }),
   [Kind.Ready]: z.object({ kind: z.literal(Kind.Ready), policyVersion: version() }),
+  [Kind.RunSpec]: z.object({
+    kind: z.literal(Kind.RunSpec),
+    spec: z.object({
+      runId: id(),
+      model: z.record(z.string(), z.unknown()),
+      tokenizer: z.unknown(),
+      task: z.object({ name: z.string().min(1), seed: z.number().int(), options: z.record(z.string(), z.unknown()) }),
+      rewardWeights: z.record(z.string(), z.number()),
+      sampling: z.object({
+        temperature: z.number().nonnegative(),
+        topK: count(),
+        topP: z.number().gt(0).max(1),
+        maxNewTokens: z.number().int().positive(),
+        seed: z.number().int(),
+      }),
+      rewards: z.object({ timeoutMs: z.number().positive(), retries: count() }),
+    }),
+  }),
   [Kind.Enqueue]: z.object({ kind: z.literal(Kind.Enqueue), groups: z.array(groupSpec) }),
   [Kind.Lease]: z.object({
     kind: z.literal(Kind.Lease),

@@ -19,6 +19,7 @@ export const Kind = {
   Heartbeat: 3,
   Error: 4,
   Ready: 5,
+  RunSpec: 6,
   Enqueue: 10,
   Lease: 11,
   LeaseRevoked: 12,
@@ -138,6 +139,29 @@ export interface ErrorMsg {
 export interface ReadyMsg {
   kind: typeof Kind.Ready;
   policyVersion: number;
+}
+
+/**
+ * What every worker must know to sample and score for this run, apart from the weights: the model
+ * architecture (Hugging Face config.json fields), the tokenizer (tokenizer.json contents), the task
+ * whose reward functions score completions, and the sampling settings. The learner sends it after
+ * Welcome (and again if it changes); the coordinator keeps the newest and sends it to every worker
+ * right after Welcome, before any weights, so a worker needs nothing but the coordinator's address.
+ */
+export interface RunSpec {
+  runId: string; // changes when the learner restarts with another run
+  model: Record<string, unknown>; // LlamaConfig (config.json)
+  tokenizer: unknown; // tokenizer.json contents
+  task: { name: string; seed: number; options: Record<string, unknown> };
+  rewardWeights: Record<string, number>; // config reward_weights (task defaults apply to the rest)
+  sampling: { temperature: number; topK: number; topP: number; maxNewTokens: number; seed: number };
+  rewards: { timeoutMs: number; retries: number };
+}
+
+/** Learner -> coordinator, coordinator -> workers. */
+export interface RunSpecMsg {
+  kind: typeof Kind.RunSpec;
+  spec: RunSpec;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,6 +314,7 @@ export type Message =
   | HeartbeatMsg
   | ErrorMsg
   | ReadyMsg
+  | RunSpecMsg
   | EnqueueMsg
   | LeaseMsg
   | LeaseRevokedMsg
@@ -312,6 +337,7 @@ export const ACCEPTED_FROM: Readonly<Record<Role, ReadonlySet<Kind>>> = {
   learner: new Set<Kind>([
     Kind.Heartbeat,
     Kind.Error,
+    Kind.RunSpec,
     Kind.Enqueue,
     Kind.Verdict,
     Kind.PolicyVersion,

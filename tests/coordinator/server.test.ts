@@ -8,6 +8,7 @@ import { encodeMessage } from '../../src/shared/codec.js';
 import { isGrpoError } from '../../src/shared/errors.js';
 import { CloseCode, Kind, PROTOCOL_VERSION, WireError } from '../../src/shared/protocol.js';
 import { RawPeer, spec, startTestCoordinator, until } from './helpers.js';
+import { SAMPLES } from '../shared/protocol-samples.js';
 
 let coord: CoordinatorHandle | null = null;
 afterEach(async () => {
@@ -157,5 +158,19 @@ describe('coordinator server', () => {
     const { code } = await peer.closed;
     expect(code).toBe(1006); // terminated, no close handshake
     expect(peer.all(Kind.Heartbeat).length).toBeGreaterThan(0); // it was pinged and sent Heartbeats first
+  });
+
+  it('forwards the learner RunSpec to connected workers and to workers that join later, before weights', async () => {
+    coord = await startTestCoordinator();
+    const { peer: early } = await RawPeer.join(coord.url, 'worker');
+    const { peer: learner } = await RawPeer.join(coord.url, 'learner');
+    const spec1 = SAMPLES[Kind.RunSpec];
+    learner.send(spec1);
+    expect((await early.next(Kind.RunSpec)).spec).toEqual(spec1.spec);
+    const { peer: late } = await RawPeer.join(coord.url, 'worker');
+    expect((await late.next(Kind.RunSpec)).spec.runId).toBe('run-1');
+    early.ws.close();
+    late.ws.close();
+    learner.ws.close();
   });
 });

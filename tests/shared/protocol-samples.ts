@@ -33,6 +33,18 @@ export const SAMPLES: { [K in Kind]: Extract<Message, { kind: K }> } = {
   [Kind.Heartbeat]: { kind: Kind.Heartbeat, time: 1_795_000_000_123, leaseIds: ['L1', 'L2'] },
   [Kind.Error]: { kind: Kind.Error, code: 'GRPO_ERR_BAD_FRAME', message: 'nope', ref: 'g1' },
   [Kind.Ready]: { kind: Kind.Ready, policyVersion: 0 },
+  [Kind.RunSpec]: {
+    kind: Kind.RunSpec,
+    spec: {
+      runId: 'run-1',
+      model: { model_type: 'llama', vocab_size: 32, hidden_size: 16 },
+      tokenizer: { version: '1.0', model: { type: 'WordLevel', vocab: { a: 0 } } },
+      task: { name: 'arithmetic', seed: 7, options: { max_digits: 2 } },
+      rewardWeights: { correct: 1, format: 0.1 },
+      sampling: { temperature: 1, topK: 0, topP: 0.95, maxNewTokens: 12, seed: 3 },
+      rewards: { timeoutMs: 10_000, retries: 2 },
+    },
+  },
   [Kind.Enqueue]: { kind: Kind.Enqueue, groups: [spec] },
   [Kind.Lease]: { kind: Kind.Lease, leaseId: 'L1', policyVersion: 7, deadline: 1_795_000_060_000, ttlMs: 60000, groups: [spec] },
   [Kind.LeaseRevoked]: { kind: Kind.LeaseRevoked, leaseId: 'L1', reason: 'expired' },
