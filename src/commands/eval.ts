@@ -1,0 +1,141 @@
+/**
+ * `grpo eval`: greedy accuracy and pass@k of a checkpoint on a task's held-out problems.
+ *
+ *   grpo eval --checkpoint DIR [--task arithmetic] [--samples N] [--k K] [--n N]
+ *             [--temperature T] [--json] [--backend ...]
+ *
+ * The task, its options and its seed default to the ones saved in the checkpoint's
+ * trainer_state.json (so a run is scored on the problems it held out), else the config defaults.
+ */
+import { Command } from 'commander';
+import { DEFAULT_CONFIG, parseConfig, type Config } from '../shared/config.js';
+import { coerceFlag } from '../shared/config-flags.js';
+import type { BackendChoice } from '../shared/engine/backend.js';
+import { GrpoError } from '../shared/errors.js';
+import { evaluate, type EvalResult } from '../shared/eval.js';
+import { loadCheckpoint } from '../shared/model/checkpoint.js';
+import { LlamaModel } from '../shared/model/llama.js';
+import { loadTask } from '../shared/tasks/index.js';
+import { startEngine, type CommandIO } from './io.js';
+
+export interface EvalCommandOptions {
+  checkpoint: string;
+  task?: string;
+  taskOptions?: string;
+  seed?: string;
+  samples?: string;
+  k?: string;
+  n?: string;
+  temperature?: string;
+  batchSize?: string;
+  backend?: string;
+  json?: boolean;
+}
+
+export interface EvalReport extends EvalResult {
+  checkpoint: string;
+  seed: number;
+  taskOptions: Record<string, unknown>;
+  backend: string;
+}
+
+function integer(flag: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', `${flag} is "${value}"; it must be an integer`);
+  return n;
+}
+
+/** The run config saved with the checkpoint, or the defaults when it has none. */
+function savedConfig(state: { config?: unknown } | undefined, dir: string): Config {
+  if (state?.config === undefined) return DEFAULT_CONFIG;
+  try {
+    return parseConfig(state.config, `${dir}/trainer_state.json`);
+  } catch {
+    return DEFAULT_CONFIG; // written by another tool or version: fall back to flags and defaults
+  }
+}
+
+export async function evalCommand(opts: EvalCommandOptions, io: CommandIO): Promise<EvalReport> {
+  const backend = (opts.backend !== undefined ? coerceFlag('backend', opts.backend) : 'auto') as BackendChoice;
+  const engine = await startEngine(backend, io);
+  const ckpt = await loadCheckpoint(opts.checkpoint);
+  const saved = savedConfig(ckpt.trainerState, opts.checkpoint);
+  const sameTask = opts.task === undefined || opts.task === saved.task;
+  const taskName = opts.task ?? saved.task;
+  const taskOptions =
+    opts.taskOptions !== undefined
+      ? (coerceFlag('task_options', opts.taskOptions) as Record<string, unknown>)
+      : sameTask
+        ? saved.task_options
+        : {};
+  const seed = integer('--seed', opts.seed, saved.seed);
+  const task = await loadTask(taskName, { seed, options: taskOptions });
+  const k = integer('--k', opts.k, 1);
+  const temperature = opts.temperature === undefined ? 1 : Number(opts.temperature);
+  if (!Number.isFinite(temperature) || temperature < 0) {
+    throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', `--temperature is "${opts.temperature}"; it must be a number >= 0`);
+  }
+  const model = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights, { trainable: false });
+  try {
+    const result = await evaluate(model, ckpt.tokenizer, task, {
+      samples: integer('--samples', opts.samples, saved.eval_samples),
+      k,
+      n: integer('--n', opts.n, k),
+      temperature,
+      seed,
+      batchSize: integer('--batch-size', opts.batchSize, 64),
+    });
+    const report: EvalReport = { checkpoint: opts.checkpoint, seed, taskOptions: { ...task.options }, backend: engine.backend, ...result };
+    io.out(opts.json ? JSON.stringify(report) : formatReport(report));
+    return report;
+  } finally {
+    model.dispose();
+  }
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+/** A readable summary: the numbers, then a few greedy examples. */
+export function formatReport(r: EvalReport): string {
+  const rows: [string, string][] = [
+    ['checkpoint', r.checkpoint],
+    ['task', `${r.task} ${JSON.stringify(r.taskOptions)} seed ${r.seed}`],
+    ['problems', String(r.samples)],
+    ['accuracy (greedy)', `${pct(r.accuracy)} (${r.correct}/${r.samples})`],
+    [`pass@${r.k}`, r.passAtK === null ? 'n/a (use --k or --n > 1)' : `${pct(r.passAtK)} (n=${r.n}, temperature ${r.temperature})`],
+    ['mean completion tokens', r.meanCompletionTokens.toFixed(2)],
+    ['truncated', pct(r.truncatedFraction)],
+    ['seconds', `${r.seconds.toFixed(1)} on ${r.backend}`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const lines = rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
+  if (r.examples.length > 0) {
+    lines.push('', 'examples (greedy):');
+    for (const e of r.examples) {
+      lines.push(`  ${e.correct ? 'ok  ' : 'FAIL'}  ${e.prompt}${e.completion}${e.correct ? '' : `   (expected ${e.target ?? '?'})`}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+export function registerEval(program: Command, io: () => CommandIO): void {
+  program.addCommand(
+    new Command('eval')
+      .description('held-out accuracy (greedy) and pass@k of a checkpoint')
+      .requiredOption('--checkpoint <dir>', 'checkpoint directory')
+      .option('--task <name>', 'task name or module path (default: the checkpoint run\'s task)')
+      .option('--task-options <json|k=v,...>', 'task knobs (default: the checkpoint run\'s)')
+      .option('--seed <n>', 'task seed fixing the held-out problems (default: the checkpoint run\'s)')
+      .option('--samples <n>', 'held-out problems (default: config eval_samples)')
+      .option('--k <k>', 'pass@k (default 1: greedy accuracy only)')
+      .option('--n <n>', 'completions sampled per problem for pass@k (default k)')
+      .option('--temperature <t>', 'sampling temperature for pass@k', '1')
+      .option('--batch-size <n>', 'sequences per sampler call', '64')
+      .option('--backend <auto|tensorflow|wasm|cpu>', 'tensor engine', 'auto')
+      .option('--json', 'print one JSON object')
+      .action(async (opts: EvalCommandOptions) => {
+        await evalCommand(opts, io());
+      }),
+  );
+}

@@ -1,0 +1,180 @@
+/**
+ * What the learner reports per step: one flat record (StepRecord), written as
+ *   - a structured log line (event `step`) through the run's logger (stderr),
+ *   - one JSON line appended to `<out>/metrics.jsonl` (always),
+ *   - one CSV row appended to `log_csv` when that key is set (header written with the first row),
+ * and a progress bar on a TTY (the log lines then print through the bar).
+ *
+ * Units: seconds, tokens, rewards as the task scores them. NaN (e.g. kl with kl_coef 0) is
+ * written as null in JSON and as an empty CSV cell.
+ */
+import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import cliProgress from 'cli-progress';
+import type { ProtocolLogger } from '../shared/protocol.js';
+import type { InboxCounts } from './groups-inbox.js';
+import type { StepMetrics } from './step-metrics.js';
+
+export interface StepRecord {
+  step: number; // steps done, this one included
+  version: number; // policy version after the step
+  updated: boolean; // false: nothing to train on, weights unchanged
+  lr: number;
+  rewardMean: number; // weighted reward total, over the step's completions
+  rewardStd: number;
+  rewards: Record<string, number>; // per reward function, raw mean
+  accuracy: number; // share of the step's completions the task's isCorrect accepts
+  loss: number;
+  kl: number;
+  entropy: number;
+  clipLow: number;
+  clipHigh: number;
+  clipRegion: number;
+  gradNorm: number;
+  lengthMean: number; // completion tokens
+  lengthMax: number;
+  truncated: number; // share cut at max_gen_len
+  stalenessMean: number; // versions between sampling and this update
+  stalenessMax: number;
+  groupsAdmitted: number; // cumulative
+  groupsStale: number; // cumulative, re-queued
+  groupsFailed: number; // cumulative, skipped
+  stepSeconds: number; // trainer.step wall time
+  waitSeconds: number; // time spent waiting for the step's groups
+  tokensPerSecond: number; // trained completion tokens (x inner epochs) per second of step time
+  sampleTokensPerSecond: number; // completion tokens admitted per wall second since the last step
+}
+
+export function stepRecord(
+  m: StepMetrics,
+  x: { step: number; accuracy: number; counts: InboxCounts; waitSeconds: number; sampleTokensPerSecond: number },
+): StepRecord {
+  const b = m.batch;
+  return {
+    step: x.step,
+    version: m.policyVersion,
+    updated: m.updated,
+    lr: m.lr,
+    rewardMean: b.rewardMean,
+    rewardStd: b.rewardStd,
+    rewards: Object.fromEntries(Object.entries(b.rewardFunctions).map(([name, s]) => [name, s.mean])),
+    accuracy: x.accuracy,
+    loss: m.loss,
+    kl: m.kl,
+    entropy: m.entropy,
+    clipLow: m.clipLow,
+    clipHigh: m.clipHigh,
+    clipRegion: m.clipRegion,
+    gradNorm: m.gradNorm,
+    lengthMean: b.lengthMean,
+    lengthMax: b.lengthMax,
+    truncated: b.truncatedShare,
+    stalenessMean: m.stalenessMean,
+    stalenessMax: m.stalenessMax,
+    groupsAdmitted: x.counts.admitted,
+    groupsStale: x.counts.droppedStale,
+    groupsFailed: x.counts.failed,
+    stepSeconds: m.seconds,
+    waitSeconds: x.waitSeconds,
+    tokensPerSecond: m.tokensPerSecond,
+    sampleTokensPerSecond: x.sampleTokensPerSecond,
+  };
+}
+
+/** `{a: 1, rewards: {correct: 0.5}}` -> `{a: 1, 'rewards.correct': 0.5}`. */
+export function flatten(record: object, prefix = ''): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(record)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) Object.assign(out, flatten(v, `${prefix}${k}.`));
+    else out[`${prefix}${k}`] = v;
+  }
+  return out;
+}
+
+function csvCell(v: unknown): string {
+  if (v === null || v === undefined || (typeof v === 'number' && !Number.isFinite(v))) return '';
+  const s = String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/**
+ * Appends step records to metrics.jsonl and, optionally, a CSV file (synchronously: a crash loses
+ * no line). A fresh run starts both files empty; a resumed run (`append`) continues them.
+ */
+export class MetricsWriter {
+  private columns: string[] | null = null;
+
+  constructor(
+    readonly jsonlPath: string,
+    readonly csvPath: string | null,
+    opts: { append: boolean },
+  ) {
+    for (const path of csvPath === null ? [jsonlPath] : [jsonlPath, csvPath]) {
+      mkdirSync(dirname(path), { recursive: true });
+      if (!opts.append) writeFileSync(path, '');
+    }
+  }
+
+  write(record: StepRecord): void {
+    appendFileSync(this.jsonlPath, `${JSON.stringify(record)}\n`);
+    if (this.csvPath === null) return;
+    const flat = flatten(record);
+    if (this.columns === null) {
+      this.columns = Object.keys(flat);
+      // a resumed run appends to the file it wrote before, whose header is already there
+      if (!existsSync(this.csvPath) || statSync(this.csvPath).size === 0) appendFileSync(this.csvPath, `${this.columns.join(',')}\n`);
+    }
+    appendFileSync(this.csvPath, `${this.columns.map((c) => csvCell(flat[c])).join(',')}\n`);
+  }
+}
+
+export interface LearnerProgress {
+  start(total: number, from: number): void;
+  update(r: StepRecord): void;
+  stop(): void;
+  /** A logger that prints through the bar while it is drawn. */
+  log: ProtocolLogger;
+}
+
+const fmt = (x: number, digits = 3): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
+
+/** A cli-progress bar for the learner's steps on `stream` (a TTY). */
+export function learnerProgressBar(stream: NodeJS.WriteStream, inner: ProtocolLogger): LearnerProgress {
+  const multi = new cliProgress.MultiBar(
+    {
+      stream,
+      format: 'grpo {bar} {value}/{total} | v{version} | reward {reward} | acc {acc} | kl {kl} | {tps} tok/s | eta {eta_formatted}',
+      hideCursor: true,
+      clearOnComplete: false,
+      etaBuffer: 10,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let bar: cliProgress.SingleBar | null = null;
+  let stopped = false;
+  const payload = (r?: StepRecord) => ({
+    version: r ? r.version : '-',
+    reward: r ? fmt(r.rewardMean) : '-',
+    acc: r ? fmt(r.accuracy, 2) : '-',
+    kl: r ? fmt(r.kl, 4) : '-',
+    tps: r ? Math.round(r.tokensPerSecond) : '-',
+  });
+  return {
+    start(total, from) {
+      bar = multi.create(total, from, payload());
+    },
+    update(r) {
+      bar?.update(r.step, payload(r));
+    },
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      multi.stop();
+    },
+    log(level, event, fields) {
+      if (level === 'debug') return;
+      if (bar === null || stopped) inner(level, event, fields);
+      else multi.log(`${JSON.stringify({ t: new Date().toISOString(), level, event, ...fields })}\n`);
+    },
+  };
+}

@@ -1,0 +1,193 @@
+/**
+ * The learner's training loop, top to bottom:
+ *
+ *   wait until prompts_per_step admitted groups are buffered      (workers sample meanwhile)
+ *   take them -> GrpoTrainer.step (advantages, inner epochs, AdamW) -> one host read
+ *   NaN loss?  stop with GRPO_ERR_NAN_LOSS; the corrupted weights are never saved or published
+ *   prompts of the batch consumed in the data cursor; policy version + 1
+ *   publish the new weights (the upload runs beside the next steps; fan-out is the coordinator's)
+ *   top the in-flight groups back up (fill)
+ *   log the step (stderr, metrics.jsonl, CSV, progress bar)
+ *   every eval_interval steps: held-out eval, `best` checkpoint when it improves
+ *   every save_interval steps: `checkpoint`
+ *
+ * The loop stops after config.steps steps, or when `stop` aborts (SIGTERM/SIGINT, or the client
+ * gave up); the caller then evaluates and checkpoints once more.
+ */
+import { GrpoError } from '../shared/errors.js';
+import { evaluate } from '../shared/eval.js';
+import type { Config } from '../shared/config.js';
+import type { LlamaModel } from '../shared/model/llama.js';
+import type { Tokenizer } from '../shared/model/types.js';
+import type { ProtocolLogger } from '../shared/protocol.js';
+import type { Rng } from '../shared/rng.js';
+import type { Task } from '../shared/tasks/types.js';
+import type { ProtocolClient } from '../shared/ws-client.js';
+import { bestDir, latestDir, publicConfig, saveLearnerCheckpoint, type EvalRecord, type LearnerTrainerState } from './checkpointing.js';
+import type { DataCursor } from './data-cursor.js';
+import type { AdmittedGroup, GroupsInbox } from './groups-inbox.js';
+import { stepRecord, type LearnerProgress, type MetricsWriter } from './logging.js';
+import type { GrpoTrainer } from './train-step.js';
+
+/** How often the loop says it is still waiting for groups (no workers, a stalled coordinator). */
+export const WAIT_LOG_MS = 30_000; // 30 s
+
+/** Everything one learner run holds; built by runLearner (main.ts). */
+export interface LearnerRun {
+  config: Config;
+  out: string;
+  log: ProtocolLogger;
+  task: Task;
+  tokenizer: Tokenizer;
+  policy: LlamaModel;
+  trainer: GrpoTrainer;
+  cursor: DataCursor;
+  inbox: GroupsInbox;
+  client: ProtocolClient;
+  rng: Rng; // draws each eval's sampling seed (pass@k), so a resumed run evaluates as an uninterrupted one
+  runId: string;
+  step: number; // steps done
+  baseline: EvalRecord | null;
+  lastEval: EvalRecord | null;
+  best: EvalRecord | null;
+  metrics: MetricsWriter;
+  progress: LearnerProgress | null;
+  stop: AbortSignal;
+  upload: Promise<void>; // the newest publish: settles when its frames are written or a newer one supersedes it
+}
+
+/** Runs steps until config.steps or `stop`; returns the number of steps done by this call. */
+export async function trainLoop(run: LearnerRun): Promise<number> {
+  const { config, inbox, trainer } = run;
+  const P = config.prompts_per_step;
+  let done = 0;
+  let lastStepEnd = performance.now();
+  while (run.step < config.steps && !run.stop.aborted) {
+    const waitStart = performance.now();
+    const waitLog = setInterval(() => {
+      run.log('info', 'waiting_for_groups', { step: run.step, buffered: inbox.buffered, pending: inbox.pending, need: P });
+    }, WAIT_LOG_MS);
+    try {
+      await inbox.waitFor(P, run.stop);
+    } finally {
+      clearInterval(waitLog);
+    }
+    if (run.stop.aborted) break;
+    const waitSeconds = (performance.now() - waitStart) / 1000;
+
+    const batch = inbox.take(P);
+    const m = await trainer.step(batch.map((g) => g.rollout), run.step);
+    if (m.updated && !Number.isFinite(m.loss)) {
+      throw new GrpoError(
+        'GRPO_ERR_NAN_LOSS',
+        `loss is ${m.loss} at step ${run.step + 1} (gradient norm ${m.gradNorm}); the updated weights are corrupt and were not saved. ` +
+          `Resume from ${latestDir(run.out)} with a lower --lr (now ${config.lr}) or --grad-clip (now ${config.grad_clip})`,
+      );
+    }
+    inbox.trained(batch);
+    run.step += 1;
+    done += 1;
+    inbox.setVersion(trainer.policyVersion);
+    if (m.updated) await publish(run);
+    inbox.fill();
+
+    const now = performance.now();
+    const completionTokens = m.batch.completionTokens;
+    const record = stepRecord(m, {
+      step: run.step,
+      accuracy: batchAccuracy(run.task, batch),
+      counts: inbox.counts,
+      waitSeconds,
+      sampleTokensPerSecond: completionTokens / Math.max(1e-9, (now - lastStepEnd) / 1000),
+    });
+    lastStepEnd = now;
+    run.log('info', 'step', { ...record });
+    run.log('debug', 'step_groups', { step: run.step, groups: batch.map((g) => g.spec.groupId), prompts: batch.map((g) => g.spec.promptIndex) });
+    run.metrics.write(record);
+    run.progress?.update(record);
+
+    if (config.eval_interval > 0 && run.step % config.eval_interval === 0 && run.step < config.steps) await evalAndKeepBest(run);
+    if (config.save_interval > 0 && run.step % config.save_interval === 0 && run.step < config.steps) await saveLatest(run);
+  }
+  return done;
+}
+
+/** Share of the batch's completions the task accepts as correct (the accuracy-style reward). */
+export function batchAccuracy(task: Task, batch: readonly AdmittedGroup[]): number {
+  let correct = 0;
+  let total = 0;
+  for (const g of batch) {
+    for (const c of g.rollout.completions) {
+      total += 1;
+      if (task.isCorrect(g.spec.prompt, c.text, g.spec.meta)) correct += 1;
+    }
+  }
+  return total === 0 ? NaN : correct / total;
+}
+
+/**
+ * Uploads the policy's current weights as its current version. Awaits only the copy to the host
+ * (the next step must not change them underneath); the upload itself runs beside training.
+ */
+export async function publish(run: LearnerRun): Promise<void> {
+  const version = run.trainer.policyVersion;
+  const tensors = await run.policy.toHostTensors();
+  run.upload = run.client.publishWeights(tensors, version, run.config.weights_encoding, run.config.weights_chunk_bytes).catch((err: Error) => {
+    run.log('debug', 'weights_publish_ended', { version, error: err.message });
+  });
+}
+
+/** Held-out eval of the current policy; records it and refreshes `best` when the accuracy improves. */
+export async function evalAndKeepBest(run: LearnerRun): Promise<EvalRecord> {
+  const c = run.config;
+  const r = await evaluate(run.policy, run.tokenizer, run.task, {
+    samples: c.eval_samples,
+    k: c.eval_k,
+    temperature: c.temperature,
+    seed: run.rng.nextU32(),
+  });
+  const record: EvalRecord = {
+    step: run.step,
+    policyVersion: run.trainer.policyVersion,
+    accuracy: r.accuracy,
+    passAtK: r.passAtK,
+    k: r.k,
+    samples: r.samples,
+  };
+  run.lastEval = record;
+  run.log('info', 'eval', { ...record, seconds: r.seconds, meanCompletionTokens: r.meanCompletionTokens, truncated: r.truncatedFraction });
+  if (run.best === null || record.accuracy > run.best.accuracy) {
+    run.best = record;
+    await saveLearnerCheckpoint(bestDir(run.out), { model: run.policy, tokenizer: run.tokenizer, state: trainerState(run) });
+    run.log('info', 'checkpoint_saved', { dir: bestDir(run.out), step: run.step, accuracy: record.accuracy, kind: 'best' });
+  }
+  return record;
+}
+
+/** Writes `<out>/checkpoint`: weights, optimizer, trainer state. */
+export async function saveLatest(run: LearnerRun): Promise<void> {
+  await saveLearnerCheckpoint(latestDir(run.out), {
+    model: run.policy,
+    tokenizer: run.tokenizer,
+    optimizer: await run.trainer.exportOptimizerState(),
+    state: trainerState(run),
+  });
+  run.log('info', 'checkpoint_saved', { dir: latestDir(run.out), step: run.step, policyVersion: run.trainer.policyVersion, kind: 'latest' });
+}
+
+/** trainer_state.json of the run as it is now (between steps: nothing is being trained). */
+export function trainerState(run: LearnerRun): LearnerTrainerState {
+  return {
+    phase: 'grpo',
+    runId: run.runId,
+    step: run.step,
+    policyVersion: run.trainer.policyVersion,
+    dataCursor: run.cursor.state(),
+    rng: run.rng.getState(),
+    config: publicConfig(run.config),
+    groups: { ...run.inbox.counts },
+    baseline: run.baseline,
+    lastEval: run.lastEval,
+    best: run.best,
+  };
+}

@@ -1,0 +1,281 @@
+/**
+ * The learner role: owns the policy, the optimizer, the frozen reference (only when kl_coef > 0)
+ * and the dataset; connects to the coordinator as the one learner; trains on the groups the
+ * workers send back; publishes each new policy version; evaluates and checkpoints.
+ *
+ *   const summary = await runLearner(config, { checkpoint: 'runs/sft', out: 'runs/grpo' });
+ *
+ * Start-up, in order: engine -> policy from --checkpoint (or everything from --resume) -> task,
+ * trainer, data cursor -> the current weights are published BEFORE connecting, so the Hello names
+ * the learner's version (a learner resumed from an older checkpoint rolls the coordinator back to
+ * it) -> connect; after every Welcome: RunSpec, then Enqueue of every group still waiting ->
+ * baseline eval on a fresh run (workers are already sampling) -> the loop (loop.ts) -> final eval
+ * and checkpoint. SIGTERM/SIGINT (opts.signal) stop the loop between steps; the run is then
+ * checkpointed (no final eval) and runLearner returns with `interrupted: true`.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseConfig, type Config } from '../shared/config.js';
+import { initEngine } from '../shared/engine/backend.js';
+import { GrpoError } from '../shared/errors.js';
+import { loadCheckpoint } from '../shared/model/checkpoint.js';
+import { LlamaModel } from '../shared/model/llama.js';
+import { Kind, silentLogger, type ProtocolLogger, type RunSpec } from '../shared/protocol.js';
+import { Rng } from '../shared/rng.js';
+import { loadTask } from '../shared/tasks/index.js';
+import type { Task } from '../shared/tasks/types.js';
+import { ProtocolClient } from '../shared/ws-client.js';
+import { batchOptionsFromConfig, buildStepBatch, resolveRewardWeights } from './batch.js';
+import { bestDir, latestDir, loadResumePoint, publicConfig, type EvalRecord, type ResumePoint } from './checkpointing.js';
+import { DataCursor } from './data-cursor.js';
+import { GroupsInbox, type InboxCounts } from './groups-inbox.js';
+import { learnerProgressBar, MetricsWriter } from './logging.js';
+import { evalAndKeepBest, publish, saveLatest, trainLoop, type LearnerRun } from './loop.js';
+import { GrpoTrainer } from './train-step.js';
+
+/** How long the learner waits at the end for its last weights upload to be written out. */
+export const FINAL_UPLOAD_WAIT_MS = 10_000; // 10 s
+
+export interface LearnerOptions {
+  checkpoint: string; // the initial policy (and the reference model when kl_coef > 0)
+  out: string; // checkpoints, metrics.jsonl
+  resume?: string; // a <out>/checkpoint directory written by an earlier learner
+  steps?: number; // total steps (resumed steps included); default config.steps
+  log?: ProtocolLogger;
+  signal?: AbortSignal; // abort: checkpoint after the current step and return
+  progressStream?: NodeJS.WriteStream | null; // a TTY for the progress bar
+}
+
+export interface LearnerSummary {
+  runId: string;
+  out: string;
+  steps: number; // steps done in total, resumed ones included
+  stepsThisRun: number;
+  policyVersion: number;
+  wallSeconds: number;
+  interrupted: boolean;
+  baselineAccuracy: number | null; // held-out greedy accuracy before the first step
+  finalAccuracy: number | null; // after the last step; null when interrupted (unless that step was just evaluated)
+  finalPassAtK: number | null;
+  bestAccuracy: number | null;
+  bestStep: number | null;
+  groups: InboxCounts & { redispatched: number | null }; // redispatched: from the coordinator's /healthz
+  checkpoint: string; // <out>/checkpoint
+  best: string | null; // <out>/best
+}
+
+/** The run's RunSpec: what every worker needs besides the weights. */
+export function runSpecOf(runId: string, config: Config, policy: LlamaModel, run: { tokenizer: { toJSON(): unknown }; task: Task }): RunSpec {
+  return {
+    runId,
+    model: { ...policy.config },
+    tokenizer: run.tokenizer.toJSON(),
+    task: { name: config.task, seed: config.seed, options: { ...run.task.options } },
+    rewardWeights: { ...config.reward_weights },
+    sampling: { temperature: config.temperature, topK: config.top_k, topP: config.top_p, maxNewTokens: config.max_gen_len, seed: config.seed },
+    rewards: { timeoutMs: config.reward_timeout_ms, retries: config.reward_retries },
+  };
+}
+
+/** The coordinator's re-dispatch count from GET /healthz, or null when it cannot be reached. */
+export async function coordinatorRedispatches(wsUrl: string): Promise<number | null> {
+  try {
+    const url = new URL('/healthz', wsUrl.replace(/^ws(s?):/, 'http$1:'));
+    const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
+    if (!res.ok) return null;
+    const body = (await res.json()) as { ledger?: { redispatched?: unknown } };
+    return typeof body.ledger?.redispatched === 'number' ? body.ledger.redispatched : null;
+  } catch {
+    return null; // the coordinator is gone or unreachable: the count is unknown, not 0
+  }
+}
+
+interface Loaded {
+  policy: LlamaModel;
+  reference: LlamaModel | null; // owned here; only when resuming with kl_coef > 0
+  point: ResumePoint | null;
+  tokenizer: ResumePoint['checkpoint']['tokenizer'];
+}
+
+async function loadModels(config: Config, opts: LearnerOptions): Promise<Loaded> {
+  if (opts.resume === undefined) {
+    const ckpt = await loadCheckpoint(opts.checkpoint);
+    return { policy: LlamaModel.fromHostTensors(ckpt.config, ckpt.weights), reference: null, point: null, tokenizer: ckpt.tokenizer };
+  }
+  const point = await loadResumePoint(opts.resume);
+  const policy = LlamaModel.fromHostTensors(point.checkpoint.config, point.checkpoint.weights);
+  let reference: LlamaModel | null = null;
+  try {
+    if (config.kl_coef > 0) {
+      // the KL anchor is the run's initial policy, not the resumed weights
+      const ref = await loadCheckpoint(opts.checkpoint);
+      if (JSON.stringify(ref.config) !== JSON.stringify(policy.config)) {
+        throw new GrpoError('GRPO_ERR_RESUME', `reference ${opts.checkpoint} has another model config than ${opts.resume}; pass the run's initial --checkpoint`);
+      }
+      reference = LlamaModel.fromHostTensors(ref.config, ref.weights, { trainable: false });
+    }
+  } catch (err) {
+    policy.dispose();
+    throw err;
+  }
+  return { policy, reference, point, tokenizer: point.checkpoint.tokenizer };
+}
+
+export async function runLearner(config: Config, opts: LearnerOptions): Promise<LearnerSummary> {
+  const t0 = performance.now();
+  const out = resolve(opts.out);
+  config = parseConfig({ ...config, out, checkpoint: opts.checkpoint, steps: opts.steps ?? config.steps }, 'learner config');
+  if (config.coordinator === null) throw new GrpoError('GRPO_ERR_CONFIG', 'the learner needs --coordinator ws://host:port');
+  const baseLog = opts.log ?? silentLogger;
+  await initEngine({ backend: config.backend, log: () => {} });
+
+  const loaded = await loadModels(config, opts);
+  const { policy, point } = loaded;
+  const disposers: (() => unknown)[] = [() => policy.dispose(), () => loaded.reference?.dispose()];
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) stop.abort();
+  const failure: { fatal: GrpoError | null } = { fatal: null }; // the client gave up (refused token, protocol version)
+  const progress = opts.progressStream ? learnerProgressBar(opts.progressStream, baseLog) : null;
+  const log = progress?.log ?? baseLog;
+  try {
+    const task = await loadTask(config.task, { seed: config.seed, options: config.task_options });
+    const rewardWeights = resolveRewardWeights(task.rewards, config.reward_weights);
+    const trainer = new GrpoTrainer({
+      config,
+      policy,
+      rewardWeights,
+      ...(loaded.reference ? { reference: loaded.reference } : {}),
+      policyVersion: point?.state.policyVersion ?? 0,
+    });
+    disposers.unshift(() => trainer.dispose());
+    if (point) trainer.importOptimizerState(point.checkpoint.optimizer!);
+    const cursor = point?.cursor ?? new DataCursor();
+    const rng = new Rng(config.seed);
+    if (point) rng.setState(point.state.rng);
+    const runId = point?.state.runId ?? `run-${randomBytes(4).toString('hex')}`;
+
+    const client = new ProtocolClient({
+      url: config.coordinator,
+      role: 'learner',
+      name: `learner@${hostname()}`,
+      token: config.token ?? undefined, // undefined: env GRPO_TOKEN
+      maxPayloadBytes: config.max_payload_bytes,
+      weightsChunkBytes: config.weights_chunk_bytes,
+      log,
+    });
+    disposers.unshift(() => client.close());
+    const batchOptions = batchOptionsFromConfig(config, policy.config, rewardWeights);
+    const groupTag = `${runId}.${randomBytes(3).toString('hex')}`; // a new tag per process: ids never repeat across restarts
+    const inbox = new GroupsInbox({
+      tag: groupTag,
+      groupSize: config.group_size,
+      promptsPerStep: config.prompts_per_step,
+      maxStaleness: config.max_staleness,
+      cursor,
+      example: (i) => task.example('train', i),
+      send: (msg) => client.send(msg),
+      validate: (g) => void buildStepBatch([g], batchOptions),
+      log,
+      policyVersion: trainer.policyVersion,
+      counts: point?.state.groups,
+    });
+    const run: LearnerRun = {
+      config,
+      out,
+      log,
+      task,
+      tokenizer: loaded.tokenizer,
+      policy,
+      trainer,
+      cursor,
+      inbox,
+      client,
+      rng,
+      runId,
+      step: point?.state.step ?? 0,
+      baseline: point?.state.baseline ?? null,
+      lastEval: point?.state.lastEval ?? null,
+      best: point?.state.best ?? null,
+      metrics: new MetricsWriter(join(out, 'metrics.jsonl'), config.log_csv, { append: point !== null }),
+      progress,
+      stop: stop.signal,
+      upload: Promise.resolve(),
+    };
+
+    const spec = runSpecOf(runId, config, policy, run);
+    client.on(Kind.GroupResult, (msg) => inbox.onResult(msg));
+    client.on(Kind.GroupExhausted, (msg) => inbox.onExhausted(msg));
+    client.onEvent('welcome', (w) => {
+      client.send({ kind: Kind.RunSpec, spec });
+      inbox.resync();
+      log('info', 'learner_connected', { session: w.sessionId, coordinatorVersion: w.policyVersion, version: trainer.policyVersion, pending: inbox.pending });
+    });
+    client.onEvent('fatal', (err) => {
+      failure.fatal = err;
+      stop.abort();
+    });
+
+    log('info', 'learner_start', {
+      runId,
+      groupTag,
+      coordinator: config.coordinator,
+      resume: opts.resume ?? null,
+      fromStep: run.step,
+      steps: config.steps,
+      policyVersion: trainer.policyVersion,
+      params: policy.numParams(),
+      reference: trainer.hasReference,
+      inFlight: inbox.target,
+      config: publicConfig(config),
+    });
+    if (point !== null) {
+      log('info', 'learner_resumed', { from: opts.resume, step: run.step, policyVersion: trainer.policyVersion, cursor: cursor.counts });
+    }
+    await publish(run); // before start(): the Hello carries this version
+    inbox.fill(); // dropped until the Welcome, whose handler re-sends them
+    const welcomed = client.start();
+    await Promise.race([welcomed, new Promise<void>((r) => stop.signal.addEventListener('abort', () => r(), { once: true }))]);
+    if (failure.fatal !== null) throw failure.fatal;
+
+    progress?.start(config.steps, run.step);
+    if (run.step === 0 && run.baseline === null && !stop.signal.aborted) {
+      run.baseline = await evalAndKeepBest(run); // workers already sample the first groups meanwhile
+    }
+    const stepsThisRun = stop.signal.aborted ? 0 : await trainLoop(run);
+    progress?.stop();
+    const interrupted = run.step < config.steps;
+    let final: EvalRecord | null = run.lastEval?.step === run.step ? run.lastEval : null;
+    if (!interrupted && final === null) final = await evalAndKeepBest(run);
+    await saveLatest(run);
+    if (failure.fatal !== null) throw failure.fatal;
+    // let the last version reach the coordinator (workers joining later get it), but never hang on it
+    await Promise.race([run.upload, new Promise<void>((r) => setTimeout(r, FINAL_UPLOAD_WAIT_MS).unref())]);
+
+    const summary: LearnerSummary = {
+      runId,
+      out,
+      steps: run.step,
+      stepsThisRun,
+      policyVersion: trainer.policyVersion,
+      wallSeconds: (performance.now() - t0) / 1000,
+      interrupted,
+      baselineAccuracy: run.baseline?.accuracy ?? null,
+      finalAccuracy: final?.accuracy ?? null,
+      finalPassAtK: final?.passAtK ?? null,
+      bestAccuracy: run.best?.accuracy ?? null,
+      bestStep: run.best?.step ?? null,
+      groups: { ...inbox.counts, redispatched: await coordinatorRedispatches(config.coordinator) },
+      checkpoint: latestDir(out),
+      best: run.best === null ? null : bestDir(out),
+    };
+    log('info', 'learner_done', { ...summary });
+    return summary;
+  } finally {
+    progress?.stop();
+    opts.signal?.removeEventListener('abort', onAbort);
+    for (const dispose of disposers) await dispose();
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * The piscina worker file of RewardPool (./reward-pool.ts): one reward function applied to one
+ * completion per piscina task. Each thread loads the task once (built-in name or module path,
+ * from workerData) on its first request and keeps its resolved reward functions.
+ *
+ * Timeouts are enforced in two places:
+ *   - here, for async rewards: a call still pending after `timeoutMs` is answered with
+ *     GRPO_ERR_REWARD_TIMEOUT and abandoned (its promise keeps running, its result is dropped);
+ *     a synchronous call that returns but took longer than `timeoutMs` gets the same code;
+ *   - in the pool, for synchronous hangs that never give the event loop back: this file posts a
+ *     `CallStarted` notice on parentPort just before calling the function, the pool arms its kill
+ *     timer from that moment, and on expiry aborts the piscina task, which terminates the thread.
+ *
+ * Reward errors are returned as plain data, never thrown: structured clone keeps an Error's
+ * message but drops its `code`, and a thrown error would look like a crashed thread.
+ */
+import { performance } from 'node:perf_hooks';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
+import { toGrpoError } from '../shared/errors.js';
+import { loadTask, resolveRewards } from '../shared/tasks/index.js';
+import type { RewardFunction } from '../shared/tasks/index.js';
+
+/** What the pool gives every thread as workerData. */
+export interface RewardThreadData {
+  task: string; // built-in task name or module path (relative to the working directory)
+  taskSeed: number;
+  taskOptions: Record<string, unknown>;
+  rewardWeights: Record<string, number>; // config reward_weights; missing names keep the task default
+}
+
+export interface DescribeRequest {
+  op: 'describe';
+}
+
+export interface CallRequest {
+  op: 'call';
+  callId: number; // unique per pool, echoed in CallStarted
+  reward: string; // reward function name
+  prompt: string;
+  completion: string;
+  meta: unknown;
+  timeoutMs: number; // per call, ms
+}
+
+export type RewardRequest = DescribeRequest | CallRequest;
+
+export interface RewardSpec {
+  name: string;
+  weight: number;
+}
+
+export type DescribeReply =
+  | { ok: true; taskName: string; rewards: RewardSpec[] }
+  | { ok: false; code: string; message: string };
+
+export type CallReply =
+  | { ok: true; value: number | null; ms: number }
+  | { ok: false; code: string; message: string; ms: number };
+
+/** Posted on parentPort when a call starts running (after the task has loaded). */
+export interface CallStarted {
+  rewardCallStarted: number; // callId
+  threadId: number;
+}
+
+interface Loaded {
+  taskName: string;
+  rewards: RewardSpec[];
+  fns: Map<string, RewardFunction>;
+}
+
+let loading: Promise<Loaded> | null = null;
+
+/** Loads the task once per thread; a failure is remembered (loading is deterministic). */
+function loaded(): Promise<Loaded> {
+  loading ??= (async () => {
+    const data = workerData as RewardThreadData;
+    const task = await loadTask(data.task, { seed: data.taskSeed, options: data.taskOptions });
+    const rewards = resolveRewards(task, data.rewardWeights);
+    return {
+      taskName: task.name,
+      rewards: rewards.map((r) => ({ name: r.name, weight: r.weight })),
+      fns: new Map(rewards.map((r) => [r.name, r.fn])),
+    };
+  })();
+  return loading;
+}
+
+const TIMED_OUT = Symbol('timed out');
+
+/** The promise's value, or TIMED_OUT after `ms`; a later rejection of the abandoned promise is swallowed. */
+function settleWithin<T>(p: PromiseLike<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  const promise = Promise.resolve(p);
+  promise.catch(() => undefined); // an abandoned call must not become an unhandled rejection
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function isPromiseLike(x: unknown): x is PromiseLike<unknown> {
+  return x !== null && (typeof x === 'object' || typeof x === 'function') && typeof (x as { then?: unknown }).then === 'function';
+}
+
+function describeValue(v: unknown): string {
+  if (typeof v === 'number') return String(v);
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.slice(0, 40))}`;
+  return `a value of type ${typeof v}`;
+}
+
+async function call(req: CallRequest): Promise<CallReply> {
+  const { fns } = await loaded();
+  const fn = fns.get(req.reward);
+  if (!fn) {
+    return {
+      ok: false,
+      code: 'GRPO_ERR_UNKNOWN_REWARD',
+      message: `reward ${JSON.stringify(req.reward)} is not an active reward of this task (active: ${[...fns.keys()].join(', ')})`,
+      ms: 0,
+    };
+  }
+  const started: CallStarted = { rewardCallStarted: req.callId, threadId };
+  parentPort?.postMessage(started);
+  const t0 = performance.now();
+  const timeoutReply = (): CallReply => {
+    const ms = performance.now() - t0;
+    return {
+      ok: false,
+      code: 'GRPO_ERR_REWARD_TIMEOUT',
+      message: `reward ${req.reward} took more than its ${req.timeoutMs} ms timeout (${Math.round(ms)} ms); make it faster or raise reward_timeout_ms`,
+      ms,
+    };
+  };
+  let value: unknown;
+  try {
+    const out: unknown = fn(req.prompt, req.completion, req.meta);
+    value = isPromiseLike(out) ? await settleWithin(out, req.timeoutMs) : out;
+  } catch (err) {
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    return { ok: false, code: 'GRPO_ERR_REWARD_THREW', message: `reward ${req.reward} threw ${message}`, ms: performance.now() - t0 };
+  }
+  const ms = performance.now() - t0;
+  if (value === TIMED_OUT || ms > req.timeoutMs) return timeoutReply();
+  if (value === null) return { ok: true, value: null, ms }; // "not applicable", as on the wire
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    return {
+      ok: false,
+      code: 'GRPO_ERR_REWARD_NAN',
+      message: `reward ${req.reward} returned ${describeValue(value)}; a reward must be a finite number (or null for "not applicable")`,
+      ms,
+    };
+  }
+  return { ok: true, value, ms };
+}
+
+async function describe(): Promise<DescribeReply> {
+  try {
+    const { taskName, rewards } = await loaded();
+    return { ok: true, taskName, rewards };
+  } catch (err) {
+    const e = toGrpoError(err, 'GRPO_ERR_UNKNOWN_TASK');
+    return { ok: false, code: e.code, message: e.message };
+  }
+}
+
+/** The piscina handler. */
+export default async function handle(req: RewardRequest): Promise<DescribeReply | CallReply> {
+  if (req.op === 'describe') return describe();
+  try {
+    return await call(req);
+  } catch (err) {
+    // only loading can throw here: reward errors are caught inside call()
+    const e = toGrpoError(err, 'GRPO_ERR_UNKNOWN_TASK');
+    return { ok: false, code: e.code, message: e.message, ms: 0 };
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * The rollout worker's compute step: sample `groupSize` completions for each of several prompts
+ * in ONE batched KV-cache sample() call, decode them, score them in the reward pool, and return
+ * one GroupRollout (or one failure) per group. No networking: the worker's client leases the
+ * groups, swaps weights between calls (never during one, so every group of a call carries the
+ * same policyVersion) and sends the results.
+ *
+ * Batch layout: rows are group-major, group g's completions are rows
+ * [g * groupSize_g ... ) in spec order, each row starting from the group's prompt ids
+ * ([BOS] + encode(prompt), see shared/tasks/encoding.ts). Generation stops at the tokenizer's EOS.
+ */
+import { performance } from 'node:perf_hooks';
+import { GrpoError, isGrpoError } from '../shared/errors.js';
+import type { LlamaModel } from '../shared/model/llama.js';
+import { sample } from '../shared/model/sampling.js';
+import type { SampleOptions, Tokenizer } from '../shared/model/types.js';
+import type { Completion, GroupRollout, GroupSpec } from '../shared/protocol.js';
+import { decodeCompletion, promptIds } from '../shared/tasks/index.js';
+import type { Task } from '../shared/tasks/index.js';
+import type { RewardPool } from './reward-pool.js';
+
+export interface RolloutSampling {
+  temperature: number; // config temperature
+  topK: number; // 0 = off
+  topP: number; // 1 = off
+  maxNewTokens: number; // config max_gen_len
+  seed: number; // run seed; each call derives its own sampling seed from it and the group ids
+}
+
+export interface RolloutContext {
+  model: LlamaModel;
+  tokenizer: Tokenizer;
+  /** Main-thread copy of the task, for its optional grammar hook (rewards run in the pool). */
+  task: Task;
+  pool: Pick<RewardPool, 'score'>;
+  sampling: RolloutSampling;
+  /** The weights version `model` holds; stamped on every group of the call. */
+  policyVersion: number;
+}
+
+/** A group whose rewards could not be computed (GroupFailedMsg without the leaseId). */
+export interface GroupFailure {
+  groupId: string;
+  code: string;
+  message: string;
+}
+
+export type GroupOutcome = GroupRollout | GroupFailure;
+
+export interface RolloutTiming {
+  sampleSeconds: number; // wall time of the sample() call
+  rewardSeconds: number; // wall time of scoring every group (groups are scored concurrently)
+  tokensGenerated: number; // completion tokens over all rows, stop tokens included
+  completions: number; // rows sampled
+}
+
+export interface RolloutBatch {
+  /** One per spec, in spec order. */
+  outcomes: GroupOutcome[];
+  timing: RolloutTiming;
+}
+
+export function isGroupFailure(o: GroupOutcome): o is GroupFailure {
+  return typeof (o as GroupFailure).code === 'string';
+}
+
+/**
+ * The sampling seed of one call: FNV-1a (32-bit) over the run seed and the group ids, so a call is
+ * reproducible (same seed, same groups, same weights -> same completions) yet no two calls of a
+ * run share a seed (group ids are unique per run).
+ */
+export function rolloutSeed(seed: number, groupIds: readonly string[]): number {
+  const text = `${seed}|${groupIds.join('|')}`;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+function checkSpecs(specs: readonly GroupSpec[], policyVersion: number): void {
+  const fail = (msg: string): never => {
+    throw new GrpoError('GRPO_ERR_BAD_GROUP_SPEC', msg);
+  };
+  if (!Number.isInteger(policyVersion) || policyVersion < 0) fail(`policyVersion is ${policyVersion}; it must be an integer >= 0`);
+  const seen = new Set<string>();
+  for (const s of specs) {
+    if (seen.has(s.groupId)) fail(`group ${s.groupId} appears twice in one rollout call; each group is sampled once per call`);
+    seen.add(s.groupId);
+    if (!Number.isInteger(s.groupSize) || s.groupSize < 1) fail(`group ${s.groupId} has groupSize ${s.groupSize}; it must be an integer >= 1`);
+    if (typeof s.prompt !== 'string') fail(`group ${s.groupId} has no prompt string`);
+  }
+}
+
+/** Samples and scores every group of `specs`; reward failures are per group, anything else throws. */
+export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSpec[]): Promise<RolloutBatch> {
+  checkSpecs(specs, ctx.policyVersion);
+  const { tokenizer } = ctx;
+  const promptTokens = specs.map((s) => promptIds(tokenizer, s.prompt));
+  const rows: number[][] = [];
+  const firstRow: number[] = []; // index of each group's first row in the batch
+  specs.forEach((s, g) => {
+    firstRow.push(rows.length);
+    for (let k = 0; k < s.groupSize; k++) rows.push(promptTokens[g]);
+  });
+
+  const opts: SampleOptions = {
+    maxNewTokens: ctx.sampling.maxNewTokens,
+    temperature: ctx.sampling.temperature,
+    topK: ctx.sampling.topK,
+    topP: ctx.sampling.topP,
+    stopTokens: [tokenizer.eosId],
+    seed: rolloutSeed(ctx.sampling.seed, specs.map((s) => s.groupId)),
+    allowedTokens: ctx.task.grammar?.(tokenizer),
+  };
+  const t0 = performance.now();
+  const sampled = await sample(ctx.model, rows, opts); // one batched call: [sum of group sizes] rows
+  const sampleSeconds = (performance.now() - t0) / 1000;
+  const texts = sampled.tokens.map((ids) => decodeCompletion(tokenizer, ids));
+
+  const t1 = performance.now();
+  const scored = await Promise.allSettled(
+    specs.map((s, g) => {
+      const from = firstRow[g];
+      const items = texts.slice(from, from + s.groupSize).map((completion) => ({ prompt: s.prompt, completion, meta: s.meta }));
+      return ctx.pool.score(items);
+    }),
+  );
+  const rewardSeconds = (performance.now() - t1) / 1000;
+
+  const outcomes = specs.map((s, g): GroupOutcome => {
+    const result = scored[g];
+    if (result.status === 'rejected') {
+      // only a reward that failed after its retries is this group's failure; a closed pool or a
+      // task that cannot load concerns every group, so the caller gets it
+      if (isGrpoError(result.reason, 'GRPO_ERR_REWARD_FAILED')) {
+        return { groupId: s.groupId, code: result.reason.code, message: result.reason.message };
+      }
+      throw result.reason;
+    }
+    const completions: Completion[] = result.value.rewards.map((rewards, k) => {
+      const row = firstRow[g] + k;
+      return {
+        tokens: sampled.tokens[row],
+        logprobs: sampled.logprobs[row],
+        text: texts[row],
+        rewards,
+        finishReason: sampled.finishReason[row],
+      };
+    });
+    const group: GroupRollout = {
+      groupId: s.groupId,
+      policyVersion: ctx.policyVersion,
+      promptTokens: promptTokens[g],
+      completions,
+    };
+    if (result.value.errors.length > 0) group.rewardErrors = result.value.errors;
+    return group;
+  });
+
+  const tokensGenerated = sampled.tokens.reduce((n, t) => n + t.length, 0);
+  return { outcomes, timing: { sampleSeconds, rewardSeconds, tokensGenerated, completions: rows.length } };
+}

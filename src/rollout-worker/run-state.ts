@@ -1,0 +1,207 @@
+/**
+ * What a rollout worker holds for one run: the RunSpec's tokenizer, task and reward pool, the
+ * model built from the spec's config, and the weights version loaded into it. The worker loop
+ * calls every method between sampling calls, never during one, so nothing here is replaced
+ * while a batch uses it.
+ *
+ * A RunSpec is applied part by part:
+ *   - a new runId: everything is rebuilt and the model is dropped until the run's weights arrive;
+ *   - the same runId, another model config or tokenizer: the model is dropped the same way;
+ *   - the same runId, another task, reward weights or reward limits: a new reward pool;
+ *   - sampling settings: just remembered;
+ *   - an identical spec (the learner re-sends it after a reconnect): nothing.
+ */
+import { performance } from 'node:perf_hooks';
+import { GrpoError, toGrpoError } from '../shared/errors.js';
+import { parseLlamaConfig } from '../shared/model/checkpoint-config.js';
+import { LlamaModel } from '../shared/model/llama.js';
+import { loadTokenizer } from '../shared/model/tokenizer.js';
+import type { LlamaConfig, NamedHostTensors, Tokenizer } from '../shared/model/types.js';
+import type { ProtocolLogger, RunSpec } from '../shared/protocol.js';
+import { loadTask } from '../shared/tasks/index.js';
+import type { Task } from '../shared/tasks/index.js';
+import { RewardPool } from './reward-pool.js';
+import type { RolloutContext } from './rollout.js';
+
+export interface RunStateOptions {
+  rewardThreads: number; // piscina threads of each reward pool (config reward_threads)
+  log: ProtocolLogger;
+}
+
+/** What applySpec rebuilt. */
+export interface SpecChange {
+  runId: string;
+  replaced: boolean; // a new run: everything rebuilt
+  model: boolean; // the model was dropped (new config or tokenizer); weights must come again
+  rewards: boolean; // a new task and reward pool
+}
+
+interface Built {
+  config: LlamaConfig;
+  tokenizer: Tokenizer;
+}
+
+interface Scoring {
+  task: Task;
+  pool: RewardPool;
+}
+
+const modelKey = (s: RunSpec): string => JSON.stringify([s.model, s.tokenizer]);
+const rewardsKey = (s: RunSpec): string => JSON.stringify([s.task, s.rewardWeights, s.rewards]);
+
+export class RunState {
+  private spec: RunSpec | null = null;
+  private built: Built | null = null;
+  private scoring: Scoring | null = null;
+  private model: LlamaModel | null = null;
+  private loaded: number | null = null; // weights version in `model`
+  /** Why the current spec cannot be used (bad config, unknown task, ...); null when it can. */
+  error: GrpoError | null = null;
+
+  constructor(private readonly opts: RunStateOptions) {}
+
+  get runId(): string | null {
+    return this.spec?.runId ?? null;
+  }
+
+  /** The weights version the model holds, or null before the first load (and after a model reset). */
+  get policyVersion(): number | null {
+    return this.loaded;
+  }
+
+  /** Whether weights can be loaded now: a usable spec is applied. */
+  get canLoadWeights(): boolean {
+    return this.built !== null && this.error === null;
+  }
+
+  /**
+   * Applies a RunSpec (see the file comment); null when it equals the current one. It does not
+   * throw: on a failure (bad model config, tokenizer, task or reward weights) no model or pool is
+   * kept for the spec and `error` says why, until a later spec fixes it.
+   */
+  async applySpec(spec: RunSpec): Promise<SpecChange | null> {
+    const old = this.spec;
+    if (old !== null && this.error === null && JSON.stringify(old) === JSON.stringify(spec)) return null;
+    const replaced = old === null || old.runId !== spec.runId || this.error !== null;
+    const newModel = replaced || modelKey(old) !== modelKey(spec);
+    const newRewards = replaced || rewardsKey(old) !== rewardsKey(spec);
+    this.spec = spec;
+    this.error = null;
+    if (newModel) {
+      this.dropModel();
+      this.built = null;
+    }
+    if (newRewards) await this.closeScoring();
+    try {
+      if (newModel) this.built = await buildModelParts(spec);
+      if (newRewards) this.scoring = await this.buildScoring(spec);
+    } catch (err) {
+      this.error = toGrpoError(err, 'GRPO_ERR_RUN_SPEC');
+      this.dropModel();
+      this.built = null;
+      await this.closeScoring();
+    }
+    return { runId: spec.runId, replaced, model: newModel, rewards: newRewards };
+  }
+
+  /**
+   * Loads one weights version: builds the model on the first load, else overwrites its weights
+   * in place (no new tensors). Returns the seconds it took. Throws GRPO_ERR_CHECKPOINT_MISMATCH
+   * (names or shapes that do not fit the spec's config; the previous weights stay) or
+   * GRPO_ERR_RUN_SPEC when no usable spec is applied.
+   */
+  loadWeights(version: number, tensors: NamedHostTensors): number {
+    if (this.built === null || this.error !== null) {
+      throw new GrpoError('GRPO_ERR_RUN_SPEC', `weights v${version} arrived but no usable RunSpec is applied; they wait for one`);
+    }
+    const t0 = performance.now();
+    if (this.model === null) this.model = LlamaModel.fromHostTensors(this.built.config, tensors, { trainable: false });
+    else this.model.setWeights(tensors);
+    this.loaded = version;
+    return (performance.now() - t0) / 1000;
+  }
+
+  /** Everything a rollout call needs, or null while the spec or the weights are missing. */
+  context(): RolloutContext | null {
+    if (this.spec === null || this.built === null || this.scoring === null || this.model === null || this.loaded === null) return null;
+    return {
+      model: this.model,
+      tokenizer: this.built.tokenizer,
+      task: this.scoring.task,
+      pool: this.scoring.pool,
+      sampling: this.spec.sampling,
+      policyVersion: this.loaded,
+    };
+  }
+
+  /** A one-line summary of the spec for logs. */
+  describe(): Record<string, unknown> {
+    const s = this.spec;
+    if (s === null) return {};
+    const c = this.built?.config;
+    return {
+      run: s.runId,
+      task: s.task.name,
+      taskSeed: s.task.seed,
+      ...(c ? { vocab: c.vocab_size, hidden: c.hidden_size, layers: c.num_hidden_layers } : {}),
+      ...(this.built ? { tokenizer: this.built.tokenizer.kind } : {}),
+      sampling: s.sampling,
+      rewardWeights: s.rewardWeights,
+    };
+  }
+
+  /** Disposes the model and closes the reward pool. */
+  async close(): Promise<void> {
+    this.dropModel();
+    await this.closeScoring();
+    this.built = null;
+    this.spec = null;
+  }
+
+  private dropModel(): void {
+    this.model?.dispose();
+    this.model = null;
+    this.loaded = null;
+  }
+
+  private async closeScoring(): Promise<void> {
+    const s = this.scoring;
+    this.scoring = null;
+    await s?.pool.close();
+  }
+
+  private async buildScoring(spec: RunSpec): Promise<Scoring> {
+    const taskSpec = { seed: spec.task.seed, options: spec.task.options };
+    const task = await loadTask(spec.task.name, taskSpec); // main-thread copy for the grammar hook
+    const pool = new RewardPool({
+      task: spec.task.name,
+      taskSeed: spec.task.seed,
+      taskOptions: spec.task.options,
+      rewardWeights: spec.rewardWeights,
+      threads: this.opts.rewardThreads,
+      timeoutMs: spec.rewards.timeoutMs,
+      retries: spec.rewards.retries,
+      log: this.opts.log,
+    });
+    try {
+      await pool.ready(); // a task the threads cannot load, or a weight naming no reward, fails here
+    } catch (err) {
+      await pool.close();
+      throw err;
+    }
+    return { task, pool };
+  }
+}
+
+/** The model config and tokenizer of a spec, checked against each other. */
+async function buildModelParts(spec: RunSpec): Promise<Built> {
+  const config = parseLlamaConfig(spec.model, 'RunSpec.model');
+  const tokenizer = await loadTokenizer(spec.tokenizer);
+  if (tokenizer.vocabSize > config.vocab_size) {
+    throw new GrpoError(
+      'GRPO_ERR_RUN_SPEC',
+      `RunSpec tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${config.vocab_size}; the learner must send a matching pair`,
+    );
+  }
+  return { config, tokenizer };
+}

@@ -1,0 +1,114 @@
+/**
+ * BatchMatMul and _FusedMatMul on the native OpenBLAS GEMM, reading and writing the wasm heap in
+ * place. Covers every transpose combination and batched operands of any rank; batch dimensions
+ * broadcast like numpy (a size-1 dimension repeats). The common cases (equal batches, or one
+ * operand shared by all batches) are one native call; other broadcasts loop over output batches.
+ */
+import { tf } from '../tf.js';
+import { UnaryOp, type NativeAddon } from '../native-addon.js';
+import { heapOf, offsetOf, sizeOf, stridesOf, type TensorInfo, type WasmBackend } from '../wasm-heap.js';
+import { binaryInPlace } from './elementwise.js';
+import { broadcastShapes } from './layout.js';
+import { replaceKernel, type KernelArgs } from './registry.js';
+
+/** op(a) x op(b) into a fresh [...batch, M, N] tensor, or null for non-float32 inputs. */
+export function nativeMatMul(
+  addon: NativeAddon,
+  backend: WasmBackend,
+  a: TensorInfo,
+  b: TensorInfo,
+  transA: boolean,
+  transB: boolean,
+): TensorInfo | null {
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return null;
+  const ar = a.shape.length;
+  const br = b.shape.length;
+  const M = transA ? a.shape[ar - 1] : a.shape[ar - 2];
+  const Ka = transA ? a.shape[ar - 2] : a.shape[ar - 1];
+  const Kb = transB ? b.shape[br - 1] : b.shape[br - 2];
+  const N = transB ? b.shape[br - 2] : b.shape[br - 1];
+  if (Ka !== Kb) {
+    throw new Error(
+      `Error in matMul: inner shapes (${Ka}) and (${Kb}) of Tensors with shapes ${a.shape} and ${b.shape} ` +
+        `and transposeA=${transA} and transposeB=${transB} must match.`,
+    );
+  }
+  const outerA = a.shape.slice(0, -2);
+  const outerB = b.shape.slice(0, -2);
+  const outer = broadcastShapes(outerA, outerB);
+  if (outer === null) throw new Error(`matMul: batch dimensions [${outerA}] and [${outerB}] do not broadcast`);
+  const batch = sizeOf(outer);
+  const batchA = sizeOf(outerA);
+  const batchB = sizeOf(outerB);
+  const out = backend.makeOutput([...outer, M, N], 'float32');
+  if (batch === 0 || M === 0 || N === 0) return out;
+  const heap = heapOf(backend);
+  const aOff = offsetOf(backend, a);
+  const bOff = offsetOf(backend, b);
+  const cOff = offsetOf(backend, out);
+  const tA = transA ? 1 : 0;
+  const tB = transB ? 1 : 0;
+  if ((batchA === batch || batchA === 1) && (batchB === batch || batchB === 1)) {
+    const sA = batchA === 1 ? 0 : M * Ka;
+    const sB = batchB === 1 ? 0 : Ka * N;
+    addon.gemm(heap, aOff, bOff, cOff, batch, M, N, Ka, tA, tB, sA, sB);
+    return out;
+  }
+  // general broadcast, e.g. [2, 1, M, K] x [1, 3, K, N]: one GEMM per output batch
+  const outStrides = stridesOf(outer);
+  const aStrides = batchStrides(outerA, outer);
+  const bStrides = batchStrides(outerB, outer);
+  for (let i = 0; i < batch; i++) {
+    let ia = 0;
+    let ib = 0;
+    let rest = i;
+    for (let d = 0; d < outer.length; d++) {
+      const idx = Math.floor(rest / outStrides[d]);
+      rest -= idx * outStrides[d];
+      ia += idx * aStrides[d];
+      ib += idx * bStrides[d];
+    }
+    addon.gemm(heap, aOff + 4 * ia * M * Ka, bOff + 4 * ib * Ka * N, cOff + 4 * i * M * N, 1, M, N, Ka, tA, tB, 0, 0);
+  }
+  return out;
+}
+
+/** Matrix-index strides of an operand's batch dims, right-aligned to the output's (0 = broadcast). */
+function batchStrides(shape: number[], outer: number[]): number[] {
+  const own = stridesOf(shape);
+  const pad = outer.length - shape.length;
+  return outer.map((_, d) => (d < pad || shape[d - pad] === 1 ? 0 : own[d - pad]));
+}
+
+export function installMatMulKernels(addon: NativeAddon): void {
+  replaceKernel(tf.BatchMatMul, (args, backend) => {
+    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+    const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+    return nativeMatMul(addon, backend, a, b, transposeA, transposeB);
+  });
+  replaceKernel(tf._FusedMatMul, (args, backend) => fusedMatMul(addon, args, backend));
+}
+
+/** GEMM, then bias (broadcast to the [batch, M, N] output) and a linear/relu/sigmoid activation in place. */
+function fusedMatMul(addon: NativeAddon, args: KernelArgs, backend: WasmBackend): TensorInfo | null {
+  const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
+  const { transposeA, transposeB, activation } = args.attrs as {
+    transposeA: boolean;
+    transposeB: boolean;
+    activation: string;
+  };
+  const act = activation === 'relu' ? UnaryOp.Relu : activation === 'sigmoid' ? UnaryOp.Sigmoid : null;
+  if (preluActivationWeights || (activation !== 'linear' && act === null)) return null;
+  if (!a || !b || (bias && bias.dtype !== 'float32')) return null;
+  const out = nativeMatMul(addon, backend, a, b, transposeA, transposeB);
+  if (out === null) return null;
+  if (bias && !binaryInPlace(addon, backend, out, bias)) {
+    backend.disposeData(out.dataId);
+    return null;
+  }
+  if (act !== null) {
+    const off = offsetOf(backend, out);
+    addon.unary(heapOf(backend), act, off, off, sizeOf(out.shape));
+  }
+  return out;
+}

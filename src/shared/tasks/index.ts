@@ -1,0 +1,82 @@
+/**
+ * The task registry: built-in tasks by name, user tasks from a module path, and the reward list
+ * with the config's `reward_weights` applied.
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { GrpoError } from '../errors.js';
+import { arithmeticTask } from './arithmetic.js';
+import type { Task, TaskFactory, TaskReward, TaskSpec } from './types.js';
+
+export type * from './types.js';
+export { promptIds, completionIds, decodeCompletion, tokenizerForTask } from './encoding.js';
+
+const BUILT_IN: ReadonlyMap<string, TaskFactory> = new Map([[arithmeticTask.name, arithmeticTask]]);
+
+export function taskNames(): string[] {
+  return [...BUILT_IN.keys()];
+}
+
+/** A built-in task. Throws GRPO_ERR_UNKNOWN_TASK for a name not registered. */
+export function createTask(name: string, spec: TaskSpec): Task {
+  const factory = BUILT_IN.get(name);
+  if (!factory) {
+    throw new GrpoError(
+      'GRPO_ERR_UNKNOWN_TASK',
+      `unknown task ${JSON.stringify(name)}; built-in tasks: ${taskNames().join(', ')}, or give a path to a module exporting a task`,
+    );
+  }
+  return factory.create(spec);
+}
+
+function looksLikePath(name: string): boolean {
+  return name.includes('/') || name.includes('\\') || /\.(m?js|ts)$/.test(name);
+}
+
+function isFactory(x: unknown): x is TaskFactory {
+  const f = x as Partial<TaskFactory> | null;
+  return f !== null && typeof f === 'object' && typeof f.name === 'string' && typeof f.create === 'function';
+}
+
+/**
+ * A built-in task by name, or a user task from a module path (relative to the working directory)
+ * whose default export, or export named `task`, is a TaskFactory.
+ */
+export async function loadTask(nameOrPath: string, spec: TaskSpec): Promise<Task> {
+  if (!looksLikePath(nameOrPath)) return createTask(nameOrPath, spec);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(resolve(nameOrPath)).href)) as Record<string, unknown>;
+  } catch (err) {
+    throw new GrpoError('GRPO_ERR_UNKNOWN_TASK', `cannot import task module ${nameOrPath}: ${(err as Error).message}`, { cause: err });
+  }
+  const factory = [mod.default, mod.task].find(isFactory);
+  if (!factory) {
+    throw new GrpoError(
+      'GRPO_ERR_UNKNOWN_TASK',
+      `task module ${nameOrPath} exports no TaskFactory as default or \`task\` ({ name, description, create(spec) })`,
+    );
+  }
+  return factory.create(spec);
+}
+
+/**
+ * The task's rewards with weights from `weights` (by reward name) replacing the defaults, in the
+ * task's order, leaving out those whose weight ends up 0. A weight naming no reward function is
+ * an error: a typo would otherwise be silently ignored.
+ */
+export function resolveRewards(task: Task, weights: Readonly<Record<string, number>> = {}): TaskReward[] {
+  const names = new Set(task.rewards.map((r) => r.name));
+  for (const [name, w] of Object.entries(weights)) {
+    if (!names.has(name)) {
+      throw new GrpoError(
+        'GRPO_ERR_UNKNOWN_REWARD',
+        `reward_weights names ${JSON.stringify(name)}, but task ${task.name} has rewards ${[...names].join(', ')}`,
+      );
+    }
+    if (!Number.isFinite(w)) throw new GrpoError('GRPO_ERR_UNKNOWN_REWARD', `reward weight of ${name} is ${w}; it must be finite`);
+  }
+  return task.rewards
+    .map((r) => ({ ...r, weight: weights[r.name] ?? r.weight }))
+    .filter((r) => r.weight !== 0);
+}

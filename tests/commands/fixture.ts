@@ -1,0 +1,25 @@
+/** A small random-weight checkpoint with a trainer_state.json, for eval/score command tests. */
+import { parseConfig } from '../../src/shared/config.js';
+import { initEngine } from '../../src/shared/engine/backend.js';
+import { saveCheckpoint } from '../../src/shared/model/checkpoint.js';
+import { LlamaModel } from '../../src/shared/model/llama.js';
+import { presetConfig } from '../../src/shared/model/presets.js';
+import { createTask, tokenizerForTask } from '../../src/shared/tasks/index.js';
+
+export async function writeTinyCheckpoint(dir: string, run: { seed: number; task_options: Record<string, unknown> }): Promise<void> {
+  await initEngine({ backend: 'auto', log: () => {} }); // the commands under test use the same engine
+  const task = createTask('arithmetic', { seed: run.seed, options: run.task_options });
+  const tokenizer = tokenizerForTask(task);
+  const config = presetConfig('tiny', tokenizer, { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, initializer_range: 0.3 });
+  const model = LlamaModel.create(config, 11);
+  try {
+    await saveCheckpoint(dir, {
+      config,
+      weights: await model.toHostTensors(),
+      tokenizer,
+      trainerState: { step: 0, policyVersion: 0, dataCursor: null, rng: null, config: parseConfig(run) },
+    });
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,303 @@
+/**
+ * runLearner against a real coordinator on port 0 and an in-process fake rollout worker: a
+ * ProtocolClient that builds its model from the RunSpec and the weights it is sent, and answers
+ * leases with groups sampled by sample() on that model and scored by the task's rewards. The fake
+ * worker holds back the first group it is leased until the policy has moved two versions on, so
+ * that group arrives stale. Everything runs on the tf cpu backend with a tiny model.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCoordinator, type CoordinatorHandle } from '../../src/coordinator/main.js';
+import { runLearner, type LearnerSummary } from '../../src/learner/main.js';
+import { parseConfig, type Config } from '../../src/shared/config.js';
+import { initEngine } from '../../src/shared/engine/backend.js';
+import { tf } from '../../src/shared/engine/tf.js';
+import { saveCheckpoint } from '../../src/shared/model/checkpoint.js';
+import { LlamaModel } from '../../src/shared/model/llama.js';
+import { presetConfig } from '../../src/shared/model/presets.js';
+import { sample } from '../../src/shared/model/sampling.js';
+import type { LlamaConfig, NamedHostTensors } from '../../src/shared/model/types.js';
+import { Kind, silentLogger, type GroupRollout, type GroupSpec, type RunSpec } from '../../src/shared/protocol.js';
+import { createTask, decodeCompletion, promptIds, tokenizerForTask, type Task } from '../../src/shared/tasks/index.js';
+import { ProtocolClient } from '../../src/shared/ws-client.js';
+
+const TOKEN = 'learner-test-token';
+const TASK_OPTIONS = { max_digits: 1, max_depth: 1 };
+
+/** A rollout worker in this process (see the file comment). */
+class FakeWorker {
+  readonly client: ProtocolClient;
+  readonly leased: GroupSpec[] = [];
+  readonly versionsLoaded: number[] = [];
+  private spec: RunSpec | null = null;
+  private task: Task | null = null;
+  private weights: { version: number; tensors: NamedHostTensors } | null = null;
+  private model: LlamaModel | null = null;
+  private version = -1;
+  private newest = 0; // newest PolicyVersion announced
+  private held: { leaseId: string; group: GroupRollout } | null = null;
+  private holding: boolean;
+  private work: Promise<void> = Promise.resolve();
+
+  constructor(url: string, opts: { holdFirst: boolean }) {
+    this.holding = opts.holdFirst;
+    this.client = new ProtocolClient({ url, role: 'worker', name: 'fake-worker', capacity: 4, token: TOKEN });
+    this.client.on(Kind.RunSpec, (m) => {
+      this.spec = m.spec;
+      this.task = createTask(m.spec.task.name, { seed: m.spec.task.seed, options: m.spec.task.options });
+      this.load();
+    });
+    this.client.onEvent('weights', (w) => {
+      this.weights = { version: w.version, tensors: w.tensors };
+      this.load();
+    });
+    this.client.on(Kind.PolicyVersion, (m) => {
+      this.newest = Math.max(this.newest, m.version);
+      this.release();
+    });
+    this.client.on(Kind.Lease, (lease) => {
+      this.leased.push(...lease.groups);
+      this.work = this.work.then(() => this.serve(lease.leaseId, lease.groups));
+    });
+  }
+
+  /** Swaps to the newest weights once the RunSpec is known (weights may come first). */
+  private load(): void {
+    if (this.spec === null || this.weights === null || this.weights.version === this.version) return;
+    const w = this.weights;
+    this.work = this.work.then(() => {
+      this.model?.dispose();
+      this.model = LlamaModel.fromHostTensors(this.spec!.model as unknown as LlamaConfig, w.tensors, { trainable: false });
+      this.version = w.version;
+      this.versionsLoaded.push(w.version);
+      this.client.send({ kind: Kind.Ready, policyVersion: w.version });
+    });
+  }
+
+  private async serve(leaseId: string, groups: GroupSpec[]): Promise<void> {
+    const tokenizer = tokenizerForTask(this.task!);
+    const s = this.spec!.sampling;
+    for (const g of groups) {
+      const prompt = promptIds(tokenizer, g.prompt);
+      const r = await sample(this.model!, Array.from({ length: g.groupSize }, () => prompt), {
+        maxNewTokens: s.maxNewTokens,
+        temperature: s.temperature,
+        topK: s.topK,
+        topP: s.topP,
+        stopTokens: [tokenizer.eosId],
+        seed: s.seed + this.leased.length,
+      });
+      const completions = r.tokens.map((tokens, i) => {
+        const text = decodeCompletion(tokenizer, tokens);
+        const rewards = Object.fromEntries(this.task!.rewards.map((rw) => [rw.name, rw.fn(g.prompt, text, g.meta) as number]));
+        return { tokens, logprobs: r.logprobs[i], text, rewards, finishReason: r.finishReason[i] };
+      });
+      const group: GroupRollout = { groupId: g.groupId, policyVersion: this.version, promptTokens: prompt, completions };
+      if (this.holding) {
+        this.holding = false;
+        this.held = { leaseId, group };
+        continue;
+      }
+      this.client.send({ kind: Kind.Groups, leaseId, results: [group] });
+    }
+  }
+
+  /** Sends the held group once the policy is two versions past the one that sampled it. */
+  private release(): void {
+    if (this.held === null || this.newest < this.held.group.policyVersion + 2) return;
+    this.client.send({ kind: Kind.Groups, leaseId: this.held.leaseId, results: [this.held.group] });
+    this.held = null;
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+    await this.work;
+    this.model?.dispose();
+  }
+}
+
+let root: string;
+let coord: CoordinatorHandle;
+let baseTensors = 0;
+
+function config(over: Record<string, unknown> = {}): Config {
+  return parseConfig({
+    backend: 'cpu',
+    seed: 5,
+    task_options: TASK_OPTIONS,
+    coordinator: coord.url,
+    token: TOKEN,
+    group_size: 4,
+    prompts_per_step: 2,
+    max_staleness: 1,
+    max_gen_len: 6,
+    micro_batch_size: 8,
+    kl_coef: 0.05,
+    lr: 3e-3,
+    eval_samples: 4,
+    eval_interval: 0,
+    save_interval: 0,
+    log_csv: join(root, 'run', 'metrics.csv'),
+    ...over,
+  });
+}
+
+beforeAll(async () => {
+  await initEngine({ backend: 'cpu', log: () => {} });
+  root = await mkdtemp(join(tmpdir(), 'grpo-learner-'));
+  const task = createTask('arithmetic', { seed: 5, options: TASK_OPTIONS });
+  const tokenizer = tokenizerForTask(task);
+  const modelConfig = presetConfig('tiny', tokenizer, {
+    hidden_size: 32,
+    intermediate_size: 48,
+    num_hidden_layers: 1,
+    max_position_embeddings: 64,
+    initializer_range: 0.2,
+  });
+  const model = LlamaModel.create(modelConfig, 3);
+  await saveCheckpoint(join(root, 'init'), { config: modelConfig, weights: await model.toHostTensors(), tokenizer });
+  model.dispose();
+  coord = await startCoordinator({ port: 0, token: TOKEN, log: silentLogger, heartbeatMs: 500, peerTimeoutMs: 10_000 });
+  baseTensors = tf.memory().numTensors;
+});
+
+afterAll(async () => {
+  await coord?.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+interface Logged {
+  event: string;
+  fields: Record<string, unknown>;
+}
+
+async function learn(cfg: Config, opts: { steps: number; resume?: string; holdFirst?: boolean }) {
+  const events: Logged[] = [];
+  const worker = new FakeWorker(coord.url, { holdFirst: opts.holdFirst ?? false });
+  const started = worker.client.start();
+  let summary: LearnerSummary;
+  try {
+    summary = await runLearner(cfg, {
+      checkpoint: join(root, 'init'),
+      out: join(root, 'run'),
+      steps: opts.steps,
+      resume: opts.resume,
+      log: (_level, event, fields = {}) => events.push({ event, fields }),
+    });
+  } finally {
+    await started;
+    await worker.close();
+  }
+  const trained = events.filter((e) => e.event === 'step_groups').flatMap((e) => e.fields.prompts as number[]);
+  return { summary, events, worker, trained };
+}
+
+describe('runLearner', () => {
+  let first: Awaited<ReturnType<typeof learn>>;
+
+  it('trains on worker groups, publishes each version, judges each group once and re-queues a stale one', async () => {
+    first = await learn(config(), { steps: 3, holdFirst: true });
+    const { summary, events, worker } = first;
+    expect(summary.steps).toBe(3);
+    expect(summary.stepsThisRun).toBe(3);
+    expect(summary.policyVersion).toBe(3);
+    expect(summary.interrupted).toBe(false);
+    expect(summary.baselineAccuracy).not.toBeNull();
+    expect(summary.finalAccuracy).not.toBeNull();
+
+    // one step line per step, staleness within the bound
+    const steps = events.filter((e) => e.event === 'step').map((e) => e.fields);
+    expect(steps.map((s) => s.step)).toEqual([1, 2, 3]);
+    for (const s of steps) expect(s.stalenessMax as number).toBeLessThanOrEqual(1);
+    const jsonl = (await readFile(join(root, 'run', 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    expect(jsonl.map((r) => r.version)).toEqual([1, 2, 3]);
+    const csv = (await readFile(join(root, 'run', 'metrics.csv'), 'utf8')).trim().split('\n');
+    expect(csv[0].split(',')).toEqual(expect.arrayContaining(['step', 'version', 'rewardMean', 'rewards.correct', 'kl', 'waitSeconds']));
+    expect(csv).toHaveLength(4);
+
+    // the held group came back two versions late: dropped as stale, its prompt sent out again under a new id
+    expect(summary.groups.droppedStale).toBeGreaterThanOrEqual(1);
+    const stale = events.find((e) => e.event === 'group_stale')!.fields;
+    const again = worker.leased.filter((g) => g.promptIndex === stale.prompt);
+    expect(again.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(again.map((g) => g.groupId)).size).toBe(again.length);
+
+    // the coordinator saw each verdict once, and the same ones the learner counted
+    const ledger = coord.stats().ledger;
+    expect(ledger.repeatVerdicts).toBe(0);
+    expect(ledger.unknownVerdicts).toBe(0);
+    expect(ledger.admitted).toBe(summary.groups.admitted);
+    expect(ledger.droppedStale).toBe(summary.groups.droppedStale);
+    expect(summary.groups.redispatched).toBe(ledger.redispatched);
+
+    // versions 0..3 were published; the worker loaded new weights as they came
+    expect(coord.stats().weights.version).toBe(3);
+    expect(worker.versionsLoaded[0]).toBe(0);
+    expect(worker.versionsLoaded.length).toBeGreaterThanOrEqual(2);
+
+    // no prompt trained twice; the tensors of the run are all freed
+    expect(new Set(first.trained).size).toBe(first.trained.length);
+    expect(tf.memory().numTensors).toBe(baseTensors);
+  });
+
+  it('resumes at the saved step, version and data cursor, training no prompt twice', async () => {
+    const ckpt = join(root, 'run', 'checkpoint');
+    const state = JSON.parse(await readFile(join(ckpt, 'trainer_state.json'), 'utf8'));
+    expect(state.step).toBe(3);
+    expect(state.policyVersion).toBe(3);
+    expect(state.phase).toBe('grpo');
+    const pending: number[] = state.dataCursor.pending;
+
+    const second = await learn(config(), { steps: 5, resume: ckpt });
+    expect(second.summary.steps).toBe(5);
+    expect(second.summary.stepsThisRun).toBe(2);
+    expect(second.summary.policyVersion).toBe(5);
+    expect(second.summary.baselineAccuracy).toBe(first.summary.baselineAccuracy); // carried over, not re-measured
+    const resumed = second.events.find((e) => e.event === 'learner_resumed')!.fields;
+    expect(resumed.step).toBe(3);
+
+    // the first prompts handed out after the resume are the checkpoint's pending ones, in order
+    const tag = second.events.find((e) => e.event === 'learner_start')!.fields.groupTag as string;
+    const enqueued = second.worker.leased.filter((g) => g.groupId.startsWith(`${tag}.`));
+    expect(enqueued.slice(0, pending.length).map((g) => g.promptIndex).sort()).toEqual([...pending].sort());
+
+    // across both runs, no prompt was trained twice, and none below the cursor was lost
+    const all = [...first.trained, ...second.trained];
+    expect(new Set(all).size).toBe(all.length);
+    const jsonl = (await readFile(join(root, 'run', 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    expect(jsonl.map((r) => r.step)).toEqual([1, 2, 3, 4, 5]); // continued, not restarted
+    const end = JSON.parse(await readFile(join(ckpt, 'trainer_state.json'), 'utf8'));
+    expect(end.step).toBe(5);
+    const skipped = end.groups.failed as number;
+    const accounted = new Set([...all, ...end.dataCursor.pending]);
+    expect(accounted.size + skipped).toBe(end.dataCursor.next);
+    expect(tf.memory().numTensors).toBe(baseTensors);
+  });
+
+  it('stops between steps on abort and checkpoints', async () => {
+    const abort = new AbortController();
+    const worker = new FakeWorker(coord.url, { holdFirst: false });
+    void worker.client.start();
+    try {
+      const summary = await runLearner(config({ kl_coef: 0, log_csv: null }), {
+        checkpoint: join(root, 'init'),
+        out: join(root, 'aborted'),
+        steps: 50,
+        signal: abort.signal,
+        log: (_l, event) => {
+          if (event === 'step') abort.abort();
+        },
+      });
+      expect(summary.interrupted).toBe(true);
+      expect(summary.steps).toBe(1);
+      expect(summary.finalAccuracy).toBeNull();
+      const state = JSON.parse(await readFile(join(root, 'aborted', 'checkpoint', 'trainer_state.json'), 'utf8'));
+      expect(state.step).toBe(1);
+    } finally {
+      await worker.close();
+    }
+    expect(tf.memory().numTensors).toBe(baseTensors);
+  });
+});
