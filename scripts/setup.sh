@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up step, run by `npm test` and `npm run train` before anything else:
-#   1. npm packages (npm ci) when node_modules is missing or older than package-lock.json;
+#   1. npm packages when node_modules is missing or older than package-lock.json (npm install
+#      rather than npm ci: npm 11 here writes lock files without other platforms' optional
+#      packages, which npm ci then rejects as out of sync);
 #   2. the native OpenBLAS addon (scripts/build-native.sh installs libopenblas-dev and build
 #      tools through apt when run as root and they are missing);
 #   3. the TypeScript build into dist/.
@@ -11,8 +13,8 @@ cd "$(dirname "$0")/.."
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "installing npm packages (npm ci)"
-  npm ci --no-audit --no-fund >&2
+  log "installing npm packages"
+  npm install --no-audit --no-fund >&2
 fi
 
 bash scripts/build-native.sh
