@@ -1,8 +1,12 @@
 # The engine's native kernels: a synchronous N-API addon that runs on TensorFlow.js wasm-heap
 # memory in place. GEMM goes to Debian's OpenBLAS (libopenblas-dev, pthread flavour); the
-# elementwise, softmax and reduction kernels are our own C++ (AVX-512 where the CPU has it).
-# Built by scripts/build-native.sh: node-gyp rebuild --nodedir=/usr (no header download).
+# elementwise, data-movement, reduction and softmax kernels are our own C++, vectorised for
+# AVX-512/AVX2 with runtime dispatch (src/simd.h). Built by scripts/build-native.sh:
+# node-gyp rebuild --nodedir=<Node's prefix>, so no headers are downloaded.
 {
+  "variables": {
+    "multiarch": "<!(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"
+  },
   "targets": [
     {
       "target_name": "grpo_native",
@@ -15,15 +19,15 @@
         "src/copy.cc",
         "src/reduce.cc"
       ],
-      "include_dirs": ["/usr/include/x86_64-linux-gnu/openblas-pthread"],
+      "include_dirs": ["/usr/include/<(multiarch)/openblas-pthread"],
       "libraries": [
-        "-L/usr/lib/x86_64-linux-gnu/openblas-pthread",
-        "-Wl,-rpath,/usr/lib/x86_64-linux-gnu/openblas-pthread",
+        "-L/usr/lib/<(multiarch)/openblas-pthread",
+        "-Wl,-rpath,/usr/lib/<(multiarch)/openblas-pthread",
         "-lopenblas",
         "-lpthread"
       ],
-      "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++20", "-O3", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++20", "-O3", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra", "-Wno-psabi"],
       "defines": ["NAPI_VERSION=8"]
     }
   ]

@@ -32,21 +32,23 @@ GRPO_CLONES void reduceRows(int op, const float* x, float* out, int64_t count, i
 // out[c] (op)= x[c] for a block of columns, one reduced row at a time; NaN sticks (max/min).
 GRPO_CLONES void accumulateColumns(int op, const float* x, float* out, int64_t n) {
   int64_t c = 0;
-  if (op == kMax || op == kMin) {
-    const bool isMax = op == kMax;
+  if (op == kMax) {
     for (; c + 16 <= n; c += 16) {
       const v16f v = load16(x + c), o = load16(out + c);
-      const v16i pick = (isMax ? v > o : v < o) | (v != v);
-      const v16f r = pick ? v : o;
+      const v16f r = (v > o) | (v != v) ? v : o;
       std::memcpy(out + c, &r, sizeof r);
     }
-    for (; c < n; c++) {
-      const bool pick = (isMax ? x[c] > out[c] : x[c] < out[c]) | (x[c] != x[c]);
-      out[c] = pick ? x[c] : out[c];
+    for (; c < n; c++) out[c] = (x[c] > out[c]) | (x[c] != x[c]) ? x[c] : out[c];
+  } else if (op == kMin) {
+    for (; c + 16 <= n; c += 16) {
+      const v16f v = load16(x + c), o = load16(out + c);
+      const v16f r = (v < o) | (v != v) ? v : o;
+      std::memcpy(out + c, &r, sizeof r);
     }
-    return;
+    for (; c < n; c++) out[c] = (x[c] < out[c]) | (x[c] != x[c]) ? x[c] : out[c];
+  } else {
+    for (; c < n; c++) out[c] += x[c];
   }
-  for (; c < n; c++) out[c] += x[c];
 }
 
 // Softmax of `count` rows of length n, three passes over each row while it sits in L1:

@@ -97,6 +97,7 @@ export class GroupsInbox {
   private version: number;
   private readonly counters: InboxCounts;
   private waiter: { n: number; resolve: () => void } | null = null;
+  private closed = false;
 
   constructor(private readonly o: InboxOptions) {
     if (!Number.isInteger(o.promptsPerStep) || o.promptsPerStep < 1) {
@@ -132,6 +133,7 @@ export class GroupsInbox {
 
   /** Hands out prompts until `target` groups are in flight, and enqueues them. */
   fill(): void {
+    if (this.closed) return;
     const missing = this.target - (this.outstanding.size + this.buffer.length + this.training);
     if (missing <= 0) return;
     const specs = this.o.cursor.next(missing).map((p) => this.makeSpec(p));
@@ -145,7 +147,16 @@ export class GroupsInbox {
     if (this.outstanding.size > 0) this.o.send({ kind: Kind.Enqueue, groups: [...this.outstanding.values()] });
   }
 
+  /**
+   * The run stops training: later results get no Verdict, so the coordinator keeps them for the
+   * next learner (which answers them as unknown), and the counters stay those of the checkpoint.
+   */
+  close(): void {
+    this.closed = true;
+  }
+
   onResult(msg: GroupResultMsg): void {
+    if (this.closed) return;
     const g = msg.group;
     const id = g.groupId;
     const earlier = this.judged.get(id);
@@ -186,6 +197,7 @@ export class GroupsInbox {
   }
 
   onExhausted(msg: GroupExhaustedMsg): void {
+    if (this.closed) return;
     const earlier = this.judged.get(msg.groupId);
     if (earlier !== undefined) {
       this.counters.duplicates += 1;

@@ -245,6 +245,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       run.baseline = await evalAndKeepBest(run); // workers already sample the first groups meanwhile
     }
     const stepsThisRun = stop.signal.aborted ? 0 : await trainLoop(run);
+    inbox.close(); // no verdicts after the loop: what the checkpoint says is what the coordinator heard
     progress?.stop();
     const interrupted = run.step < config.steps;
     let final: EvalRecord | null = run.lastEval?.step === run.step ? run.lastEval : null;

@@ -4,7 +4,7 @@
  * the learner, summary.json. Tiny settings, cpu backend. Skipped (with a message) when the CLI
  * has no `train` or `worker` command.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -68,5 +68,37 @@ describe.skipIf(missing !== null)('grpo train (compiled CLI)', () => {
     expect(state.config.token).toBeNull(); // the run's secret is never written to disk
     const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
     expect(metrics).toHaveLength(2);
+  });
+
+  it('on SIGTERM checkpoints, stops its workers and exits 0 with an interrupted summary', async () => {
+    const out = join(root, 'sigterm');
+    // prettier-ignore
+    const child = spawn(process.execPath, [
+      CLI, 'train', '--out', out, '--backend', 'cpu', '--steps', '500', '--sft-steps', '2', '--sft-batch-size', '4',
+      '--workers', '1', '--eval-samples', '2', '--prompts-per-step', '1', '--group-size', '2', '--max-gen-len', '4',
+      '--task-options', 'max_digits=1,max_depth=1',
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let signalled = false;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (!signalled && /"event":"step","step":2,/.test(stderr)) {
+        signalled = true;
+        child.kill('SIGTERM');
+      }
+    });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 60_000); // a hung run fails the test instead of hanging it
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    clearTimeout(killer);
+    expect(signalled).toBe(true);
+    expect(code).toBe(0);
+    const summary = JSON.parse(await readFile(join(out, 'summary.json'), 'utf8'));
+    expect(summary.interrupted).toBe(true);
+    const state = JSON.parse(await readFile(join(out, 'checkpoint', 'trainer_state.json'), 'utf8'));
+    expect(state.step).toBe(summary.steps);
+    expect(summary.steps).toBeGreaterThanOrEqual(2);
+    // the worker child was stopped: its pid is gone
+    const pid = Number(/"event":"workers_started".*?"pids":\[(\d+)\]/.exec(stderr)![1]);
+    expect(() => process.kill(pid, 0)).toThrow();
   });
 });

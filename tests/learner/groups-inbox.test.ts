@@ -159,6 +159,19 @@ describe('GroupsInbox', () => {
     expect(cursor.state()).toEqual({ version: 1, next: 4, pending: [0, 1, 2, 3] });
   });
 
+  it('sends nothing once closed, leaving late results to the coordinator', () => {
+    const { inbox, sent, enqueued } = setup();
+    inbox.fill();
+    const [a] = enqueued();
+    inbox.close();
+    const before = sent.length;
+    inbox.onResult(result(a, 0));
+    inbox.onExhausted({ kind: Kind.GroupExhausted, groupId: a.groupId, promptIndex: 0, failures: 3, redispatches: 0, code: 'GRPO_ERR_TOO_MANY_ATTEMPTS', message: 'x' });
+    inbox.fill();
+    expect(sent.length).toBe(before);
+    expect(inbox.counts.admitted).toBe(0);
+  });
+
   it('stops waiting when the signal aborts', async () => {
     const { inbox } = setup();
     const abort = new AbortController();

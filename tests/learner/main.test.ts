@@ -5,7 +5,7 @@
  * worker holds back the first group it is leased until the policy has moved two versions on, so
  * that group arrives stale. Everything runs on the tf cpu backend with a tiny model.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -249,6 +249,7 @@ describe('runLearner', () => {
     expect(state.policyVersion).toBe(3);
     expect(state.phase).toBe('grpo');
     const pending: number[] = state.dataCursor.pending;
+    await cp(ckpt, join(root, 'ckpt3'), { recursive: true }); // for the rollback test below
 
     const second = await learn(config(), { steps: 5, resume: ckpt });
     expect(second.summary.steps).toBe(5);
@@ -273,6 +274,22 @@ describe('runLearner', () => {
     const skipped = end.groups.failed as number;
     const accounted = new Set([...all, ...end.dataCursor.pending]);
     expect(accounted.size + skipped).toBe(end.dataCursor.next);
+    expect(tf.memory().numTensors).toBe(baseTensors);
+  });
+
+  it('rolls the coordinator back to its version when resumed from an older checkpoint', async () => {
+    expect(coord.stats().policyVersion).toBe(5);
+    const third = await learn(config(), { steps: 4, resume: join(root, 'ckpt3') });
+    expect(third.summary.steps).toBe(4);
+    expect(third.summary.policyVersion).toBe(4);
+    expect(coord.stats().policyVersion).toBe(4);
+    expect(coord.stats().weights.version).toBe(4);
+    expect(third.worker.versionsLoaded).toContain(3); // the resumed weights reached the worker
+    // groups sampled with v5 (which a worker may hold before the learner reconnects) are never trained
+    for (const e of third.events.filter((x) => x.event === 'step')) {
+      expect(e.fields.stalenessMax as number).toBeGreaterThanOrEqual(0);
+      expect(e.fields.stalenessMax as number).toBeLessThanOrEqual(1);
+    }
     expect(tf.memory().numTensors).toBe(baseTensors);
   });
 

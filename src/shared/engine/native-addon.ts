@@ -93,13 +93,25 @@ export interface AddonLoad {
   blasCoreForced?: string; // OPENBLAS_CORETYPE we set before loading (see pickBlasCore)
 }
 
-/** The addon file: GRPO_NATIVE_ADDON, else native/build/Release next to src/ or dist/. */
+const BUILT = 'native/build/Release/grpo_native.node';
+
+/**
+ * The addon file: GRPO_NATIVE_ADDON, else native/build/Release in the nearest ancestor directory
+ * that has one. This file runs from src/ (vitest), dist/ (tsc) or dist-bench/src/ (benchmarks),
+ * all inside the project root that holds native/.
+ */
 export function addonPath(): string {
   const override = process.env.GRPO_NATIVE_ADDON;
   if (override) return resolve(override);
-  // this file is src/shared/engine/native-addon.ts or dist/shared/engine/native-addon.js
-  const here = dirname(fileURLToPath(import.meta.url));
-  return resolve(here, '../../../native/build/Release/grpo_native.node');
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = resolve(dir, BUILT);
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return resolve(dirname(fileURLToPath(import.meta.url)), '../../..', BUILT); // where it would be built
 }
 
 /**

@@ -6,9 +6,9 @@
  */
 import { tf } from '../tf.js';
 import { UnaryOp, type NativeAddon } from '../native-addon.js';
-import { heapOf, offsetOf, sizeOf, stridesOf, type TensorInfo, type WasmBackend } from '../wasm-heap.js';
+import { f32View, heapOf, offsetOf, sizeOf, stridesOf, type TensorInfo, type WasmBackend } from '../wasm-heap.js';
 import { binaryInPlace } from './elementwise.js';
-import { broadcastShapes } from './layout.js';
+import { broadcastShapes, broadcastStrides } from './layout.js';
 import { replaceKernel, type KernelArgs } from './registry.js';
 
 /** op(a) x op(b) into a fresh [...batch, M, N] tensor, or null for non-float32 inputs. */
@@ -89,26 +89,70 @@ export function installMatMulKernels(addon: NativeAddon): void {
   replaceKernel(tf._FusedMatMul, (args, backend) => fusedMatMul(addon, args, backend));
 }
 
-/** GEMM, then bias (broadcast to the [batch, M, N] output) and a linear/relu/sigmoid activation in place. */
+/**
+ * GEMM, then bias (broadcast to the [batch, M, N] output) and the activation, in place. relu and
+ * sigmoid run natively; the rarer elu, relu6, leakyrelu and prelu in JS over the heap view (the
+ * stock wasm kernel is not a safe fallback: it returned wrong values for batched elu).
+ */
 function fusedMatMul(addon: NativeAddon, args: KernelArgs, backend: WasmBackend): TensorInfo | null {
-  const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo | undefined>;
-  const { transposeA, transposeB, activation } = args.attrs as {
+  const { a, b, bias, preluActivationWeights: alphas } = args.inputs as Record<string, TensorInfo | undefined>;
+  const { transposeA, transposeB, activation, leakyreluAlpha } = args.attrs as {
     transposeA: boolean;
     transposeB: boolean;
     activation: string;
+    leakyreluAlpha?: number;
   };
-  const act = activation === 'relu' ? UnaryOp.Relu : activation === 'sigmoid' ? UnaryOp.Sigmoid : null;
-  if (preluActivationWeights || (activation !== 'linear' && act === null)) return null;
-  if (!a || !b || (bias && bias.dtype !== 'float32')) return null;
+  if (!a || !b || (bias && bias.dtype !== 'float32') || (alphas && alphas.dtype !== 'float32')) return null;
+  if (!['linear', 'relu', 'sigmoid', 'elu', 'relu6', 'leakyrelu', 'prelu'].includes(activation)) return null;
+  if (activation === 'prelu' && !alphas) return null;
   const out = nativeMatMul(addon, backend, a, b, transposeA, transposeB);
   if (out === null) return null;
   if (bias && !binaryInPlace(addon, backend, out, bias)) {
     backend.disposeData(out.dataId);
     return null;
   }
-  if (act !== null) {
-    const off = offsetOf(backend, out);
-    addon.unary(heapOf(backend), act, off, off, sizeOf(out.shape));
+  const n = sizeOf(out.shape);
+  if (n === 0) return out;
+  const off = offsetOf(backend, out);
+  if (activation === 'relu' || activation === 'sigmoid') {
+    addon.unary(heapOf(backend), activation === 'relu' ? UnaryOp.Relu : UnaryOp.Sigmoid, off, off, n);
+    return out;
+  }
+  const y = f32View(backend, out);
+  if (activation === 'elu') {
+    for (let i = 0; i < n; i++) if (y[i] < 0) y[i] = Math.expm1(y[i]);
+  } else if (activation === 'relu6') {
+    for (let i = 0; i < n; i++) y[i] = Math.min(Math.max(y[i], 0), 6);
+  } else if (activation === 'leakyrelu') {
+    const alpha = leakyreluAlpha ?? 0.2;
+    for (let i = 0; i < n; i++) if (y[i] < 0) y[i] *= alpha;
+  } else if (activation === 'prelu' && alphas) {
+    if (!preluInPlace(backend, out, alphas)) {
+      backend.disposeData(out.dataId);
+      return null;
+    }
   }
   return out;
+}
+
+/** y = y < 0 ? alpha * y : y, alpha broadcast to y's shape; false when it does not broadcast. */
+function preluInPlace(backend: WasmBackend, out: TensorInfo, alphas: TensorInfo): boolean {
+  const shape = broadcastShapes(out.shape, alphas.shape);
+  if (shape === null || shape.length !== out.shape.length || shape.some((d, i) => d !== out.shape[i])) return false;
+  const y = f32View(backend, out);
+  const w = f32View(backend, alphas);
+  const ws = broadcastStrides(alphas.shape, out.shape);
+  const os = stridesOf(out.shape);
+  for (let i = 0; i < y.length; i++) {
+    if (y[i] >= 0) continue;
+    let wi = 0;
+    let rest = i;
+    for (let d = 0; d < os.length; d++) {
+      const idx = Math.floor(rest / os[d]);
+      rest -= idx * os[d];
+      wi += idx * ws[d];
+    }
+    y[i] *= w[wi];
+  }
+  return true;
 }

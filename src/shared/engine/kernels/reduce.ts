@@ -36,9 +36,14 @@ export function installReduceKernels(addon: NativeAddon): void {
   for (const [name, op] of Object.entries(REDUCE)) {
     replaceKernel(name, (args, backend) => {
       const { x } = args.inputs as { x: TensorInfo };
-      const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
+      // Max names its axes `reductionIndices`, the others `axis`; null means every axis
+      const { axis, reductionIndices, keepDims } = args.attrs as {
+        axis?: number | number[] | null;
+        reductionIndices?: number | number[] | null;
+        keepDims: boolean;
+      };
       if (x.dtype !== 'float32') return null;
-      const axes = tf.util.parseAxisParam(axis, x.shape);
+      const axes = tf.util.parseAxisParam((name === tf.Max ? reductionIndices : axis) as number | number[], x.shape);
       const view = reductionView(x.shape, axes);
       if (view === null || sizeOf(x.shape) === 0) return null;
       const outShape = keepDims ? x.shape.map((n, d) => (axes.includes(d) ? 1 : n)) : x.shape.filter((_, d) => !axes.includes(d));
