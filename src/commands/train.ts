@@ -222,7 +222,7 @@ export function formatSummary(s: TrainSummary, path: string): string {
   return [
     `held-out accuracy on ${s.evalSamples} ${s.task} problems: ${pct(s.baselineAccuracy)} -> ${pct(s.finalAccuracy)}${gain}` +
       `${s.interrupted ? ' [interrupted]' : ''}`,
-    `${s.steps} GRPO steps with ${s.workers} workers in ${s.grpoSeconds.toFixed(1)} s (${s.wallSeconds.toFixed(1)} s in all, SFT ${s.sftSeconds.toFixed(1)} s); ` +
+    `${s.steps} GRPO steps with ${s.workers} worker${s.workers === 1 ? '' : 's'} in ${s.grpoSeconds.toFixed(1)} s (${s.wallSeconds.toFixed(1)} s in all, SFT ${s.sftSeconds.toFixed(1)} s); ` +
       `groups admitted ${g.admitted}, dropped ${g.dropped} (stale ${g.droppedStale}, failed ${g.failed}), re-dispatched ${g.redispatched}`,
     `checkpoint ${s.checkpoint}${s.best ? `, best ${s.best}` : ''}; summary ${path}`,
   ].join('\n');
