@@ -5,7 +5,7 @@
 #   2. runs node-gyp against the installed Node's own headers (--nodedir), never downloading any;
 #   3. does nothing when the addon is newer than every source file (a second run takes ~0.1 s).
 # A failed build is a warning, not an error (exit 0): the engine then falls back to stock wasm
-# kernels, about 10x slower. Set GRPO_REQUIRE_NATIVE=1 (CI does) to make it fail instead.
+# kernels, 10-30x slower. Set GRPO_REQUIRE_NATIVE=1 (CI does) to make it fail instead.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +19,7 @@ give_up() {
     exit 1
   fi
   log "warning: $1"
-  log "warning: the engine will use stock wasm kernels (about 10x slower training); fix: apt-get install libopenblas-dev build-essential python3 && npm run build:native"
+  log "warning: the engine will use stock wasm kernels (10-30x slower training); fix: apt-get install libopenblas-dev build-essential python3 && npm run build:native"
   exit 0
 }
 

@@ -201,6 +201,9 @@ describe('work accounting over the wire', () => {
     });
     const peers: RawPeer[] = [];
     const stale: LeaseMsg[] = []; // leases of dead sessions, reported later by their successors
+    const rejoins = new Set<Promise<void>>(); // successors still joining: awaited before the coordinator closes
+    const timers = new Set<NodeJS.Timeout>();
+    const joinErrors: unknown[] = [];
 
     const join = async (): Promise<void> => {
       const { peer } = await RawPeer.join(url, 'worker', { capacity: 2 });
@@ -222,14 +225,18 @@ describe('work accounting over the wire', () => {
         } else {
           stale.push(lease);
           peer.ws.terminate(); // dies mid-lease; a successor joins and reports the dead lease
-          setTimeout(() => {
-            void join().then(() => {
+          const timer = setTimeout(() => {
+            timers.delete(timer);
+            const rejoin = join().then(() => {
               const old = stale.shift();
               const heir = peers.at(-1);
               if (old && heir) heir.send({ kind: Kind.Groups, leaseId: old.leaseId, results: old.groups.map((g) => rolloutFor(g)) });
               heir?.send({ kind: Kind.Ready, policyVersion: 0 });
             });
+            rejoins.add(rejoin);
+            rejoin.then(() => rejoins.delete(rejoin), (err: unknown) => joinErrors.push(err));
           }, 20);
+          timers.add(timer);
           return;
         }
       });
@@ -246,6 +253,9 @@ describe('work accounting over the wire', () => {
     expect(l.admitted + l.failed).toBe(ids.length);
     expect(l.completed + l.exhausted).toBe(ids.length);
     expect(l.redispatched).toBeGreaterThan(0);
+    for (const t of timers) clearTimeout(t);
+    await Promise.allSettled([...rejoins]); // a join still in flight when the test ends would hit a closed port
+    expect(joinErrors).toEqual([]);
     for (const p of peers) p.ws.terminate();
   }, 30_000);
 });

@@ -146,7 +146,7 @@ async function useWasm(requested: BackendChoice): Promise<EngineInfo> {
     provider,
     native: false,
     kernels: replacedKernels(),
-    warning: `native kernels unavailable (${load.error}): training runs about 10x slower on stock wasm; fix: ${NATIVE_FIX}`,
+    warning: `native kernels unavailable (${load.error}): training runs 10-30x slower on stock wasm; fix: ${NATIVE_FIX}`,
   };
 }
 
