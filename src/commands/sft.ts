@@ -11,7 +11,7 @@
  * On --resume the run's saved config is used; only the keys in RESUME_OVERRIDABLE may change.
  */
 import { Command } from 'commander';
-import { resolveConfig, parseConfig, type Config, type ConfigKey, type RawConfig } from '../shared/config.js';
+import { readConfigFile, resolveConfig, parseConfig, type Config, type ConfigKey, type RawConfig } from '../shared/config.js';
 import { addConfigOptions, coerceFlag, flagName, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
 import { isCompleteCheckpoint, loadCheckpoint, type Checkpoint } from '../shared/model/checkpoint.js';
@@ -97,7 +97,10 @@ export async function sftCommand(opts: SftCommandOptions, io: CommandIO, signal?
     resumeFrom = await loadCheckpoint(opts.resume, { withOptimizer: true });
     config = resumeConfig(resumeFrom, flags, opts.resume);
   } else {
-    config = resolveConfig({ file: opts.config, flags: { out: 'runs/sft', ...flags } });
+    // runs/sft, not the GRPO default runs/grpo, unless the file or a flag names the directory
+    const fileOut = opts.config === undefined ? undefined : readConfigFile(opts.config).out;
+    const outDefault = flags.out === undefined && fileOut === undefined ? { out: 'runs/sft' } : {};
+    config = resolveConfig({ file: opts.config, flags: { ...outDefault, ...flags } });
     if (await isCompleteCheckpoint(config.out)) {
       throw new GrpoError(
         'GRPO_ERR_CHECKPOINT_EXISTS',

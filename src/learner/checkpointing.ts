@@ -26,6 +26,8 @@ import type { RngState } from '../shared/rng.js';
 import { DataCursor, type DataCursorState } from './data-cursor.js';
 import { EMPTY_COUNTS, type InboxCounts } from './groups-inbox.js';
 
+export { publicConfig } from '../shared/config.js';
+
 export const LATEST_DIR = 'checkpoint';
 export const BEST_DIR = 'best';
 
@@ -52,10 +54,6 @@ export interface LearnerTrainerState extends TrainerState {
   best: EvalRecord | null; // what <out>/best holds
 }
 
-/** The config as saved and logged: the shared token is a secret and never written anywhere. */
-export function publicConfig(config: Config): Config {
-  return { ...config, token: null };
-}
 
 export function latestDir(out: string): string {
   return join(out, LATEST_DIR);

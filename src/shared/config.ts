@@ -141,3 +141,8 @@ export function resolveConfig(opts: { file?: string; flags?: RawConfig; env?: No
 }
 
 export const DEFAULT_CONFIG: Config = parseConfig({});
+
+/** The config as saved and logged: the shared token is a secret and never written anywhere. */
+export function publicConfig(config: Config): Config {
+  return { ...config, token: null };
+}

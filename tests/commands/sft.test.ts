@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,6 +50,17 @@ describe('grpo sft (in-process)', () => {
     expect(state).toMatchObject({ step: 4, policyVersion: 0, phase: 'sft', dataCursor: { split: 'train', index: 32 } });
     expect(state.config).toMatchObject({ sft_steps: 4, sft_batch_size: 8, seed: 3, task_options: { max_depth: 1 } });
     expect(state.eval).toEqual({ samples: 8, accuracy: result.eval.accuracy });
+  });
+
+  it('writes where the config file says and never saves the shared token', async () => {
+    const dir = join(root, 'from-file');
+    const file = join(root, 'sft.yaml');
+    await writeFile(file, `out: ${JSON.stringify(dir)}\ntoken: s3cret\nsft_steps: 2\nsft_batch_size: 4\neval_samples: 4\nmodel_size: tiny\n`);
+    const result = await sftCommand({ config: file }, captureIO().io);
+    expect(result.out).toBe(dir);
+    const state = await readFile(join(dir, 'trainer_state.json'), 'utf8');
+    expect(JSON.parse(state).config.token).toBeNull();
+    expect(state).not.toContain('s3cret');
   });
 
   it('an interrupted run resumed with --resume ends with exactly the weights of an uninterrupted one', async () => {

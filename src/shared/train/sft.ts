@@ -16,7 +16,7 @@
  * min_lr_ratio; `lr_schedule` and `warmup_steps` are GRPO's.
  */
 import { resolve } from 'node:path';
-import type { Config } from '../config.js';
+import { publicConfig, type Config } from '../config.js';
 import { tf } from '../engine/tf.js';
 import { GrpoError } from '../errors.js';
 import { evaluate, type EvalResult } from '../eval.js';
@@ -154,7 +154,7 @@ async function save(run: Run, out: string, loss: number, evalResult?: EvalResult
     phase: 'sft',
     dataCursor: { split: 'train', index: run.cursor },
     rng: null,
-    config: run.config,
+    config: publicConfig(run.config),
     loss,
     ...(evalResult ? { eval: { samples: evalResult.samples, accuracy: evalResult.accuracy } } : {}),
   };
