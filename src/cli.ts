@@ -10,6 +10,7 @@ import { Command, CommanderError } from 'commander';
 import { registerCoordinatorCommand } from './commands/coordinator.js';
 import { registerEval } from './commands/eval.js';
 import { processIO, type CommandIO } from './commands/io.js';
+import { registerJudgeTrain } from './commands/judge-train.js';
 import { registerLearnerCommand } from './commands/learner.js';
 import { registerScore } from './commands/score.js';
 import { registerSft } from './commands/sft.js';
@@ -40,6 +41,7 @@ export function buildProgram(io: () => CommandIO = processIO): Command {
   registerSft(program, io);
   registerEval(program, io);
   registerScore(program, io);
+  registerJudgeTrain(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: () => {} });
   return program;
 }

@@ -16,3 +16,23 @@ export { CharTokenizer } from './shared/model/char-tokenizer.js';
 export { loadTokenizer } from './shared/model/tokenizer.js';
 export { encodeSafetensors, decodeSafetensors } from './shared/model/safetensors.js';
 export type { LlamaConfig, Tokenizer, SampleOptions, SampleResult, HostTensor, NamedHostTensors } from './shared/model/types.js';
+export {
+  grammarHook,
+  rowGrammarHook,
+  dfaMachine,
+  fixedLengthMachine,
+  machineAccepts,
+  runMachine,
+  type CharMachine,
+  type TokenMachine,
+  type GrammarMachine,
+  type DfaSpec,
+} from './shared/tasks/grammar.js';
+export { batchGrammar, grammarViolation } from './shared/tasks/grammar-batch.js';
+export type { Task, TaskFactory, TaskSpec, TaskExample, TaskReward, GrammarHook } from './shared/tasks/types.js';
+export { groupReward } from './shared/tasks/reward-module.js';
+export type { RewardExport, RewardScope } from './shared/tasks/reward-module.js';
+export type { RewardFunction, GroupRewardFunction } from './shared/tasks/types.js';
+export { keywordScore, lengthScore, repetitionScore, formatScore, groupDiversity, words } from './shared/tasks/heuristic.js';
+export { evaluate, passAtK, sampleMetrics, type EvalOptions, type EvalResult, type SampleOutcome } from './shared/eval.js';
+export { Judge } from './shared/judge/judge.js';

@@ -1,6 +1,7 @@
 /**
- * `grpo coordinator`: the hub of a distributed run. HTTP (`GET /healthz`) and WebSocket on one
- * port; binds 127.0.0.1 unless --host says otherwise (a non-loopback host needs a token).
+ * `grpo coordinator`: the hub of a distributed run. HTTP (`GET /healthz`, `GET /metrics` with the
+ * process metrics) and WebSocket on one port; binds 127.0.0.1 unless --host says otherwise (a
+ * non-loopback host needs a token).
  *
  *   grpo coordinator --port 7070 [--host 0.0.0.0] [--token T | GRPO_TOKEN=T] [--config FILE]
  *                    [--heartbeat-ms MS] [--lease-ms MS] [--max-payload-bytes B] [--weights-chunk-bytes B]
@@ -51,7 +52,7 @@ export interface CoordinatorCommandOptions {
 /** Starts the coordinator and resolves with its handle once it listens (used by tests too). */
 export async function startCoordinatorCommand(opts: CoordinatorCommandOptions, io: CommandIO): Promise<CoordinatorHandle> {
   const config = resolveConfig({ file: opts.config, flags: flagsToRawConfig(opts, COORDINATOR_KEYS) });
-  const coord = await startCoordinator(coordinatorOptions(config, io.log));
+  const coord = await startCoordinator({ ...coordinatorOptions(config, io.log), processMetrics: true });
   io.out(`coordinator listening on ${coord.url}`);
   return coord;
 }

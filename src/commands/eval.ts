@@ -1,25 +1,33 @@
 /**
- * `grpo eval`: greedy accuracy and pass@k of a checkpoint on a task's held-out problems.
+ * `grpo eval`: greedy accuracy, pass@k, mean@k and majority@k of a checkpoint on a task's
+ * held-out problems (src/shared/eval.ts defines the metrics).
  *
  *   grpo eval --checkpoint DIR [--task arithmetic] [--samples N] [--k K] [--n N]
  *             [--temperature T] [--json] [--backend ...]
+ *   grpo eval --compare A B [--names baseline,grpo] [--out FILE.json] [same flags]
  *
  * The task, its options and its seed default to the ones saved in the checkpoint's
  * trainer_state.json (so a run is scored on the problems it held out), else the config defaults.
+ * --compare evaluates two checkpoints on the same problems with the same sampling seed and
+ * prints them side by side (./eval-compare.ts).
  */
 import { Command } from 'commander';
 import { DEFAULT_CONFIG, parseConfig, type Config } from '../shared/config.js';
 import { coerceFlag } from '../shared/config-flags.js';
 import type { BackendChoice } from '../shared/engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
-import { evaluate, type EvalResult } from '../shared/eval.js';
-import { loadCheckpoint } from '../shared/model/checkpoint.js';
+import { evaluate, type EvalOptions, type EvalResult } from '../shared/eval.js';
+import { loadCheckpoint, type Checkpoint } from '../shared/model/checkpoint.js';
 import { LlamaModel } from '../shared/model/llama.js';
-import { loadTask } from '../shared/tasks/index.js';
+import { loadTask, type Task } from '../shared/tasks/index.js';
+import { compareCommand } from './eval-compare.js';
 import { startEngine, type CommandIO } from './io.js';
 
 export interface EvalCommandOptions {
-  checkpoint: string;
+  checkpoint?: string;
+  compare?: string[];
+  names?: string;
+  out?: string;
   task?: string;
   taskOptions?: string;
   seed?: string;
@@ -47,7 +55,7 @@ function integer(flag: string, value: string | undefined, fallback: number): num
 }
 
 /** The run config saved with the checkpoint, or the defaults when it has none. */
-function savedConfig(state: { config?: unknown } | undefined, dir: string): Config {
+export function savedConfig(state: { config?: unknown } | undefined, dir: string): Config {
   if (state?.config === undefined) return DEFAULT_CONFIG;
   try {
     return parseConfig(state.config, `${dir}/trainer_state.json`);
@@ -56,11 +64,8 @@ function savedConfig(state: { config?: unknown } | undefined, dir: string): Conf
   }
 }
 
-export async function evalCommand(opts: EvalCommandOptions, io: CommandIO): Promise<EvalReport> {
-  const backend = (opts.backend !== undefined ? coerceFlag('backend', opts.backend) : 'auto') as BackendChoice;
-  const engine = await startEngine(backend, io);
-  const ckpt = await loadCheckpoint(opts.checkpoint);
-  const saved = savedConfig(ckpt.trainerState, opts.checkpoint);
+/** The task a checkpoint is evaluated on: flags over the run's saved task (see the file comment). */
+export async function evalTask(opts: EvalCommandOptions, saved: Config): Promise<{ task: Task; seed: number }> {
   const sameTask = opts.task === undefined || opts.task === saved.task;
   const taskName = opts.task ?? saved.task;
   const taskOptions =
@@ -70,28 +75,47 @@ export async function evalCommand(opts: EvalCommandOptions, io: CommandIO): Prom
         ? saved.task_options
         : {};
   const seed = integer('--seed', opts.seed, saved.seed);
-  const task = await loadTask(taskName, { seed, options: taskOptions });
+  return { task: await loadTask(taskName, { seed, options: taskOptions }), seed };
+}
+
+/** The evaluation settings of the flags; `saved` supplies the default number of problems. */
+export function evalOptions(opts: EvalCommandOptions, saved: Config, seed: number): EvalOptions {
   const k = integer('--k', opts.k, 1);
   const temperature = opts.temperature === undefined ? 1 : Number(opts.temperature);
   if (!Number.isFinite(temperature) || temperature < 0) {
     throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', `--temperature is "${opts.temperature}"; it must be a number >= 0`);
   }
+  return {
+    samples: integer('--samples', opts.samples, saved.eval_samples),
+    k,
+    n: integer('--n', opts.n, k),
+    temperature,
+    seed,
+    batchSize: integer('--batch-size', opts.batchSize, 64),
+  };
+}
+
+/** Evaluates the checkpoint in `dir` on `task` (loaded, scored, disposed). */
+export async function evaluateCheckpoint(dir: string, ckpt: Checkpoint, task: Task, o: EvalOptions, seed: number, backend: string): Promise<EvalReport> {
   const model = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights, { trainable: false });
   try {
-    const result = await evaluate(model, ckpt.tokenizer, task, {
-      samples: integer('--samples', opts.samples, saved.eval_samples),
-      k,
-      n: integer('--n', opts.n, k),
-      temperature,
-      seed,
-      batchSize: integer('--batch-size', opts.batchSize, 64),
-    });
-    const report: EvalReport = { checkpoint: opts.checkpoint, seed, taskOptions: { ...task.options }, backend: engine.backend, ...result };
-    io.out(opts.json ? JSON.stringify(report) : formatReport(report));
-    return report;
+    const result = await evaluate(model, ckpt.tokenizer, task, o);
+    return { checkpoint: dir, seed, taskOptions: { ...task.options }, backend, ...result };
   } finally {
     model.dispose();
   }
+}
+
+export async function evalCommand(opts: EvalCommandOptions, io: CommandIO): Promise<EvalReport> {
+  if (opts.checkpoint === undefined) throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', 'give --checkpoint DIR, or --compare A B');
+  const backend = (opts.backend !== undefined ? coerceFlag('backend', opts.backend) : 'auto') as BackendChoice;
+  const engine = await startEngine(backend, io);
+  const ckpt = await loadCheckpoint(opts.checkpoint);
+  const saved = savedConfig(ckpt.trainerState, opts.checkpoint);
+  const { task, seed } = await evalTask(opts, saved);
+  const report = await evaluateCheckpoint(opts.checkpoint, ckpt, task, evalOptions(opts, saved, seed), seed, engine.backend);
+  io.out(opts.json ? JSON.stringify(report) : formatReport(report));
+  return report;
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -104,6 +128,8 @@ export function formatReport(r: EvalReport): string {
     ['problems', String(r.samples)],
     ['accuracy (greedy)', `${pct(r.accuracy)} (${r.correct}/${r.samples})`],
     [`pass@${r.k}`, r.passAtK === null ? 'n/a (use --k or --n > 1)' : `${pct(r.passAtK)} (n=${r.n}, temperature ${r.temperature})`],
+    [`mean@${r.k}`, r.meanAtK === null ? 'n/a' : pct(r.meanAtK)],
+    [`majority@${r.k}`, r.majAtK === null ? 'n/a' : pct(r.majAtK)],
     ['mean completion tokens', r.meanCompletionTokens.toFixed(2)],
     ['truncated', pct(r.truncatedFraction)],
     ['seconds', `${r.seconds.toFixed(1)} on ${r.backend}`],
@@ -122,20 +148,24 @@ export function formatReport(r: EvalReport): string {
 export function registerEval(program: Command, io: () => CommandIO): void {
   program.addCommand(
     new Command('eval')
-      .description('held-out accuracy (greedy) and pass@k of a checkpoint')
-      .requiredOption('--checkpoint <dir>', 'checkpoint directory')
+      .description('held-out accuracy (greedy), pass@k, mean@k and majority@k of a checkpoint, or of two side by side')
+      .option('--checkpoint <dir>', 'checkpoint directory')
+      .option('--compare <dirs...>', 'two checkpoint directories A B: both on the same problems, printed side by side')
+      .option('--names <a,b>', 'column names for --compare (default: the directory names)')
+      .option('--out <file>', 'with --compare: also write the comparison to this JSON file')
       .option('--task <name>', 'task name or module path (default: the checkpoint run\'s task)')
       .option('--task-options <json|k=v,...>', 'task knobs (default: the checkpoint run\'s)')
       .option('--seed <n>', 'task seed fixing the held-out problems (default: the checkpoint run\'s)')
       .option('--samples <n>', 'held-out problems (default: config eval_samples)')
-      .option('--k <k>', 'pass@k (default 1: greedy accuracy only)')
+      .option('--k <k>', 'k of pass@k, mean@k and majority@k (default 1: greedy accuracy only)')
       .option('--n <n>', 'completions sampled per problem for pass@k (default k)')
       .option('--temperature <t>', 'sampling temperature for pass@k', '1')
       .option('--batch-size <n>', 'sequences per sampler call', '64')
       .option('--backend <auto|tensorflow|wasm|cpu>', 'tensor engine', 'auto')
       .option('--json', 'print one JSON object')
       .action(async (opts: EvalCommandOptions) => {
-        await evalCommand(opts, io());
+        if (opts.compare !== undefined) await compareCommand(opts, io());
+        else await evalCommand(opts, io());
       }),
   );
 }

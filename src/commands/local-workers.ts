@@ -22,6 +22,7 @@ export interface LocalWorkersOptions {
   url: string; // ws://127.0.0.1:port
   token: string;
   args: string[]; // further `grpo worker` flags
+  argsOf?: (i: number) => string[]; // flags of worker i only (its metrics port)
   log: ProtocolLogger;
   onAllExited: (err: GrpoError) => void;
 }
@@ -62,7 +63,8 @@ export function startLocalWorkers(o: LocalWorkersOptions): LocalWorkers {
   process.on('exit', killAll);
 
   for (let i = 0; i < o.count; i++) {
-    const p = spawn(process.execPath, [o.cli, 'worker', '--coordinator', o.url, '--name', `local-worker-${i}`, ...o.args], {
+    const argv = [o.cli, 'worker', '--coordinator', o.url, '--name', `local-worker-${i}`, ...o.args, ...(o.argsOf?.(i) ?? [])];
+    const p = spawn(process.execPath, argv, {
       env: { ...process.env, GRPO_TOKEN: o.token },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

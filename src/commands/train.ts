@@ -12,6 +12,12 @@
  *    src/learner/main.ts), checkpointing into <out>/checkpoint and <out>/best;
  * 5. workers and coordinator stopped; <out>/summary.json written; the improvement printed.
  *
+ * Metrics: with --metrics-port P (> 0) every role can be scraped on loopback: the learner and
+ * the in-process coordinator together on P, local worker i on P + 1 + i (localMetricsPorts);
+ * the coordinator's own port (chosen by the OS, in the `coordinator_listening` log line) serves
+ * its /metrics too. The per-step files (metrics.jsonl, training_stats.json, --log-csv) are
+ * written whatever the port.
+ *
  * SIGTERM/SIGINT: SFT or the learner stop after the current step and checkpoint; the workers and
  * the coordinator are stopped; summary.json says `interrupted: true`.
  */
@@ -24,9 +30,11 @@ import { Command } from 'commander';
 import { startCoordinator } from '../coordinator/main.js';
 import { publicConfig } from '../learner/checkpointing.js';
 import { runLearner, type LearnerSummary } from '../learner/main.js';
+import { formatRewardTrends, rewardTrendsOfFile, type RewardTrends } from '../learner/reward-summary.js';
 import { parseConfig, resolveConfig, type Config, type ConfigKey } from '../shared/config.js';
 import { addConfigOptions, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
+import { localMetricsPorts } from '../shared/metrics/server.js';
 import { isCompleteCheckpoint } from '../shared/model/checkpoint.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import { trainSft } from '../shared/train/sft.js';
@@ -70,6 +78,8 @@ export interface TrainSummary {
   checkpoint: string; // <out>/checkpoint
   best: string | null;
   evalSamples: number;
+  /** The weighted total (`total`) and each reward function: mean over the first and last fifth of the steps. */
+  rewards: RewardTrends;
 }
 
 export interface TrainCommandOptions {
@@ -137,6 +147,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
   if (given.workers < 1) {
     throw new GrpoError('GRPO_ERR_CONFIG', 'grpo train needs --workers 1 or more; to bring your own workers run grpo coordinator, grpo learner and grpo worker instead');
   }
+  const metricsPorts = given.metrics_port > 0 ? localMetricsPorts(given.metrics_port, given.workers) : null; // checked before SFT
   const out = resolve(given.out);
   const engine = await startEngine(given.backend, io);
   io.log('info', 'config', { command: 'train', ...publicConfig(given), out });
@@ -154,7 +165,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
 
   const token = given.token ?? randomBytes(16).toString('hex'); // this run's secret; workers get it by env
   const coord = await startCoordinator({ ...coordinatorOptions(given, sideLog(io)), host: '127.0.0.1', port: 0, token });
-  const config = parseConfig({ ...given, coordinator: coord.url, token, checkpoint, out }, 'train config');
+  const config = parseConfig({ ...given, coordinator: coord.url, token, checkpoint, out, metrics_host: '127.0.0.1' }, 'train config');
   const stop = new AbortController();
   const onAbort = (): void => stop.abort();
   signal.addEventListener('abort', onAbort, { once: true });
@@ -166,6 +177,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     url: coord.url,
     token,
     args: ['--backend', config.backend, '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads)],
+    argsOf: (i) => (metricsPorts === null ? [] : ['--metrics-port', String(metricsPorts.workers[i]), '--metrics-host', config.metrics_host]),
     log: sideLog(io),
     onAllExited: (err) => {
       failure.workers = err;
@@ -176,7 +188,14 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
   let learner: LearnerSummary;
   let redispatched: number;
   try {
-    learner = await runLearner(config, { checkpoint, out, log: io.log, signal: stop.signal, progressStream: io.progressStream });
+    learner = await runLearner(config, {
+      checkpoint,
+      out,
+      log: io.log,
+      signal: stop.signal,
+      progressStream: io.progressStream,
+      alsoServeMetrics: [coord.metrics], // the coordinator is scraped on the learner's port
+    });
   } finally {
     signal.removeEventListener('abort', onAbort);
     await workers.stop();
@@ -206,6 +225,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     checkpoint: learner.checkpoint,
     best: learner.best,
     evalSamples: config.eval_samples,
+    rewards: await rewardTrendsOfFile(join(out, 'metrics.jsonl')),
   };
   const path = join(out, 'summary.json');
   await writeFile(path, `${JSON.stringify(summary, null, 2)}\n`);
@@ -224,6 +244,7 @@ export function formatSummary(s: TrainSummary, path: string): string {
       `${s.interrupted ? ' [interrupted]' : ''}`,
     `${s.steps} GRPO steps with ${s.workers} worker${s.workers === 1 ? '' : 's'} in ${s.grpoSeconds.toFixed(1)} s (${s.wallSeconds.toFixed(1)} s in all, SFT ${s.sftSeconds.toFixed(1)} s); ` +
       `groups admitted ${g.admitted}, dropped ${g.dropped} (stale ${g.droppedStale}, failed ${g.failed}), re-dispatched ${g.redispatched}`,
+    ...(Object.keys(s.rewards ?? {}).length > 0 ? [`rewards, first -> last fifth of the steps: ${formatRewardTrends(s.rewards)}`] : []),
     `checkpoint ${s.checkpoint}${s.best ? `, best ${s.best}` : ''}; summary ${path}`,
   ].join('\n');
 }

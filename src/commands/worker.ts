@@ -5,6 +5,7 @@
  *
  *   grpo worker --coordinator ws://host:7070 [--token T] [--name N] [--worker-capacity N]
  *               [--reward-threads N] [--backend auto|tensorflow|wasm|cpu] [--config FILE]
+ *               [--metrics-port P [--metrics-host H]]     GET /metrics and /healthz on P
  *
  * GRPO_TOKEN is used when no token is given. SIGTERM or SIGINT stop it cleanly (the batch in
  * progress is finished and reported); a second signal exits at once.
@@ -17,7 +18,15 @@ import { runWorker, type WorkerOptions } from '../rollout-worker/main.js';
 import { processIO, type CommandIO } from './io.js';
 
 /** The config keys a worker reads; each is also a flag. */
-export const WORKER_CONFIG_KEYS = ['coordinator', 'token', 'worker_capacity', 'reward_threads', 'backend'] as const satisfies readonly ConfigKey[];
+export const WORKER_CONFIG_KEYS = [
+  'coordinator',
+  'token',
+  'worker_capacity',
+  'reward_threads',
+  'backend',
+  'metrics_port',
+  'metrics_host',
+] as const satisfies readonly ConfigKey[];
 
 export interface WorkerCommandOptions extends Record<string, unknown> {
   config?: string;
@@ -36,6 +45,8 @@ export function workerOptionsFrom(config: Config, name: string | undefined): Omi
     capacity: config.worker_capacity,
     rewardThreads: config.reward_threads,
     backend: config.backend,
+    metricsPort: config.metrics_port,
+    metricsHost: config.metrics_host,
   };
 }
 
@@ -53,6 +64,7 @@ export async function workerCommand(opts: WorkerCommandOptions, io: CommandIO, s
     capacity: options.capacity,
     rewardThreads: options.rewardThreads,
     backend: options.backend,
+    metricsPort: options.metricsPort,
   });
   await runWorker({ ...options, log: io.log, signal });
 }

@@ -4,14 +4,21 @@
  *   const coord = await startCoordinator({ port: 0, token: 's3cret' });
  *   coord.url;      // ws://127.0.0.1:<port>
  *   coord.stats();  // ledger counters, workers, weights (also at GET /healthz)
+ *   coord.metrics;  // its prom-client Registry, served at GET /metrics on the same port
  *   await coord.close();
  *
  * Options default to PROTOCOL_DEFAULTS; the global config maps onto them (see docs/protocol.md).
+ * The grpo_coordinator_* metrics are read from stats() at each scrape, so they cost nothing
+ * between scrapes. Process metrics (CPU, memory, event loop) are added with `processMetrics`:
+ * the `grpo coordinator` command turns them on; `grpo train` leaves them to the learner's
+ * registry in the same process, and tests leave them off (each set starts event-loop monitors).
  */
+import type { Registry } from 'prom-client';
 import { GrpoError } from '../shared/errors.js';
 import { PROTOCOL_DEFAULTS, stderrLogger } from '../shared/protocol.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import { CHUNK_HEADER_BYTES } from '../shared/codec.js';
+import { coordinatorMetrics, createMetricsRegistry } from '../shared/metrics/index.js';
 import { resolveToken } from './auth.js';
 import { Router } from './router.js';
 import type { CoordinatorStats } from './router.js';
@@ -37,6 +44,8 @@ export interface CoordinatorOptions {
   maxHeldResults: number;
   maxBadFrames: number;
   log: ProtocolLogger;
+  processMetrics: boolean; // add the process metrics to GET /metrics
+  metricsInstance: string | undefined; // `instance` label; default <hostname>:<pid>
 }
 
 export const COORDINATOR_DEFAULTS: Readonly<CoordinatorOptions> = Object.freeze({
@@ -45,12 +54,15 @@ export const COORDINATOR_DEFAULTS: Readonly<CoordinatorOptions> = Object.freeze(
   port: 7070,
   token: undefined,
   log: stderrLogger,
+  processMetrics: false,
+  metricsInstance: undefined,
 });
 
 export interface CoordinatorHandle {
   readonly port: number;
   readonly url: string; // ws://host:port
   stats(): CoordinatorStats;
+  readonly metrics: Registry; // what GET /metrics serves
   close(): Promise<void>;
 }
 
@@ -73,8 +85,11 @@ export async function startCoordinator(options: Partial<CoordinatorOptions> = {}
   const o: CoordinatorOptions = { ...COORDINATOR_DEFAULTS, ...defined, token: options.token };
   checkOptions(o);
   const token = resolveToken(o.token, o.host);
-  const router = new Router(o);
-  const server = new CoordinatorServer({ ...o, token }, router);
+  const registry = createMetricsRegistry({ role: 'coordinator', instance: o.metricsInstance, processMetrics: o.processMetrics });
+  // the router calls onWeightsSent only once workers are connected, long after `metrics` exists
+  const router = new Router({ ...o, onWeightsSent: (seconds) => metrics.observeBroadcast(seconds) });
+  const metrics = coordinatorMetrics(registry, () => router.stats());
+  const server = new CoordinatorServer({ ...o, token, metrics: registry }, router);
   const port = await server.listen();
   const hostInUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `ws://${hostInUrl === '0.0.0.0' ? '127.0.0.1' : hostInUrl}:${port}`;
@@ -84,6 +99,7 @@ export async function startCoordinator(options: Partial<CoordinatorOptions> = {}
     port,
     url,
     stats: () => router.stats(),
+    metrics: registry,
     close: () => (closing ??= server.close()),
   };
 }

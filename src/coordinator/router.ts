@@ -25,6 +25,8 @@ export interface RouterOptions {
   maxRedispatches: number;
   maxHeldResults: number;
   log: ProtocolLogger;
+  /** One weights version fully written to one worker's socket, seconds (the broadcast histogram). */
+  onWeightsSent?: (seconds: number) => void;
 }
 
 export interface CoordinatorStats {
@@ -52,7 +54,7 @@ export class Router implements ServerHooks {
     this.ledger = new Ledger(opts);
     this.scheduler = new Scheduler(this.ledger, opts);
     this.store = new WeightsStore(opts.maxWeightsBytes);
-    this.fanout = new Fanout(this.store, opts.highWaterMarkBytes, opts.log);
+    this.fanout = new Fanout(this.store, opts.highWaterMarkBytes, opts.log, opts.onWeightsSent);
   }
 
   stats(): CoordinatorStats {

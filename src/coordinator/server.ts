@@ -1,5 +1,5 @@
 /**
- * HTTP and WebSocket on one port: `GET /healthz`, the authenticated upgrade, frame decoding,
+ * HTTP and WebSocket on one port: `GET /healthz`, `GET /metrics`, the authenticated upgrade, frame decoding,
  * the Hello gate, bad-frame accounting, pings and peer timeouts. What the messages mean is the
  * hooks' business (router.ts); this module only gets valid, role-permitted messages to them.
  */
@@ -7,10 +7,12 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
 import { decodeMessage } from '../shared/codec.js';
 import { GrpoError, isGrpoError } from '../shared/errors.js';
+import { handleMetricsRequest } from '../shared/metrics/server.js';
 import { ACCEPTED_FROM, CloseCode, Kind, kindName, WireError } from '../shared/protocol.js';
 import type { HelloMsg, Message, ProtocolLogger } from '../shared/protocol.js';
 import { refuseUpgrade, TokenCheck } from './auth.js';
@@ -27,6 +29,7 @@ export interface ServerOptions {
   sweepMs: number;
   maxBadFrames: number;
   log: ProtocolLogger;
+  metrics: Registry; // served at GET /metrics (no token: Prometheus scrapes it like /healthz)
 }
 
 export interface ServerHooks {
@@ -86,7 +89,8 @@ export class CoordinatorServer {
       res.end(JSON.stringify(body));
     };
     if (req.method === 'GET' && path === '/healthz') json(200, this.hooks.health());
-    else json(404, { error: `no route ${req.method} ${path}; try GET /healthz or a WebSocket upgrade` });
+    else if (req.method === 'GET' && path === '/metrics') void handleMetricsRequest(this.opts.metrics, res);
+    else json(404, { error: `no route ${req.method} ${path}; try GET /healthz, GET /metrics or a WebSocket upgrade` });
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -91,6 +91,7 @@ interface Transfer {
   next: number; // index into sending.frames
   waiting: boolean; // paused above the high-water mark until a write callback
   inFlight: number; // frames handed to the socket whose write callback has not run
+  startedAt: number; // performance.now() at the Begin frame of `sending`, ms
 }
 
 const POLL_MS = 10; // re-check bufferedAmount when other traffic filled the socket
@@ -99,15 +100,17 @@ export class Fanout {
   private readonly transfers = new Map<string, Transfer>();
   readonly stats = { transfersStarted: 0, transfersCompleted: 0, transfersAbandoned: 0, framesSent: 0, bytesSent: 0 };
 
+  /** `onSent(seconds)`: one version reached one worker's socket, Begin handed over to End written. */
   constructor(
     private readonly store: WeightsStore,
     private readonly highWaterMarkBytes: number,
     private readonly log: ProtocolLogger,
+    private readonly onSent: (seconds: number) => void = () => {},
   ) {}
 
   /** Starts serving a worker; `have` is the version it already holds (from its Hello). */
   attach(target: FanoutTarget, have: number | null): void {
-    this.transfers.set(target.sessionId, { target, have, sending: null, next: 0, waiting: false, inFlight: 0 });
+    this.transfers.set(target.sessionId, { target, have, sending: null, next: 0, waiting: false, inFlight: 0, startedAt: 0 });
     this.pump(target.sessionId);
   }
 
@@ -136,6 +139,7 @@ export class Fanout {
         else if (t.have === latest.version) return;
         t.sending = latest;
         t.next = 0;
+        t.startedAt = performance.now();
         this.stats.transfersStarted += 1;
       }
       if (t.target.bufferedAmount >= this.highWaterMarkBytes) {
@@ -148,6 +152,7 @@ export class Fanout {
       this.stats.framesSent += 1;
       this.stats.bytesSent += frame.byteLength;
       const last = t.next === sending.frames.length;
+      const startedAt = t.startedAt;
       if (last) {
         t.have = sending.version;
         t.sending = null;
@@ -157,6 +162,7 @@ export class Fanout {
       t.inFlight += 1;
       t.target.sendFrame(frame, (err) => {
         t.inFlight -= 1;
+        if (last && !err) this.onSent((performance.now() - startedAt) / 1000);
         this.written(sessionId, err);
       });
     }

@@ -17,6 +17,10 @@
  *                                row is 0 under mask_truncated (it still counts for advantages)
  *   oldLogp    [B, T - 1] f32    the workers' behaviour log-probabilities on the completion
  *                                positions, 0 elsewhere (finite, as grpoLoss requires)
+ *   allowed    grammar masks     when some completion was sampled under a grammar
+ *                                (Completion.allowed): per completion position, the ids its token
+ *                                was drawn from, so tokenLogProbs renormalises over the same sets
+ *                                the worker's log-probabilities are renormalised over
  *   advantages [B]        f32
  *
  * Rewards: each Completion carries `rewards` by function name (null = could not score). A
@@ -37,6 +41,7 @@ import {
   type AdvantageScale,
   type RewardsByName,
 } from '../shared/grpo/index.js';
+import { buildAllowedMask, type AllowedMask } from '../shared/model/allowed-mask.js';
 import type { LlamaConfig } from '../shared/model/types.js';
 import type { Completion, GroupRollout } from '../shared/protocol.js';
 import { meanStd, type BatchStats } from './step-metrics.js';
@@ -66,6 +71,7 @@ export interface MicroBatch {
   oldLogp: Float32Array; // [B * (T - 1)]
   advantages: Float32Array; // [B]
   tokens: number; // sum of mask
+  allowed?: AllowedMask; // grammar masks of the B * (T - 1) positions; absent without a grammar
 }
 
 export interface StepBatch {
@@ -81,6 +87,7 @@ export interface MicroBatchTensors {
   oldLogp: tf.Tensor2D; // [B, T - 1]
   leftPad: Int32Array; // [B], host: tokenLogProbs reads it on the host
   advantages: Float32Array; // [B], host: grpoLoss takes it as is
+  allowed?: AllowedMask; // host: tokenLogProbs builds its tensors
 }
 
 /** The batch options of a run; `rewardWeights` from resolveRewardWeights. */
@@ -171,6 +178,7 @@ export function microBatchTensors(mb: MicroBatch): MicroBatchTensors {
     oldLogp: tf.tensor2d(mb.oldLogp, [B, T - 1], 'float32'),
     leftPad: mb.leftPad,
     advantages: mb.advantages,
+    ...(mb.allowed ? { allowed: mb.allowed } : {}),
   };
 }
 
@@ -212,8 +220,21 @@ function checkGroups(groups: readonly GroupRollout[], o: BatchOptions): void {
       if (!c.logprobs.every((lp) => Number.isFinite(lp) && lp <= 1e-6)) {
         throw badRollout(`${where}, completion ${j}: logprobs must be finite and <= 0`);
       }
+      if (c.allowed !== undefined) checkAllowed(c.allowed, c.tokens, `${where}, completion ${j}`, tokenOk);
     });
   }
+}
+
+/** A completion's allowed sets: one per token, each ascending, holding its token. */
+function checkAllowed(allowed: readonly (readonly number[] | null)[], tokens: readonly number[], where: string, tokenOk: (t: number) => boolean): void {
+  if (allowed.length !== tokens.length) throw badRollout(`${where}: ${allowed.length} allowed sets for ${tokens.length} tokens; need one per token`);
+  allowed.forEach((set, t) => {
+    if (set === null) return;
+    if (!set.every((id, i) => tokenOk(id) && (i === 0 || id > set[i - 1]))) {
+      throw badRollout(`${where}: allowed set ${t} must hold ascending token ids`);
+    }
+    if (!set.includes(tokens[t])) throw badRollout(`${where}: token ${t} (${tokens[t]}) is not in its allowed set`);
+  });
 }
 
 /** Reward columns by name over all rows (weight-0 functions left out), plus the overlong penalty. */
@@ -263,6 +284,7 @@ function layoutRows(rows: readonly Row[], advantages: readonly number[], o: Batc
   const leftPad = new Int32Array(B);
   const mask = new Float32Array(B * (T - 1));
   const oldLogp = new Float32Array(B * (T - 1));
+  const sets: (readonly number[] | null)[] = new Array(B * (T - 1)).fill(null); // per position
   let tokens = 0;
   rows.forEach(({ prompt, c }, b) => {
     const C = c.tokens.length;
@@ -272,11 +294,13 @@ function layoutRows(rows: readonly Row[], advantages: readonly number[], o: Batc
     ids.set(c.tokens, b * T + pad + prompt.length);
     const first = b * (T - 1) + (T - 1 - C); // position predicting the first completion token
     oldLogp.set(c.logprobs, first);
+    c.allowed?.forEach((set, k) => (sets[first + k] = set));
     if (o.maskTruncated && c.finishReason === 'length') return;
     mask.fill(1, first, first + C);
     tokens += C;
   });
-  return { size: B, length: T, ids, leftPad, mask, oldLogp, advantages: Float32Array.from(advantages), tokens };
+  const allowed = buildAllowedMask(sets);
+  return { size: B, length: T, ids, leftPad, mask, oldLogp, advantages: Float32Array.from(advantages), tokens, ...(allowed ? { allowed } : {}) };
 }
 
 function batchStats(

@@ -12,8 +12,9 @@
  * trainer_state.json (phase "grpo"): step (steps done), policyVersion, dataCursor (see
  * data-cursor.ts: every prompt handed out but not trained, including admitted groups still in the
  * buffer, goes out again first on resume), rng (the learner's Rng state), runId, the cumulative
- * group counters, the eval history's last and best entries, and the resolved config (without the
- * token: a resumed learner takes it from --token or GRPO_TOKEN again).
+ * group counters, the eval history's last and best entries, the curriculum's level and rolling
+ * window (curriculum.ts; null without a curriculum), and the resolved config (without the token:
+ * a resumed learner takes it from --token or GRPO_TOKEN again).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,6 +24,7 @@ import { CHECKPOINT_FILES, loadCheckpoint, saveCheckpoint, type Checkpoint, type
 import type { LlamaModel } from '../shared/model/llama.js';
 import type { NamedHostTensors, Tokenizer } from '../shared/model/types.js';
 import type { RngState } from '../shared/rng.js';
+import type { CurriculumState } from './curriculum.js';
 import { DataCursor, type DataCursorState } from './data-cursor.js';
 import { EMPTY_COUNTS, type InboxCounts } from './groups-inbox.js';
 
@@ -52,6 +54,7 @@ export interface LearnerTrainerState extends TrainerState {
   baseline: EvalRecord | null; // the eval before the first step
   lastEval: EvalRecord | null;
   best: EvalRecord | null; // what <out>/best holds
+  curriculum: CurriculumState | null; // null without a curriculum (and in checkpoints from before it)
 }
 
 
@@ -108,6 +111,7 @@ export function learnerState(raw: TrainerState | undefined, dir: string): Learne
     baseline: (raw.baseline as EvalRecord | null | undefined) ?? null,
     lastEval: (raw.lastEval as EvalRecord | null | undefined) ?? null,
     best: (raw.best as EvalRecord | null | undefined) ?? null,
+    curriculum: (raw.curriculum as CurriculumState | null | undefined) ?? null, // validated by Curriculum
   };
 }
 

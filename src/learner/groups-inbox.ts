@@ -51,8 +51,11 @@ export interface InboxOptions {
   promptsPerStep: number; // config prompts_per_step
   maxStaleness: number; // config max_staleness
   cursor: DataCursor;
-  /** The train prompt at a dataset position (task.example('train', index)). */
-  example: (promptIndex: number) => { prompt: string; meta: unknown };
+  /**
+   * The train prompt at a dataset position (task.example('train', index)); with a curriculum
+   * also its level and task options, copied into the GroupSpec for the workers.
+   */
+  example: (promptIndex: number) => { prompt: string; meta: unknown; level?: number; taskOptions?: Record<string, unknown> };
   send: (msg: Message) => boolean; // false while disconnected: resync() re-sends on the next Welcome
   /** Throws GRPO_ERR_BAD_ROLLOUT (or any coded error) for a group that cannot be trained. */
   validate?: (group: GroupRollout) => void;
@@ -261,6 +264,8 @@ export class GroupsInbox {
       prompt: ex.prompt,
       meta: ex.meta,
       groupSize: this.o.groupSize,
+      ...(ex.level !== undefined ? { level: ex.level } : {}),
+      ...(ex.taskOptions !== undefined ? { taskOptions: ex.taskOptions } : {}),
     };
   }
 

@@ -3,6 +3,7 @@
  *   - a structured log line (event `step`) through the run's logger (stderr),
  *   - one JSON line appended to `<out>/metrics.jsonl` (always),
  *   - one CSV row appended to `log_csv` when that key is set (header written with the first row),
+ *   - one more entry in every array of `<out>/training_stats.json` (shared/metrics/files.ts),
  * and a progress bar on a TTY (the log lines then print through the bar).
  *
  * Units: seconds, tokens, rewards as the task scores them. NaN (e.g. kl with kl_coef 0) is
@@ -11,6 +12,7 @@
 import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import cliProgress from 'cli-progress';
+import { TrainingStatsWriter } from '../shared/metrics/files.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import type { InboxCounts } from './groups-inbox.js';
 import type { StepMetrics } from './step-metrics.js';
@@ -23,6 +25,7 @@ export interface StepRecord {
   rewardMean: number; // weighted reward total, over the step's completions
   rewardStd: number;
   rewards: Record<string, number>; // per reward function, raw mean
+  rewardStds: Record<string, number>; // per reward function, sample std of its raw scores
   accuracy: number; // share of the step's completions the task's isCorrect accepts
   loss: number;
   kl: number;
@@ -43,11 +46,22 @@ export interface StepRecord {
   waitSeconds: number; // time spent waiting for the step's groups
   tokensPerSecond: number; // trained completion tokens (x inner epochs) per second of step time
   sampleTokensPerSecond: number; // completion tokens admitted per wall second since the last step
+  curriculumLevel: number | null; // curriculum level after this step; null without a curriculum
+  successRate: number | null; // the curriculum's rolling success rate at that level (NaN right after a raise)
+  replayed: number; // zero-variance groups swapped for replayed ones in this step (replay_buffer_size)
 }
 
 export function stepRecord(
   m: StepMetrics,
-  x: { step: number; accuracy: number; counts: InboxCounts; waitSeconds: number; sampleTokensPerSecond: number },
+  x: {
+    step: number;
+    accuracy: number;
+    counts: InboxCounts;
+    waitSeconds: number;
+    sampleTokensPerSecond: number;
+    curriculum?: { level: number; successRate: number } | null;
+    replayed?: number;
+  },
 ): StepRecord {
   const b = m.batch;
   return {
@@ -58,6 +72,7 @@ export function stepRecord(
     rewardMean: b.rewardMean,
     rewardStd: b.rewardStd,
     rewards: Object.fromEntries(Object.entries(b.rewardFunctions).map(([name, s]) => [name, s.mean])),
+    rewardStds: Object.fromEntries(Object.entries(b.rewardFunctions).map(([name, s]) => [name, s.std])),
     accuracy: x.accuracy,
     loss: m.loss,
     kl: m.kl,
@@ -78,6 +93,9 @@ export function stepRecord(
     waitSeconds: x.waitSeconds,
     tokensPerSecond: m.tokensPerSecond,
     sampleTokensPerSecond: x.sampleTokensPerSecond,
+    curriculumLevel: x.curriculum?.level ?? null,
+    successRate: x.curriculum?.successRate ?? null,
+    replayed: x.replayed ?? 0,
   };
 }
 
@@ -99,24 +117,28 @@ function csvCell(v: unknown): string {
 
 /**
  * Appends step records to metrics.jsonl and, optionally, a CSV file (synchronously: a crash loses
- * no line). A fresh run starts both files empty; a resumed run (`append`) continues them.
+ * no line), and rewrites training_stats.json when `statsPath` is given. A fresh run starts the
+ * files empty; a resumed run (`append`) continues them.
  */
 export class MetricsWriter {
   private columns: string[] | null = null;
+  private readonly stats: TrainingStatsWriter | null;
 
   constructor(
     readonly jsonlPath: string,
     readonly csvPath: string | null,
-    opts: { append: boolean },
+    opts: { append: boolean; statsPath?: string | null },
   ) {
     for (const path of csvPath === null ? [jsonlPath] : [jsonlPath, csvPath]) {
       mkdirSync(dirname(path), { recursive: true });
       if (!opts.append) writeFileSync(path, '');
     }
+    this.stats = opts.statsPath ? new TrainingStatsWriter(opts.statsPath, { append: opts.append }) : null;
   }
 
   write(record: StepRecord): void {
     appendFileSync(this.jsonlPath, `${JSON.stringify(record)}\n`);
+    this.stats?.write(record);
     if (this.csvPath === null) return;
     const flat = flatten(record);
     if (this.columns === null) {

@@ -4,19 +4,24 @@
  *   wait until prompts_per_step admitted groups are buffered      (workers sample meanwhile)
  *   take them -> GrpoTrainer.step (advantages, inner epochs, AdamW) -> one host read
  *   NaN loss?  stop with GRPO_ERR_NAN_LOSS; the corrupted weights are never saved or published
+ *     (with replay_buffer_size > 0, zero-variance groups are first swapped for replayed ones)
  *   prompts of the batch consumed in the data cursor; policy version + 1
+ *   curriculum (when configured): the batch's outcomes update the rolling success rate, which
+ *   may raise the level before the refill below, so new groups are generated at the new level
  *   publish the new weights (the upload runs beside the next steps; fan-out is the coordinator's)
  *   top the in-flight groups back up (fill)
- *   log the step (stderr, metrics.jsonl, CSV, progress bar)
+ *   log the step (stderr, metrics.jsonl, CSV, training_stats.json, Prometheus, progress bar)
  *   every eval_interval steps: held-out eval, `best` checkpoint when it improves
  *   every save_interval steps: `checkpoint`
  *
  * The loop stops after config.steps steps, or when `stop` aborts (SIGTERM/SIGINT, or the client
  * gave up); the caller then evaluates and checkpoints once more.
  */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { GrpoError } from '../shared/errors.js';
 import { evaluate } from '../shared/eval.js';
 import type { Config } from '../shared/config.js';
+import type { LearnerMetrics } from '../shared/metrics/index.js';
 import type { LlamaModel } from '../shared/model/llama.js';
 import type { Tokenizer } from '../shared/model/types.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
@@ -24,9 +29,12 @@ import type { Rng } from '../shared/rng.js';
 import type { Task } from '../shared/tasks/types.js';
 import type { ProtocolClient } from '../shared/ws-client.js';
 import { bestDir, latestDir, publicConfig, saveLearnerCheckpoint, type EvalRecord, type LearnerTrainerState } from './checkpointing.js';
+import type { LearnerCurriculum } from './curriculum.js';
 import type { DataCursor } from './data-cursor.js';
 import type { AdmittedGroup, GroupsInbox } from './groups-inbox.js';
 import { stepRecord, type LearnerProgress, type MetricsWriter } from './logging.js';
+import type { ReplayBuffer } from './replay.js';
+import { stepContext } from './telemetry.js';
 import type { GrpoTrainer } from './train-step.js';
 
 /** How often the loop says it is still waiting for groups (no workers, a stalled coordinator). */
@@ -51,6 +59,9 @@ export interface LearnerRun {
   lastEval: EvalRecord | null;
   best: EvalRecord | null;
   metrics: MetricsWriter;
+  curriculum: LearnerCurriculum | null; // config curriculum; null = fixed difficulty
+  replay: ReplayBuffer | null; // config replay_buffer_size > 0
+  telemetry: LearnerMetrics; // Prometheus gauges, counters and histograms (telemetry.ts)
   progress: LearnerProgress | null;
   stop: AbortSignal;
   upload: Promise<void>; // the newest publish: settles when its frames are written or a newer one supersedes it
@@ -63,6 +74,10 @@ export async function trainLoop(run: LearnerRun): Promise<number> {
   let done = 0;
   let lastStepEnd = performance.now();
   while (run.step < config.steps && !run.stop.aborted) {
+    // one turn of the event loop per step: when groups are already buffered every await of a
+    // step can resolve as a microtask, and back-to-back steps would starve the sockets
+    // (results, heartbeats, weights upload, /metrics scrapes)
+    await yieldToEventLoop();
     const waitStart = performance.now();
     const waitLog = setInterval(() => {
       run.log('info', 'waiting_for_groups', { step: run.step, buffered: inbox.buffered, pending: inbox.pending, need: P });
@@ -76,7 +91,10 @@ export async function trainLoop(run: LearnerRun): Promise<number> {
     const waitSeconds = (performance.now() - waitStart) / 1000;
 
     const batch = inbox.take(P);
-    const m = await trainer.step(batch.map((g) => g.rollout), run.step);
+    const versionBefore = trainer.policyVersion;
+    const fresh = batch.map((g) => g.rollout);
+    const replay = run.replay?.substitute(fresh, trainer.policyVersion) ?? null;
+    const m = await trainer.step(replay?.groups ?? fresh, run.step);
     if (m.updated && !Number.isFinite(m.loss)) {
       throw new GrpoError(
         'GRPO_ERR_NAN_LOSS',
@@ -87,6 +105,7 @@ export async function trainLoop(run: LearnerRun): Promise<number> {
     inbox.trained(batch);
     run.step += 1;
     done += 1;
+    const level = run.curriculum?.observe(batch, run.step, run.log) ?? null;
     inbox.setVersion(trainer.policyVersion);
     if (m.updated) await publish(run);
     inbox.fill();
@@ -99,11 +118,14 @@ export async function trainLoop(run: LearnerRun): Promise<number> {
       counts: inbox.counts,
       waitSeconds,
       sampleTokensPerSecond: completionTokens / Math.max(1e-9, (now - lastStepEnd) / 1000),
+      curriculum: level,
+      replayed: replay?.replayed ?? 0,
     });
     lastStepEnd = now;
     run.log('info', 'step', { ...record });
     run.log('debug', 'step_groups', { step: run.step, groups: batch.map((g) => g.spec.groupId), prompts: batch.map((g) => g.spec.promptIndex) });
     run.metrics.write(record);
+    run.telemetry.observeStep(m, stepContext({ step: run.step, waitSeconds, accuracy: record.accuracy, versionBefore }, replay?.groups ?? fresh));
     run.progress?.update(record);
 
     if (config.eval_interval > 0 && run.step % config.eval_interval === 0 && run.step < config.steps) await evalAndKeepBest(run);
@@ -127,14 +149,24 @@ export function batchAccuracy(task: Task, batch: readonly AdmittedGroup[]): numb
 
 /**
  * Uploads the policy's current weights as its current version. Awaits only the copy to the host
- * (the next step must not change them underneath); the upload itself runs beside training.
+ * (the next step must not change them underneath); the upload itself runs beside training. A
+ * version fully written is timed (encoding included) for grpo_learner_weights_publish_seconds;
+ * one superseded by a newer version before its last frame is not.
  */
 export async function publish(run: LearnerRun): Promise<void> {
   const version = run.trainer.policyVersion;
   const tensors = await run.policy.toHostTensors();
-  run.upload = run.client.publishWeights(tensors, version, run.config.weights_encoding, run.config.weights_chunk_bytes).catch((err: Error) => {
-    run.log('debug', 'weights_publish_ended', { version, error: err.message });
-  });
+  const t0 = performance.now();
+  run.upload = run.client
+    .publishWeights(tensors, version, run.config.weights_encoding, run.config.weights_chunk_bytes)
+    .then(
+      (outcome) => {
+        if (outcome.sent) run.telemetry.observePublish((performance.now() - t0) / 1000, outcome.bytes);
+      },
+      (err: Error) => {
+        run.log('debug', 'weights_publish_ended', { version, error: err.message });
+      },
+    );
 }
 
 /** Held-out eval of the current policy; records it and refreshes `best` when the accuracy improves. */
@@ -155,6 +187,7 @@ export async function evalAndKeepBest(run: LearnerRun): Promise<EvalRecord> {
     samples: r.samples,
   };
   run.lastEval = record;
+  run.telemetry.observeEval({ accuracy: r.accuracy, passAtK: r.passAtK, k: r.k });
   run.log('info', 'eval', { ...record, seconds: r.seconds, meanCompletionTokens: r.meanCompletionTokens, truncated: r.truncatedFraction });
   if (run.best === null || record.accuracy > run.best.accuracy) {
     run.best = record;
@@ -189,5 +222,6 @@ export function trainerState(run: LearnerRun): LearnerTrainerState {
     baseline: run.baseline,
     lastEval: run.lastEval,
     best: run.best,
+    curriculum: run.curriculum?.state() ?? null,
   };
 }

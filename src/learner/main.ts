@@ -12,26 +12,33 @@
  * baseline eval on a fresh run (workers are already sampling) -> the loop (loop.ts) -> final eval
  * and checkpoint. SIGTERM/SIGINT (opts.signal) stop the loop between steps; the run is then
  * checkpointed (no final eval) and runLearner returns with `interrupted: true`.
+ *
+ * Per-step metrics go to <out>/metrics.jsonl, <out>/training_stats.json, `log_csv` when set, and
+ * Prometheus (GET /metrics on `metrics_port` when > 0; telemetry.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Registry } from 'prom-client';
 import { parseConfig, type Config } from '../shared/config.js';
 import { initEngine } from '../shared/engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
 import { loadCheckpoint } from '../shared/model/checkpoint.js';
 import { LlamaModel } from '../shared/model/llama.js';
-import { Kind, silentLogger, type ProtocolLogger, type RunSpec } from '../shared/protocol.js';
+import { Kind, silentLogger, type ProtocolLogger, type RemoteRewardSpec, type RunSpec } from '../shared/protocol.js';
 import { Rng } from '../shared/rng.js';
-import { loadTask } from '../shared/tasks/index.js';
+import { loadRewardModule, loadTask, runRewardDefaults } from '../shared/tasks/index.js';
 import type { Task } from '../shared/tasks/types.js';
 import { ProtocolClient } from '../shared/ws-client.js';
 import { batchOptionsFromConfig, buildStepBatch, resolveRewardWeights } from './batch.js';
 import { bestDir, latestDir, loadResumePoint, publicConfig, type EvalRecord, type ResumePoint } from './checkpointing.js';
+import { LearnerCurriculum } from './curriculum.js';
 import { DataCursor } from './data-cursor.js';
 import { GroupsInbox, type InboxCounts } from './groups-inbox.js';
 import { learnerProgressBar, MetricsWriter } from './logging.js';
 import { evalAndKeepBest, publish, saveLatest, trainLoop, type LearnerRun } from './loop.js';
+import { startLearnerTelemetry } from './telemetry.js';
+import { ReplayBuffer } from './replay.js';
 import { GrpoTrainer } from './train-step.js';
 
 /** How long the learner waits at the end for its last weights upload to be written out. */
@@ -45,6 +52,8 @@ export interface LearnerOptions {
   log?: ProtocolLogger;
   signal?: AbortSignal; // abort: checkpoint after the current step and return
   progressStream?: NodeJS.WriteStream | null; // a TTY for the progress bar
+  metricsRegistry?: Registry; // the learner's metrics go here (default: a new registry)
+  alsoServeMetrics?: readonly Registry[]; // served beside them on metrics_port (grpo train: the coordinator's)
 }
 
 export interface LearnerSummary {
@@ -60,6 +69,7 @@ export interface LearnerSummary {
   finalPassAtK: number | null;
   bestAccuracy: number | null;
   bestStep: number | null;
+  curriculumLevel: number | null; // the level reached (null without a curriculum)
   groups: InboxCounts & { redispatched: number | null }; // redispatched: from the coordinator's /healthz
   checkpoint: string; // <out>/checkpoint
   best: string | null; // <out>/best
@@ -74,7 +84,21 @@ export function runSpecOf(runId: string, config: Config, policy: LlamaModel, run
     task: { name: config.task, seed: config.seed, options: { ...run.task.options } },
     rewardWeights: { ...config.reward_weights },
     sampling: { temperature: config.temperature, topK: config.top_k, topP: config.top_p, maxNewTokens: config.max_gen_len, seed: config.seed },
-    rewards: { timeoutMs: config.reward_timeout_ms, retries: config.reward_retries },
+    rewards: { timeoutMs: config.reward_timeout_ms, retries: config.reward_retries, module: config.reward_module, remote: remoteRewardOf(config) },
+  };
+}
+
+/** The run's remote reward from the config's remote_reward_* keys; null when no URL is set. */
+export function remoteRewardOf(config: Config): RemoteRewardSpec | null {
+  if (config.remote_reward_url === null) return null;
+  return {
+    url: config.remote_reward_url,
+    name: config.remote_reward_name,
+    weight: config.remote_reward_weight,
+    timeoutMs: config.remote_reward_timeout_ms,
+    retries: config.remote_reward_retries,
+    backoffMs: config.remote_reward_backoff_ms,
+    maxInFlight: config.remote_reward_max_in_flight,
   };
 }
 
@@ -142,7 +166,14 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
   const log = progress?.log ?? baseLog;
   try {
     const task = await loadTask(config.task, { seed: config.seed, options: config.task_options });
-    const rewardWeights = resolveRewardWeights(task.rewards, config.reward_weights);
+    const curriculum = await LearnerCurriculum.create(config, point?.state.curriculum); // null without one
+    if (config.max_gen_len < task.maxCompletionTokens) {
+      // under a grammar a cut completion is never a whole word: it scores as invalid
+      log('warn', 'max_gen_len_short', { maxGenLen: config.max_gen_len, taskMaxCompletionTokens: task.maxCompletionTokens, task: task.name });
+    }
+    // every reward the workers score: the task's, the reward module's, the remote judge
+    const moduleRewards = config.reward_module === null ? [] : await loadRewardModule(config.reward_module);
+    const rewardWeights = resolveRewardWeights(runRewardDefaults(task, moduleRewards, remoteRewardOf(config)), config.reward_weights);
     const trainer = new GrpoTrainer({
       config,
       policy,
@@ -175,13 +206,22 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       promptsPerStep: config.prompts_per_step,
       maxStaleness: config.max_staleness,
       cursor,
-      example: (i) => task.example('train', i),
+      example: (i) => curriculum?.example(i) ?? task.example('train', i),
       send: (msg) => client.send(msg),
       validate: (g) => void buildStepBatch([g], batchOptions),
       log,
       policyVersion: trainer.policyVersion,
       counts: point?.state.groups,
     });
+    const telemetry = await startLearnerTelemetry({
+      config,
+      registry: opts.metricsRegistry,
+      alsoServe: opts.alsoServeMetrics,
+      inbox: () => ({ buffered: inbox.buffered, pending: inbox.pending }),
+      connected: () => client.connected,
+      log,
+    });
+    disposers.unshift(() => telemetry.close());
     const run: LearnerRun = {
       config,
       out,
@@ -199,7 +239,10 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       baseline: point?.state.baseline ?? null,
       lastEval: point?.state.lastEval ?? null,
       best: point?.state.best ?? null,
-      metrics: new MetricsWriter(join(out, 'metrics.jsonl'), config.log_csv, { append: point !== null }),
+      curriculum,
+      replay: config.replay_buffer_size > 0 ? new ReplayBuffer({ size: config.replay_buffer_size, maxAge: config.replay_max_age, rewardWeights }) : null,
+      metrics: new MetricsWriter(join(out, 'metrics.jsonl'), config.log_csv, { append: point !== null, statsPath: join(out, 'training_stats.json') }),
+      telemetry: telemetry.metrics,
       progress,
       stop: stop.signal,
       upload: Promise.resolve(),
@@ -229,10 +272,11 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       params: policy.numParams(),
       reference: trainer.hasReference,
       inFlight: inbox.target,
+      metrics: telemetry.server?.url ?? null,
       config: publicConfig(config),
     });
     if (point !== null) {
-      log('info', 'learner_resumed', { from: opts.resume, step: run.step, policyVersion: trainer.policyVersion, cursor: cursor.counts });
+      log('info', 'learner_resumed', { from: opts.resume, step: run.step, policyVersion: trainer.policyVersion, cursor: cursor.counts, curriculumLevel: curriculum?.level ?? null });
     }
     await publish(run); // before start(): the Hello carries this version
     inbox.fill(); // dropped until the Welcome, whose handler re-sends them
@@ -268,6 +312,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       finalPassAtK: final?.passAtK ?? null,
       bestAccuracy: run.best?.accuracy ?? null,
       bestStep: run.best?.step ?? null,
+      curriculumLevel: curriculum?.level ?? null,
       groups: { ...inbox.counts, redispatched: await coordinatorRedispatches(config.coordinator) },
       checkpoint: latestDir(out),
       best: run.best === null ? null : bestDir(out),

@@ -9,6 +9,10 @@
  *     clip by global norm -> one AdamW update at this step's learning rate
  *   one awaited host read: every micro-batch's metrics and every epoch's gradient norm
  *
+ * Grammar masks: completions sampled under a task grammar carry their allowed sets, and every
+ * logp here (policy and reference) is renormalised over them as the workers' were (batch.ts,
+ * allowed-mask.ts), so the ratio and the KL are those of the policy under its grammar.
+ *
  * oldLogp: the first epoch uses the workers' behaviour log-probabilities, so the ratio corrects
  * for the (at most max_staleness versions) stale policy that sampled. With num_iterations > 1,
  * the later epochs use the learner's own log-probabilities under the policy before this batch's
@@ -93,7 +97,7 @@ export function accumulateGradients(policy: LlamaModel, x: GradientInputs): Accu
     x.microBatches.forEach((mb, k) => {
       const { value, grads: g } = tf.variableGrads(() => {
         // entropy is always computed: the step's metric, and the bonus when entropy_coef > 0
-        const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true };
+        const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true, allowed: mb.allowed };
         const { logp, entropy } = policy.tokenLogProbs(mb.ids, fwd); // [B, T-1] each
         if (x.keepLogp) logps.push(tf.keep(tf.clone(logp)));
         const out = grpoLoss(
@@ -246,7 +250,8 @@ export class GrpoTrainer {
         // frozen: computed once per step, reused by every inner epoch
         refLogp = [];
         for (const t of tensors) {
-          const r = tf.tidy(() => ref.tokenLogProbs(t.ids, { temperature: c.temperature, leftPad: t.leftPad }).logp);
+          // under the same grammar masks as the policy: the KL is between the masked distributions
+          const r = tf.tidy(() => ref.tokenLogProbs(t.ids, { temperature: c.temperature, leftPad: t.leftPad, allowed: t.allowed }).logp);
           refLogp.push(r);
           owned.push(r);
         }

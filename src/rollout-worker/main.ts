@@ -5,15 +5,22 @@
  *
  *   const w = await startWorker({ coordinator: 'ws://127.0.0.1:7070', token: null, capacity: 4, rewardThreads: 1, backend: 'auto' });
  *   w.stats();        // counters: groups done/failed, tokens, seconds sampling and scoring, ...
+ *   w.metrics;        // prom-client Registry (role worker, instance = the worker's name)
  *   await w.stop();   // finishes the batch in progress, closes the pool and the connection
+ *
+ * With `metricsPort` > 0 the worker serves GET /metrics and GET /healthz there (200 while
+ * connected to the coordinator: the Kubernetes readiness probe). Counters and gauges are read
+ * from stats() at each scrape; the loop reports the latency histograms (worker-loop.ts).
  *
  * Every event is one structured log line: joined, run_spec, weights_loaded, batch,
  * group_failed, lease_revoked, disconnected, stopped, and errors with their codes.
  */
 import { hostname } from 'node:os';
+import type { Registry } from 'prom-client';
 import { initEngine } from '../shared/engine/backend.js';
 import type { BackendChoice } from '../shared/engine/backend.js';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
+import { createMetricsRegistry, serveMetricsIfEnabled, workerMetrics, type MetricsServer } from '../shared/metrics/index.js';
 import { Kind, stderrLogger } from '../shared/protocol.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import { ProtocolClient } from '../shared/ws-client.js';
@@ -32,6 +39,8 @@ export interface WorkerOptions {
   /** Client reconnect backoff, ms (protocol defaults when unset). */
   reconnectInitialMs?: number;
   reconnectMaxMs?: number;
+  metricsPort?: number; // GET /metrics and /healthz on this port (config metrics_port); 0 or unset = off
+  metricsHost?: string; // its bind address (config metrics_host); default 0.0.0.0
 }
 
 export interface WorkerStats extends WorkerCounters {
@@ -48,6 +57,8 @@ export interface WorkerHandle {
   readonly name: string;
   /** Resolves when the worker has stopped; rejects with the coded error of a fatal failure (refused token, ...). */
   readonly done: Promise<void>;
+  readonly metrics: Registry;
+  readonly metricsUrl: string | null; // http://host:port/metrics when served
   stats(): WorkerStats;
   /** Finishes the batch in progress (its results are sent), then closes the pool and the connection. */
   stop(): Promise<void>;
@@ -81,7 +92,11 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     reconnectMaxMs: options.reconnectMaxMs,
     log,
   });
-  const loop = new WorkerLoop({ name, capacity: options.capacity, rewardThreads: options.rewardThreads, send: (m) => client.send(m), log });
+  const metricsPort = options.metricsPort ?? 0;
+  const registry = createMetricsRegistry({ role: 'worker', instance: name, processMetrics: metricsPort > 0 });
+  // read at scrape time only, when `stats` (below) exists
+  const metrics = workerMetrics(registry, () => stats());
+  const loop = new WorkerLoop({ name, capacity: options.capacity, rewardThreads: options.rewardThreads, send: (m) => client.send(m), log, metrics });
   let fatal: GrpoError | null = null;
 
   client.onEvent('welcome', (w) => {
@@ -114,6 +129,20 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     groupsPerCall: loop.groupsPerCall,
   });
 
+  let server: MetricsServer | null;
+  try {
+    server = await serveMetricsIfEnabled(registry, {
+      port: metricsPort,
+      host: options.metricsHost ?? '0.0.0.0',
+      health: () => ({ ok: client.connected, connected: client.connected, session: client.welcome?.sessionId ?? null, policyVersion: loop.run.policyVersion }),
+    });
+  } catch (err) {
+    await client.close();
+    await loop.run.close();
+    throw err;
+  }
+  if (server !== null) log('info', 'metrics_listening', { url: server.url });
+
   const onAbort = (): void => loop.stop();
   options.signal?.addEventListener('abort', onAbort, { once: true });
   if (options.signal?.aborted) loop.stop();
@@ -122,6 +151,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     options.signal?.removeEventListener('abort', onAbort);
     await client.close();
     await loop.run.close();
+    await server?.close();
     log('info', 'stopped', { ...stats() });
   };
   void client.start();
@@ -137,6 +167,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   return {
     name,
     done,
+    metrics: registry,
+    metricsUrl: server?.url ?? null,
     stats,
     stop: async () => {
       loop.stop();

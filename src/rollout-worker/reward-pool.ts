@@ -1,11 +1,13 @@
 /**
- * RewardPool: a task's reward functions run in a piscina thread pool, off the sampling thread,
- * with a per-call timeout and bounded retries.
+ * RewardPool: a task's reward functions (and those of an optional reward module) run in a piscina
+ * thread pool, off the sampling thread, with a per-call timeout and bounded retries; an optional
+ * remote reward (./remote-reward.ts) is scored over HTTP beside them.
  *
- * One piscina task = one reward function on one completion, so a timeout names exactly the
- * function and completion that caused it. A call ends in one of:
+ * One piscina task = one reward function on one completion, or one group reward on the
+ * completions of one group (items of score() with the same prompt and meta), so a timeout names
+ * exactly the function and completions that caused it. A call ends in one of:
  *   - a finite number (or null, "not applicable"): the reward;
- *   - GRPO_ERR_REWARD_THREW / _NAN / _TIMEOUT, decided in the thread (./reward-thread.ts);
+ *   - GRPO_ERR_REWARD_THREW / _NAN / _SHAPE / _TIMEOUT, decided in the thread (./reward-thread.ts);
  *   - GRPO_ERR_REWARD_TIMEOUT decided here: a synchronous function that never returns cannot be
  *     interrupted in its own thread, so the pool arms a kill timer when the thread reports the
  *     call started and, `timeoutMs + graceMs` later, aborts the piscina task; piscina then
@@ -18,7 +20,9 @@
  *
  * Concurrency: piscina runs at most one abortable task per thread (killing a thread must not take
  * other work with it), so each thread runs one reward call at a time, async or not. Slow async
- * rewards (a remote judge) overlap across threads: raise `threads` (reward_threads) for them.
+ * rewards in a module overlap across threads: raise `threads` (reward_threads) for them. The
+ * remote reward needs no thread: its requests run on this thread, at most its maxInFlight at once,
+ * with its own timeout, retries and backoff (reward_timeout_ms and reward_retries do not apply).
  *
  * Weights: the pool runs only the rewards whose resolved weight (config reward_weights over the
  * task defaults) is non-zero, and reports the raw score of each by name; ready() gives the
@@ -32,6 +36,8 @@ import { GrpoError } from '../shared/errors.js';
 import type { ErrorCode } from '../shared/errors.js';
 import { stderrLogger } from '../shared/protocol.js';
 import type { ProtocolLogger, RewardErrorInfo } from '../shared/protocol.js';
+import { RemoteReward, checkRemoteRewardOptions } from './remote-reward.js';
+import type { RemoteRewardOptions, RemoteRewardStats } from './remote-reward.js';
 import type {
   CallReply,
   CallRequest,
@@ -49,6 +55,9 @@ export interface RewardPoolOptions {
   taskSeed: number;
   taskOptions?: Record<string, unknown>;
   rewardWeights?: Record<string, number>; // config reward_weights
+  rewardModule?: string | null; // config reward_module: a module whose rewards join the task's
+  /** The remote reward (config remote_reward_*); its default weight, overridden by rewardWeights. */
+  remote?: (Omit<RemoteRewardOptions, 'log'> & { weight: number }) | null;
   threads?: number; // config reward_threads
   timeoutMs?: number; // per reward call, ms (config reward_timeout_ms)
   retries?: number; // extra attempts per failing call (config reward_retries)
@@ -60,6 +69,8 @@ export interface RewardPoolOptions {
 const DEFAULTS = {
   taskOptions: {},
   rewardWeights: {},
+  rewardModule: null,
+  remote: null,
   threads: 1,
   timeoutMs: 10_000, // 10 s per call
   retries: 2,
@@ -131,9 +142,25 @@ function checkOptions(o: ResolvedOptions): void {
   }
 }
 
+/**
+ * Indices of items that form one group: the same prompt and meta (a rollout scores one group per
+ * score() call, so this is usually one list of all items), in first-seen order.
+ */
+function groupsOf(items: readonly ScoreItem[]): number[][] {
+  const byKey = new Map<string, number[]>();
+  items.forEach((item, i) => {
+    const key = JSON.stringify([item.prompt, item.meta ?? null]);
+    const list = byKey.get(key);
+    if (list) list.push(i);
+    else byKey.set(key, [i]);
+  });
+  return [...byKey.values()];
+}
+
 export class RewardPool {
   private readonly opts: ResolvedOptions;
   private readonly pool: Piscina<RewardRequest, DescribeReply | CallReply>;
+  private readonly remote: RemoteReward | null;
   private readonly info: Promise<RewardPoolInfo>;
   /** Arms the kill timer of a submitted call when its thread reports it started, by callId. */
   private readonly armers = new Map<number, () => void>();
@@ -146,11 +173,17 @@ export class RewardPool {
     const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
     this.opts = { ...DEFAULTS, ...given } as ResolvedOptions;
     checkOptions(this.opts);
+    const remote = this.opts.remote;
+    if (remote) checkRemoteRewardOptions(remote);
+    // the threads know nothing of the remote reward: its weight is applied here
+    const threadWeights = { ...this.opts.rewardWeights };
+    if (remote) delete threadWeights[remote.name];
     const workerData: RewardThreadData = {
       task: this.opts.task,
       taskSeed: this.opts.taskSeed,
       taskOptions: this.opts.taskOptions,
-      rewardWeights: this.opts.rewardWeights,
+      rewardWeights: threadWeights,
+      rewardModule: this.opts.rewardModule,
     };
     this.pool = new Piscina({
       filename: rewardThreadFile(),
@@ -169,6 +202,7 @@ export class RewardPool {
     this.pool.on('error', (err: unknown) => {
       this.opts.log('error', 'reward_thread_error', { message: err instanceof Error ? err.message : String(err) });
     });
+    this.remote = remote ? new RemoteReward({ ...remote, log: this.opts.log }) : null;
     this.info = this.describe();
     this.info.catch(() => undefined); // surfaced by ready() and score(), not as an unhandled rejection
   }
@@ -182,10 +216,17 @@ export class RewardPool {
     return { ...this.counters };
   }
 
+  /** Request counters of the remote reward; null without one. */
+  remoteStats(): RemoteRewardStats | null {
+    return this.remote?.stats() ?? null;
+  }
+
   /**
-   * Every active reward on every item. Throws GRPO_ERR_REWARD_FAILED when a reward still fails
-   * after `retries` retries, GRPO_ERR_REWARD_POOL_CLOSED after close(), and the task's loading
-   * error (e.g. GRPO_ERR_UNKNOWN_TASK, GRPO_ERR_UNKNOWN_REWARD) when the task cannot be loaded.
+   * Every active reward on every item: per-completion rewards once per item, group rewards (and
+   * the remote reward) once per group of items sharing prompt and meta. Throws
+   * GRPO_ERR_REWARD_FAILED when a reward still fails after its retries,
+   * GRPO_ERR_REWARD_POOL_CLOSED after close(), and the task's loading error (e.g.
+   * GRPO_ERR_UNKNOWN_TASK, GRPO_ERR_UNKNOWN_REWARD) when the task cannot be loaded.
    */
   async score(items: readonly ScoreItem[]): Promise<ScoreResult> {
     this.checkOpen();
@@ -198,21 +239,53 @@ export class RewardPool {
     const out = items.map(() => Object.fromEntries(rewards.map((r) => [r.name, null])) as Record<string, number | null>);
     const errors: RewardErrorInfo[] = [];
     const batch = { failed: null as GrpoError | null };
-    await Promise.all(
-      items.flatMap((item, i) =>
-        rewards.map(async (r) => {
-          out[i][r.name] = await this.callWithRetries(item, i, r.name, errors, batch);
-        }),
-      ),
-    );
+    const groups = groupsOf(items);
+    const remoteName = this.remote?.name;
+    const calls = rewards.flatMap((r) => {
+      if (r.name === remoteName) return groups.map((g) => this.callRemote(items, g, out, errors, batch));
+      const targets = r.scope === 'group' ? groups : items.map((_, i) => [i]);
+      return targets.map(async (idx) => {
+        const first = items[idx[0]];
+        const where = idx.length === 1 ? { item: idx[0] } : { items: idx };
+        const call = { prompt: first.prompt, completions: idx.map((i) => items[i].completion), meta: first.meta };
+        const values = await this.callWithRetries(r.name, call, where, errors, batch);
+        idx.forEach((i, k) => (out[i][r.name] = values[k]));
+      });
+    });
+    await Promise.all(calls);
     return { rewards: out, errors };
   }
 
-  /** Terminates the threads; calls in flight reject with GRPO_ERR_REWARD_POOL_CLOSED. */
+  /** Terminates the threads and the remote reward's connections; calls in flight reject with GRPO_ERR_REWARD_POOL_CLOSED. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.pool.destroy();
+    await Promise.all([this.pool.destroy(), this.remote?.close()]);
+  }
+
+  /** The remote reward on one group; its own retries and backoff happen inside RemoteReward. */
+  private async callRemote(
+    items: readonly ScoreItem[],
+    idx: readonly number[],
+    out: Record<string, number | null>[],
+    errors: RewardErrorInfo[],
+    batch: { failed: GrpoError | null },
+  ): Promise<void> {
+    const remote = this.remote!;
+    if (batch.failed) throw batch.failed;
+    try {
+      const r = await remote.score(idx.map((i) => items[i]));
+      errors.push(...r.errors);
+      idx.forEach((i, k) => (out[i][remote.name] = r.values[k]));
+    } catch (err) {
+      this.checkOpen();
+      if (err instanceof GrpoError && err.code === 'GRPO_ERR_REWARD_FAILED') {
+        batch.failed ??= err;
+        const last = err.cause instanceof GrpoError ? err.cause.code : null;
+        this.opts.log('error', 'reward_failed', { code: err.code, reward: remote.name, items: idx, last, message: err.message });
+      }
+      throw err;
+    }
   }
 
   private checkOpen(): void {
@@ -230,30 +303,40 @@ export class RewardPool {
       });
     }
     if (!reply.ok) throw new GrpoError(asErrorCode(reply.code), reply.message);
-    this.opts.log('info', 'reward_pool_ready', { task: reply.taskName, rewards: reply.rewards, threads: this.opts.threads });
-    return { taskName: reply.taskName, rewards: reply.rewards };
+    const rewards = [...reply.rewards];
+    const remote = this.opts.remote;
+    if (remote) {
+      if (rewards.some((r) => r.name === remote.name)) {
+        throw new GrpoError('GRPO_ERR_REMOTE_REWARD_CONFIG', `remote_reward_name ${remote.name} is also a reward of task ${reply.taskName}; pick another name`);
+      }
+      const weight = this.opts.rewardWeights[remote.name] ?? remote.weight;
+      if (weight !== 0) rewards.push({ name: remote.name, weight, scope: 'group' });
+    }
+    this.opts.log('info', 'reward_pool_ready', { task: reply.taskName, rewards, threads: this.opts.threads, remote: remote?.url ?? null });
+    return { taskName: reply.taskName, rewards };
   }
 
+  /** One call (one completion, or one group for a group reward) with retries: a score per completion. */
   private async callWithRetries(
-    item: ScoreItem,
-    index: number,
     reward: string,
+    call: Pick<CallRequest, 'prompt' | 'completions' | 'meta'>,
+    where: { item: number } | { items: number[] },
     errors: RewardErrorInfo[],
     batch: { failed: GrpoError | null },
-  ): Promise<number | null> {
+  ): Promise<(number | null)[]> {
     const attempts = this.opts.retries + 1;
     let last: { code: string; message: string } | null = null;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       if (batch.failed) throw batch.failed; // another call of this score() gave up: stop spending threads
-      const reply = await this.callOnce(item, reward);
-      if (reply.ok) return reply.value;
+      const reply = await this.callOnce(reward, call);
+      if (reply.ok) return reply.values;
       this.counters.failedAttempts++;
       last = { code: reply.code, message: reply.message };
       errors.push({ reward, code: reply.code, message: reply.message });
       this.opts.log('warn', 'reward_error', {
         code: reply.code,
         reward,
-        item: index,
+        ...where,
         attempt,
         attempts,
         ms: Math.round(reply.ms),
@@ -261,18 +344,19 @@ export class RewardPool {
       });
     }
     const { code, message } = last as { code: string; message: string };
+    const on = 'item' in where ? `item ${where.item}` : `the group of items ${where.items.join(',')}`;
     const failed = new GrpoError(
       'GRPO_ERR_REWARD_FAILED',
-      `reward ${reward} failed on item ${index} in all ${attempts} attempts (reward_retries ${this.opts.retries}); last error ${code}: ${message}`,
+      `reward ${reward} failed on ${on} in all ${attempts} attempts (reward_retries ${this.opts.retries}); last error ${code}: ${message}`,
       { cause: new GrpoError(asErrorCode(code), message) },
     );
     batch.failed ??= failed;
-    this.opts.log('error', 'reward_failed', { code: failed.code, reward, item: index, attempts, last: code, message });
+    this.opts.log('error', 'reward_failed', { code: failed.code, reward, ...where, attempts, last: code, message });
     throw failed;
   }
 
   /** One attempt: the thread's reply, or a coded failure when the thread was killed or died. */
-  private async callOnce(item: ScoreItem, reward: string): Promise<CallReply> {
+  private async callOnce(reward: string, call: Pick<CallRequest, 'prompt' | 'completions' | 'meta'>): Promise<CallReply> {
     this.checkOpen();
     this.counters.calls++;
     const callId = this.nextCallId++;
@@ -286,9 +370,9 @@ export class RewardPool {
       op: 'call',
       callId,
       reward,
-      prompt: item.prompt,
-      completion: item.completion,
-      meta: item.meta,
+      prompt: call.prompt,
+      completions: call.completions,
+      meta: call.meta,
       timeoutMs: this.opts.timeoutMs,
     };
     try {

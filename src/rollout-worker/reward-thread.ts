@@ -1,7 +1,8 @@
 /**
  * The piscina worker file of RewardPool (./reward-pool.ts): one reward function applied to one
- * completion per piscina task. Each thread loads the task once (built-in name or module path,
- * from workerData) on its first request and keeps its resolved reward functions.
+ * completion, or a group reward applied to one group's completions, per piscina task. Each thread
+ * loads the task (built-in name or module path) and the optional reward module once, on its first
+ * request, and keeps its resolved reward functions.
  *
  * Timeouts are enforced in two places:
  *   - here, for async rewards: a call still pending after `timeoutMs` is answered with
@@ -17,8 +18,8 @@
 import { performance } from 'node:perf_hooks';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { toGrpoError } from '../shared/errors.js';
-import { loadTask, resolveRewards } from '../shared/tasks/index.js';
-import type { RewardFunction } from '../shared/tasks/index.js';
+import { loadRewardModule, loadTask, resolveRewards } from '../shared/tasks/index.js';
+import type { TaskReward } from '../shared/tasks/index.js';
 
 /** What the pool gives every thread as workerData. */
 export interface RewardThreadData {
@@ -26,6 +27,7 @@ export interface RewardThreadData {
   taskSeed: number;
   taskOptions: Record<string, unknown>;
   rewardWeights: Record<string, number>; // config reward_weights; missing names keep the task default
+  rewardModule: string | null; // config reward_module: path of a module whose rewards join the task's
 }
 
 export interface DescribeRequest {
@@ -37,7 +39,8 @@ export interface CallRequest {
   callId: number; // unique per pool, echoed in CallStarted
   reward: string; // reward function name
   prompt: string;
-  completion: string;
+  /** One completion for a per-completion reward; the group's completions for a group reward. */
+  completions: string[];
   meta: unknown;
   timeoutMs: number; // per call, ms
 }
@@ -47,6 +50,8 @@ export type RewardRequest = DescribeRequest | CallRequest;
 export interface RewardSpec {
   name: string;
   weight: number;
+  /** 'group': called once per group with all its completions (absent: once per completion). */
+  scope?: 'group';
 }
 
 export type DescribeReply =
@@ -54,7 +59,7 @@ export type DescribeReply =
   | { ok: false; code: string; message: string };
 
 export type CallReply =
-  | { ok: true; value: number | null; ms: number }
+  | { ok: true; values: (number | null)[]; ms: number } // one per completion of the request
   | { ok: false; code: string; message: string; ms: number };
 
 /** Posted on parentPort when a call starts running (after the task has loaded). */
@@ -66,7 +71,7 @@ export interface CallStarted {
 interface Loaded {
   taskName: string;
   rewards: RewardSpec[];
-  fns: Map<string, RewardFunction>;
+  fns: Map<string, TaskReward>;
 }
 
 let loading: Promise<Loaded> | null = null;
@@ -76,11 +81,12 @@ function loaded(): Promise<Loaded> {
   loading ??= (async () => {
     const data = workerData as RewardThreadData;
     const task = await loadTask(data.task, { seed: data.taskSeed, options: data.taskOptions });
-    const rewards = resolveRewards(task, data.rewardWeights);
+    const extra = data.rewardModule ? await loadRewardModule(data.rewardModule) : [];
+    const rewards = resolveRewards(task, data.rewardWeights, extra);
     return {
       taskName: task.name,
-      rewards: rewards.map((r) => ({ name: r.name, weight: r.weight })),
-      fns: new Map(rewards.map((r) => [r.name, r.fn])),
+      rewards: rewards.map((r): RewardSpec => (r.group ? { name: r.name, weight: r.weight, scope: 'group' } : { name: r.name, weight: r.weight })),
+      fns: new Map(rewards.map((r) => [r.name, r])),
     };
   })();
   return loading;
@@ -110,10 +116,16 @@ function describeValue(v: unknown): string {
   return `a value of type ${typeof v}`;
 }
 
+/** null when `value` is a valid reward, else what is wrong with it. */
+function invalidScore(value: unknown): string | null {
+  if (value === null) return null; // "not applicable", as on the wire
+  return typeof value === 'number' && Number.isFinite(value) ? null : describeValue(value);
+}
+
 async function call(req: CallRequest): Promise<CallReply> {
   const { fns } = await loaded();
-  const fn = fns.get(req.reward);
-  if (!fn) {
+  const reward = fns.get(req.reward);
+  if (!reward) {
     return {
       ok: false,
       code: 'GRPO_ERR_UNKNOWN_REWARD',
@@ -121,38 +133,51 @@ async function call(req: CallRequest): Promise<CallReply> {
       ms: 0,
     };
   }
+  const group = reward.group;
+  const n = req.completions.length;
+  if (group === undefined && n !== 1) {
+    return { ok: false, code: 'GRPO_ERR_REWARD_INPUT', message: `reward ${req.reward} scores one completion per call, got ${n}`, ms: 0 };
+  }
   const started: CallStarted = { rewardCallStarted: req.callId, threadId };
   parentPort?.postMessage(started);
   const t0 = performance.now();
-  const timeoutReply = (): CallReply => {
-    const ms = performance.now() - t0;
-    return {
-      ok: false,
-      code: 'GRPO_ERR_REWARD_TIMEOUT',
-      message: `reward ${req.reward} took more than its ${req.timeoutMs} ms timeout (${Math.round(ms)} ms); make it faster or raise reward_timeout_ms`,
-      ms,
-    };
-  };
   let value: unknown;
   try {
-    const out: unknown = fn(req.prompt, req.completion, req.meta);
+    const out: unknown = group ? group(req.prompt, req.completions, req.meta) : reward.fn(req.prompt, req.completions[0], req.meta);
     value = isPromiseLike(out) ? await settleWithin(out, req.timeoutMs) : out;
   } catch (err) {
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     return { ok: false, code: 'GRPO_ERR_REWARD_THREW', message: `reward ${req.reward} threw ${message}`, ms: performance.now() - t0 };
   }
   const ms = performance.now() - t0;
-  if (value === TIMED_OUT || ms > req.timeoutMs) return timeoutReply();
-  if (value === null) return { ok: true, value: null, ms }; // "not applicable", as on the wire
-  if (typeof value !== 'number' || !Number.isFinite(value)) {
+  if (value === TIMED_OUT || ms > req.timeoutMs) {
     return {
       ok: false,
-      code: 'GRPO_ERR_REWARD_NAN',
-      message: `reward ${req.reward} returned ${describeValue(value)}; a reward must be a finite number (or null for "not applicable")`,
+      code: 'GRPO_ERR_REWARD_TIMEOUT',
+      message: `reward ${req.reward} took more than its ${req.timeoutMs} ms timeout (${Math.round(ms)} ms); make it faster or raise reward_timeout_ms`,
       ms,
     };
   }
-  return { ok: true, value, ms };
+  if (group && (!Array.isArray(value) || value.length !== n)) {
+    return {
+      ok: false,
+      code: 'GRPO_ERR_REWARD_SHAPE',
+      message: `group reward ${req.reward} returned ${Array.isArray(value) ? `${value.length} scores` : describeValue(value)} for ${n} completions; return an array of one score per completion`,
+      ms,
+    };
+  }
+  const values: unknown[] = group ? (value as unknown[]) : [value];
+  for (let i = 0; i < values.length; i++) {
+    const bad = invalidScore(values[i]);
+    if (bad === null) continue;
+    return {
+      ok: false,
+      code: 'GRPO_ERR_REWARD_NAN',
+      message: `reward ${req.reward} returned ${bad}${group ? ` for completion ${i}` : ''}; a reward must be a finite number (or null for "not applicable")`,
+      ms,
+    };
+  }
+  return { ok: true, values: values as (number | null)[], ms };
 }
 
 async function describe(): Promise<DescribeReply> {

@@ -15,7 +15,7 @@ import type { LlamaModel } from '../shared/model/llama.js';
 import { sample } from '../shared/model/sampling.js';
 import type { SampleOptions, Tokenizer } from '../shared/model/types.js';
 import type { Completion, GroupRollout, GroupSpec } from '../shared/protocol.js';
-import { decodeCompletion, promptIds } from '../shared/tasks/index.js';
+import { batchGrammar, decodeCompletion, promptIds } from '../shared/tasks/index.js';
 import type { Task } from '../shared/tasks/index.js';
 import type { RewardPool } from './reward-pool.js';
 
@@ -32,6 +32,11 @@ export interface RolloutContext {
   tokenizer: Tokenizer;
   /** Main-thread copy of the task, for its optional grammar hook (rewards run in the pool). */
   task: Task;
+  /**
+   * The same task under other options, for groups whose spec carries `taskOptions` (a curriculum
+   * level): their rows sample under that task's grammar. Without it such groups use `task`.
+   */
+  taskFor?: (options: Readonly<Record<string, unknown>>) => Promise<Task>;
   pool: Pick<RewardPool, 'score'>;
   sampling: RolloutSampling;
   /** The weights version `model` holds; stamped on every group of the call. */
@@ -105,6 +110,9 @@ export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSp
     for (let k = 0; k < s.groupSize; k++) rows.push(promptTokens[g]);
   });
 
+  // each row samples under the grammar of the task its problem came from (curriculum levels differ)
+  const tasks = await Promise.all(specs.map((s) => (s.taskOptions !== undefined && ctx.taskFor ? ctx.taskFor(s.taskOptions) : ctx.task)));
+  const grammarRows = specs.flatMap((s, g) => Array.from({ length: s.groupSize }, () => ({ task: tasks[g], prompt: s.prompt })));
   const opts: SampleOptions = {
     maxNewTokens: ctx.sampling.maxNewTokens,
     temperature: ctx.sampling.temperature,
@@ -112,7 +120,7 @@ export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSp
     topP: ctx.sampling.topP,
     stopTokens: [tokenizer.eosId],
     seed: rolloutSeed(ctx.sampling.seed, specs.map((s) => s.groupId)),
-    allowedTokens: ctx.task.grammar?.(tokenizer),
+    allowedTokens: batchGrammar(tokenizer, grammarRows),
   };
   const t0 = performance.now();
   const sampled = await sample(ctx.model, rows, opts); // one batched call: [sum of group sizes] rows
@@ -141,9 +149,12 @@ export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSp
     }
     const completions: Completion[] = result.value.rewards.map((rewards, k) => {
       const row = firstRow[g] + k;
+      const allowed = sampled.allowed?.[row];
       return {
         tokens: sampled.tokens[row],
         logprobs: sampled.logprobs[row],
+        // the sets the logprobs are renormalised over; left out where no step was constrained
+        ...(allowed !== undefined && allowed.some((a) => a !== null) ? { allowed } : {}),
         text: texts[row],
         rewards,
         finishReason: sampled.finishReason[row],

@@ -44,7 +44,12 @@ interface Built {
 interface Scoring {
   task: Task;
   pool: RewardPool;
+  /** The task under other options (curriculum levels), by JSON of the options; for grammars. */
+  variants: Map<string, Promise<Task>>;
 }
+
+/** Distinct task options kept per run: a curriculum has a handful of levels. */
+const MAX_TASK_VARIANTS = 32;
 
 const modelKey = (s: RunSpec): string => JSON.stringify([s.model, s.tokenizer]);
 const rewardsKey = (s: RunSpec): string => JSON.stringify([s.task, s.rewardWeights, s.rewards]);
@@ -128,6 +133,7 @@ export class RunState {
       model: this.model,
       tokenizer: this.built.tokenizer,
       task: this.scoring.task,
+      taskFor: (options) => this.taskWith(options),
       pool: this.scoring.pool,
       sampling: this.spec.sampling,
       policyVersion: this.loaded,
@@ -164,6 +170,25 @@ export class RunState {
     this.loaded = null;
   }
 
+  /**
+   * The run's task with `options` (a GroupSpec's taskOptions), loaded once per distinct options.
+   * A failed load is forgotten, so a later group retries it.
+   */
+  private taskWith(options: Readonly<Record<string, unknown>>): Promise<Task> {
+    const s = this.scoring;
+    const spec = this.spec;
+    if (s === null || spec === null) return Promise.reject(new GrpoError('GRPO_ERR_RUN_SPEC', 'no usable RunSpec is applied'));
+    const key = JSON.stringify(options);
+    let task = s.variants.get(key);
+    if (task === undefined) {
+      task = loadTask(spec.task.name, { seed: spec.task.seed, options: { ...options } });
+      task.catch(() => s.variants.delete(key));
+      if (s.variants.size >= MAX_TASK_VARIANTS) s.variants.delete(s.variants.keys().next().value as string);
+      s.variants.set(key, task);
+    }
+    return task;
+  }
+
   private async closeScoring(): Promise<void> {
     const s = this.scoring;
     this.scoring = null;
@@ -181,6 +206,9 @@ export class RunState {
       threads: this.opts.rewardThreads,
       timeoutMs: spec.rewards.timeoutMs,
       retries: spec.rewards.retries,
+      rewardModule: spec.rewards.module ?? null,
+      // the judge's bearer token comes from this worker's environment, never over the wire
+      remote: spec.rewards.remote ? { ...spec.rewards.remote, token: process.env.GRPO_REMOTE_REWARD_TOKEN || null } : null,
       log: this.opts.log,
     });
     try {
@@ -189,7 +217,7 @@ export class RunState {
       await pool.close();
       throw err;
     }
-    return { task, pool };
+    return { task, pool, variants: new Map() };
   }
 }
 

@@ -21,6 +21,7 @@
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
+import type { WorkerMetrics } from '../shared/metrics/index.js';
 import { Kind } from '../shared/protocol.js';
 import type { GroupRollout, GroupSpec, LeaseMsg, Message, ProtocolLogger, RunSpec } from '../shared/protocol.js';
 import type { ReceivedWeights } from '../shared/ws-client.js';
@@ -39,6 +40,8 @@ export interface WorkerLoopOptions {
   rewardThreads: number;
   send: SendFn;
   log: ProtocolLogger;
+  /** Latency histograms (rollout and reward time per group, weights load time). */
+  metrics?: WorkerMetrics;
   /** The compute step; rolloutGroups unless a test substitutes it. */
   rollout?: (ctx: RolloutContext, specs: readonly GroupSpec[]) => Promise<RolloutBatch>;
 }
@@ -218,6 +221,7 @@ export class WorkerLoop {
       const seconds = this.run.loadWeights(w.version, w.tensors);
       this.counters.weightsLoaded += 1;
       this.counters.weightsSeconds += seconds;
+      this.opts.metrics?.observeWeightsLoad(seconds);
       this.opts.log('info', 'weights_loaded', { version: w.version, encoding: w.encoding, tensors: w.tensors.size, seconds });
       this.opts.send({ kind: Kind.Ready, policyVersion: w.version });
     } catch (err) {
@@ -265,6 +269,7 @@ export class WorkerLoop {
     c.tokensGenerated += timing.tokensGenerated;
     c.sampleSeconds += timing.sampleSeconds;
     c.rewardSeconds += timing.rewardSeconds;
+    this.opts.metrics?.observeBatch({ groups: taken.length, sampleSeconds: timing.sampleSeconds, rewardSeconds: timing.rewardSeconds });
     this.opts.log('info', 'batch', {
       groups: taken.length,
       failed,

@@ -15,6 +15,17 @@ const int = () => z.number().int();
 const posInt = () => z.number().int().positive();
 const nonNeg = () => z.number().nonnegative();
 
+/**
+ * `curriculum`: difficulty levels as task_options overrides, easiest first; the learner moves to
+ * the next level when the rolling success rate (task.isCorrect over the last `window` completions
+ * sampled at the current level) reaches `threshold`. See src/learner/curriculum.ts.
+ */
+export const CurriculumSchema = z.strictObject({
+  levels: z.array(z.record(z.string(), z.unknown())).min(2), // e.g. [{ max_digits: 1 }, { max_digits: 2 }]
+  threshold: z.number().gt(0).max(1).default(0.8), // rolling success rate that raises the level
+  window: posInt().default(256), // completions in the rolling rate; a level is left only with a full window
+});
+
 export const ConfigSchema = z.strictObject({
   // --- run ---
   backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
@@ -24,6 +35,8 @@ export const ConfigSchema = z.strictObject({
   task: z.string().default('arithmetic'), // built-in task name, or path to a JS/TS module exporting a task
   task_options: z.record(z.string(), z.unknown()).default({}), // task knobs, e.g. { max_digits: 2, max_depth: 2 }
   reward_weights: z.record(z.string(), z.number()).default({}), // per reward function name; missing = task default
+  reward_module: z.string().min(1).nullable().default(null), // path of a JS/TS module whose reward functions join the task's
+  curriculum: CurriculumSchema.nullable().default(null), // null = fixed difficulty (task_options)
   // --- model ---
   model_size: z.enum(['tiny', 'small', 'medium', 'base']).default('tiny'), // preset for SFT from scratch
   checkpoint: z.string().nullable().default(null), // start policy; null in `train` = SFT warm start first
@@ -68,6 +81,8 @@ export const ConfigSchema = z.strictObject({
   eval_samples: posInt().default(200), // held-out problems per eval
   eval_k: posInt().default(1), // samples per problem for pass@k (1 = greedy accuracy only)
   log_csv: z.string().nullable().default(null), // per-step metrics CSV path (JSONL is always written)
+  replay_buffer_size: int().nonnegative().default(0), // high-variance groups kept to replace zero-variance ones; 0 = off
+  replay_max_age: posInt().default(4), // policy versions a stored group may lag before it is dropped
   // --- distributed ---
   coordinator: z.string().nullable().default(null), // ws://host:port of the coordinator (learner, worker)
   host: z.string().default('127.0.0.1'), // coordinator bind address; loopback unless told otherwise
@@ -83,7 +98,15 @@ export const ConfigSchema = z.strictObject({
   reward_timeout_ms: posInt().default(10_000), // 10 s per reward call
   reward_retries: int().nonnegative().default(2), // a failing group is retried this often, then skipped
   reward_threads: posInt().default(1), // piscina threads per worker for reward functions
+  remote_reward_url: z.string().regex(/^https?:\/\/\S+$/, 'must be an http:// or https:// URL').nullable().default(null), // a judge served elsewhere; null = none
+  remote_reward_name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, _ . - starting with a letter or _').default('remote'),
+  remote_reward_weight: z.number().default(1), // default weight; reward_weights may override it by name
+  remote_reward_timeout_ms: posInt().default(30_000), // 30 s per request
+  remote_reward_retries: int().nonnegative().default(3), // retries of a failed request, with backoff
+  remote_reward_backoff_ms: int().nonnegative().default(500), // 0.5 s before the first retry, doubling, with jitter
+  remote_reward_max_in_flight: posInt().default(4), // requests in flight at once per worker
   metrics_port: int().min(0).max(65535).default(0), // learner/worker /metrics port; 0 = off
+  metrics_host: z.string().min(1).default('0.0.0.0'), // learner/worker /metrics bind address (Prometheus scrapes from elsewhere)
 });
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;
@@ -97,7 +120,8 @@ export function parseConfig(raw: unknown, source = 'config'): Config {
   const r = ConfigSchema.safeParse(raw ?? {});
   if (!r.success) {
     const issue = r.error.issues[0];
-    const path = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : issue.path.join('.') || '(root)';
+    const path =
+      issue.code === 'unrecognized_keys' ? issue.keys.map((k) => [...issue.path, k].join('.')).join(', ') : issue.path.join('.') || '(root)';
     const what = issue.code === 'unrecognized_keys' ? `unknown key(s) ${path}` : `${path}: ${issue.message}`;
     throw new GrpoError('GRPO_ERR_CONFIG', `${source}: ${what}; see docs/config.md for the keys`);
   }

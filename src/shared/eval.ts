@@ -1,5 +1,5 @@
 /**
- * Held-out evaluation of a policy on a task: greedy accuracy and pass@k.
+ * Held-out evaluation of a policy on a task: greedy accuracy, pass@k, mean@k and majority@k.
  *
  * The problems are the task's test split, indices 0..samples-1, so every evaluation of a run (SFT
  * end, GRPO baseline, periodic evals, `grpo eval`) scores the same problems. Greedy accuracy
@@ -11,6 +11,14 @@
  * computed as the product 1 - prod_{i = n-c+1..n} (1 - k / i), which never forms a large binomial.
  * With n = 1 no sampling happens (passAtK is null): one sample per problem is only a noisier
  * version of the greedy number.
+ *
+ * From the same n samples (sampleMetrics):
+ *   mean@k      mean correctness of a sample, c / n per problem: the expected share of correct
+ *               answers among k samples (the same for every k; the estimate uses all n)
+ *   majority@k  whether the most common answer among k samples is correct. The n samples are cut
+ *               into floor(n / k) consecutive blocks of k, each block votes on task.answerOf(text)
+ *               (the text itself when the task has none; a tie goes to the answer seen first in
+ *               the block) and the problem scores the share of blocks whose winner is correct.
  */
 import { GrpoError } from './errors.js';
 import type { LlamaModel } from './model/llama.js';
@@ -48,6 +56,8 @@ export interface EvalResult {
   n: number;
   temperature: number;
   passAtK: number | null; // null when n = 1
+  meanAtK: number | null; // mean@k, null when n = 1
+  majAtK: number | null; // majority@k, null when n = 1
   meanCompletionTokens: number; // greedy, EOS included
   truncatedFraction: number; // greedy completions that hit maxNewTokens without EOS
   seconds: number;
@@ -63,6 +73,33 @@ export function passAtK(n: number, c: number, k: number): number {
   let fail = 1;
   for (let i = n - c + 1; i <= n; i++) fail *= 1 - k / i;
   return 1 - fail;
+}
+
+/** One sampled completion of a problem, as the metrics see it. */
+export interface SampleOutcome {
+  answer: string; // task.answerOf(completion), or the completion
+  correct: boolean;
+}
+
+/** pass@k, mean@k and majority@k of one problem's n >= k samples (see the file comment). */
+export function sampleMetrics(samples: readonly SampleOutcome[], k: number): { pass: number; mean: number; majority: number } {
+  const n = samples.length;
+  const c = samples.filter((s) => s.correct).length;
+  const pass = passAtK(n, c, k); // validates n, k
+  const blocks = Math.floor(n / k);
+  let wins = 0;
+  for (let b = 0; b < blocks; b++) {
+    const votes = new Map<string, { count: number; correct: boolean }>(); // insertion order = first seen
+    for (const s of samples.slice(b * k, (b + 1) * k)) {
+      const v = votes.get(s.answer);
+      if (v) v.count += 1;
+      else votes.set(s.answer, { count: 1, correct: s.correct });
+    }
+    let best: { count: number; correct: boolean } | null = null;
+    for (const v of votes.values()) if (best === null || v.count > best.count) best = v;
+    if (best!.correct) wins += 1;
+  }
+  return { pass, mean: c / n, majority: wins / blocks };
 }
 
 function checkOptions(o: EvalOptions, n: number): void {
@@ -87,12 +124,14 @@ async function decodeAll(
   tokenizer: Tokenizer,
   task: Task,
   prompts: number[][],
+  texts: readonly string[], // prompt text of each of `prompts`, for the task's grammar
   repeat: number,
   temperature: number,
   o: EvalOptions,
   progress: { done: number; total: number },
 ): Promise<Decoded[]> {
   const rows = prompts.flatMap((p) => Array.from({ length: repeat }, () => p));
+  const rowTexts = texts.flatMap((t) => Array.from({ length: repeat }, () => t));
   const batch = o.batchSize ?? 64;
   const maxNewTokens = o.maxNewTokens ?? task.maxCompletionTokens;
   const out: Decoded[] = [];
@@ -104,7 +143,7 @@ async function decodeAll(
       topP: o.topP ?? 1,
       stopTokens: [tokenizer.eosId],
       seed: (o.seed ?? 0) + start, // a distinct stream per batch, the same for the same run
-      allowedTokens: task.grammar?.(tokenizer),
+      allowedTokens: task.grammar?.(tokenizer, rowTexts.slice(start, start + batch)),
     });
     r.tokens.forEach((ids, i) => {
       out.push({ text: decodeCompletion(tokenizer, ids), tokens: ids.length, truncated: r.finishReason[i] === 'length' });
@@ -122,21 +161,30 @@ export async function evaluate(model: LlamaModel, tokenizer: Tokenizer, task: Ta
   const temperature = o.temperature ?? 1;
   const problems: TaskExample[] = Array.from({ length: o.samples }, (_, i) => task.example('test', i));
   const prompts = problems.map((p) => promptIds(tokenizer, p.prompt));
+  const texts = problems.map((p) => p.prompt);
   const progress = { done: 0, total: o.samples * (n > 1 ? n + 1 : 1) };
 
-  const greedy = await decodeAll(model, tokenizer, task, prompts, 1, 0, o, progress);
+  const greedy = await decodeAll(model, tokenizer, task, prompts, texts, 1, 0, o, progress);
   const correct = greedy.map((g, i) => task.isCorrect(problems[i].prompt, g.text, problems[i].meta));
   const numCorrect = correct.filter(Boolean).length;
 
   let pass: number | null = null;
+  let mean: number | null = null;
+  let majority: number | null = null;
   if (n > 1) {
-    const sampled = await decodeAll(model, tokenizer, task, prompts, n, temperature, o, progress);
-    let sum = 0;
+    const sampled = await decodeAll(model, tokenizer, task, prompts, texts, n, temperature, o, progress);
+    const answerOf = (text: string): string => (task.answerOf ? task.answerOf(text) : text);
+    const sums = { pass: 0, mean: 0, majority: 0 };
     problems.forEach((p, i) => {
-      const c = sampled.slice(i * n, (i + 1) * n).filter((s) => task.isCorrect(p.prompt, s.text, p.meta)).length;
-      sum += passAtK(n, c, o.k);
+      const outcomes = sampled.slice(i * n, (i + 1) * n).map((s) => ({ answer: answerOf(s.text), correct: task.isCorrect(p.prompt, s.text, p.meta) }));
+      const m = sampleMetrics(outcomes, o.k);
+      sums.pass += m.pass;
+      sums.mean += m.mean;
+      sums.majority += m.majority;
     });
-    pass = sum / problems.length;
+    pass = sums.pass / problems.length;
+    mean = sums.mean / problems.length;
+    majority = sums.majority / problems.length;
   }
 
   return {
@@ -148,6 +196,8 @@ export async function evaluate(model: LlamaModel, tokenizer: Tokenizer, task: Ta
     n,
     temperature,
     passAtK: pass,
+    meanAtK: mean,
+    majAtK: majority,
     meanCompletionTokens: greedy.reduce((a, g) => a + g.tokens, 0) / greedy.length,
     truncatedFraction: greedy.filter((g) => g.truncated).length / greedy.length,
     seconds: (performance.now() - t0) / 1000,

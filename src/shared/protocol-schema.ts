@@ -23,11 +23,14 @@ const groupSpec = z.object({
   prompt: z.string(),
   meta: z.unknown(),
   groupSize: z.number().int().min(1),
+  level: count().optional(),
+  taskOptions: z.record(z.string(), z.unknown()).optional(),
 });
 
 const completion = z.object({
   tokens: z.array(count()),
   logprobs: z.array(z.number()), // zod numbers are finite: NaN and Infinity are rejected
+  allowed: z.array(z.array(count()).nullable()).optional(),
   text: z.string(),
   rewards: z.record(z.string(), z.number().nullable()),
   finishReason: z.enum(['stop', 'length', 'grammar']),
@@ -93,7 +96,23 @@ const SCHEMAS = {
         maxNewTokens: z.number().int().positive(),
         seed: z.number().int(),
       }),
-      rewards: z.object({ timeoutMs: z.number().positive(), retries: count() }),
+      rewards: z.object({
+        timeoutMs: z.number().positive(),
+        retries: count(),
+        module: z.string().min(1).nullable().optional(),
+        remote: z
+          .object({
+            url: z.string().min(1),
+            name: z.string().min(1),
+            weight: z.number(),
+            timeoutMs: z.number().int().positive(),
+            retries: count(),
+            backoffMs: count(),
+            maxInFlight: z.number().int().positive(),
+          })
+          .nullable()
+          .optional(),
+      }),
     }),
   }),
   [Kind.Enqueue]: z.object({ kind: z.literal(Kind.Enqueue), groups: z.array(groupSpec) }),

@@ -155,7 +155,18 @@ export interface RunSpec {
   task: { name: string; seed: number; options: Record<string, unknown> };
   rewardWeights: Record<string, number>; // config reward_weights (task defaults apply to the rest)
   sampling: { temperature: number; topK: number; topP: number; maxNewTokens: number; seed: number };
-  rewards: { timeoutMs: number; retries: number };
+  rewards: { timeoutMs: number; retries: number; module?: string | null; remote?: RemoteRewardSpec | null };
+}
+
+/** The remote reward of a run (config remote_reward_*): a judge served over HTTP. */
+export interface RemoteRewardSpec {
+  url: string;
+  name: string;
+  weight: number; // default weight; rewardWeights may override it by name
+  timeoutMs: number; // per request
+  retries: number; // retries of a failed request
+  backoffMs: number; // wait before the first retry, doubling
+  maxInFlight: number; // requests in flight per worker
 }
 
 /** Learner -> coordinator, coordinator -> workers. */
@@ -174,6 +185,13 @@ export interface GroupSpec {
   prompt: string;
   meta: unknown; // anything msgpack can carry (e.g. the expected answer for the reward)
   groupSize: number; // completions to sample
+  /** Curriculum level the problem was generated at (absent without a curriculum). */
+  level?: number;
+  /**
+   * The task options the problem was generated with, when a curriculum level changed them from
+   * the RunSpec's: the worker samples this group under the grammar of the task with these options.
+   */
+  taskOptions?: Record<string, unknown>;
 }
 
 /** Learner -> coordinator. Idempotent per groupId: an id the coordinator knows is ignored. */
@@ -201,7 +219,14 @@ export interface LeaseRevokedMsg {
 
 export interface Completion {
   tokens: number[]; // generated token ids, stop token included when hit
-  logprobs: number[]; // per token, behaviour log-probability; same length as tokens
+  /** Per token, behaviour log-probability (renormalised over `allowed[t]` where that is a set); same length as tokens. */
+  logprobs: number[];
+  /**
+   * Sampled under a grammar: per token, the allowed ids it was drawn from (ascending), or null
+   * where every token was allowed. Absent without a grammar. The learner renormalises its
+   * log-probabilities over the same sets.
+   */
+  allowed?: (number[] | null)[];
   text: string; // decoded completion
   rewards: Record<string, number | null>; // per reward function; null = not applicable
   finishReason: FinishReason;

@@ -16,7 +16,7 @@ import { GrpoError, isGrpoError } from './errors.js';
 import type { NamedHostTensors } from './model/types.js';
 import { FATAL_CLOSE_CODES, CloseCode, Kind, kindName, PROTOCOL_DEFAULTS, PROTOCOL_VERSION, silentLogger, WireError } from './protocol.js';
 import type { Message, MessageOf, ProtocolLogger, Role, WeightsEncoding, WelcomeMsg } from './protocol.js';
-import { UploadPump } from './ws-upload.js';
+import { UploadPump, type UploadOutcome } from './ws-upload.js';
 import { encodeWeights, WeightsAssembler } from './weights-wire.js';
 
 export interface ProtocolClientOptions {
@@ -49,6 +49,8 @@ export interface ClientEvents {
 }
 
 type Handler = (msg: Message) => void;
+
+export type { UploadOutcome } from './ws-upload.js';
 
 export class ProtocolClient {
   private ws: WebSocket | null = null;
@@ -160,10 +162,10 @@ export class ProtocolClient {
 
   /**
    * Learner: uploads one weights version. Resolves once all its frames are written to the
-   * socket, or when a newer publish supersedes it. After a reconnect the newest published
+   * socket (`sent: true`), or when a newer publish supersedes it (`sent: false`). After a reconnect the newest published
    * version is uploaded again if the coordinator does not hold it.
    */
-  publishWeights(tensors: NamedHostTensors, version: number, encoding: WeightsEncoding, chunkBytes = this.opts.weightsChunkBytes): Promise<void> {
+  publishWeights(tensors: NamedHostTensors, version: number, encoding: WeightsEncoding, chunkBytes = this.opts.weightsChunkBytes): Promise<UploadOutcome> {
     const done = this.upload.publish(encodeWeights(tensors, version, encoding, chunkBytes));
     if (this.connected) this.upload.pump(this.ws as WebSocket);
     return done;

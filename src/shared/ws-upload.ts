@@ -23,8 +23,15 @@ interface Upload {
   inFlight: number; // frames handed to the socket whose write callback has not run
   waiting: boolean;
   epoch: number; // bumped when the connection is lost; older callbacks are ignored
-  resolve: () => void;
+  resolve: (outcome: UploadOutcome) => void;
   reject: (err: GrpoError) => void;
+}
+
+/** How a publish ended: every frame written (`sent`), or superseded by a newer version first. */
+export interface UploadOutcome {
+  version: number;
+  sent: boolean;
+  bytes: number; // payload bytes of the version (its Begin's totalBytes), sent or not
 }
 
 export class UploadPump {
@@ -40,11 +47,12 @@ export class UploadPump {
     return this.latest?.begin.version ?? null;
   }
 
-  /** Makes `enc` the version to upload; an upload in progress is superseded (its promise resolves). */
-  publish(enc: EncodedWeights): Promise<void> {
-    this.current?.resolve();
+  /** Makes `enc` the version to upload; an upload in progress is superseded (its promise resolves, not sent). */
+  publish(enc: EncodedWeights): Promise<UploadOutcome> {
+    const old = this.current;
+    old?.resolve({ version: old.version, sent: false, bytes: this.latest?.begin.totalBytes ?? 0 });
     this.latest = enc;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<UploadOutcome>((resolve, reject) => {
       this.current = { version: enc.begin.version, msgs: weightsMessages(enc), next: 0, inFlight: 0, waiting: false, epoch: this.epoch, resolve, reject };
     });
   }
@@ -99,7 +107,7 @@ export class UploadPump {
     if (err) return; // the close handler calls interrupt()
     if (last && this.current === u) {
       this.current = null;
-      u.resolve();
+      u.resolve({ version: u.version, sent: true, bytes: this.latest?.begin.totalBytes ?? 0 });
     }
     this.wake(ws, this.epoch);
   }

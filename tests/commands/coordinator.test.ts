@@ -1,8 +1,9 @@
-/** `grpo coordinator` in-process: config keys -> coordinator options, the URL on stdout, /healthz, clean stop. */
+/** `grpo coordinator` in-process: config keys -> coordinator options, the URL on stdout, /healthz, /metrics, clean stop. */
 import { describe, expect, it } from 'vitest';
 import { coordinatorCommand, coordinatorOptions, startCoordinatorCommand } from '../../src/commands/coordinator.js';
 import { parseConfig } from '../../src/shared/config.js';
 import { silentLogger } from '../../src/shared/protocol.js';
+import { sampleValue, scrape } from '../shared/metrics/helpers.js';
 import { captureIO } from './helpers.js';
 
 describe('grpo coordinator', () => {
@@ -21,6 +22,9 @@ describe('grpo coordinator', () => {
     const health = await fetch(`${url.replace('ws:', 'http:')}/healthz`);
     expect(health.status).toBe(200);
     expect((await health.json()).ok).toBe(true);
+    const { samples } = await scrape(`${url.replace('ws:', 'http:')}/metrics`); // same port, with the process metrics
+    expect(sampleValue(samples, 'grpo_coordinator_workers_connected', { role: 'coordinator' })).toBe(0);
+    expect(sampleValue(samples, 'process_start_time_seconds', { role: 'coordinator' })).toBeGreaterThan(0);
     abort.abort();
     await running;
     expect(c.out[1]).toMatch(/^coordinator stopped: 0 groups enqueued/);

@@ -45,6 +45,7 @@ describe.skipIf(missing !== null)('grpo train (compiled CLI)', () => {
       'train', '--out', out, '--backend', 'cpu', '--steps', '2', '--sft-steps', '3', '--sft-batch-size', '8',
       '--model-size', 'tiny', '--workers', '1', '--worker-capacity', '2', '--eval-samples', '4',
       '--prompts-per-step', '2', '--group-size', '4', '--max-gen-len', '6', '--task-options', 'max_digits=1,max_depth=1',
+      '--log-csv', join(out, 'steps.csv'),
     ], 90_000);
     expect(r.stderr).not.toMatch(/^error GRPO_ERR/m);
     expect(r.code).toBe(0);
@@ -68,6 +69,18 @@ describe.skipIf(missing !== null)('grpo train (compiled CLI)', () => {
     expect(state.config.token).toBeNull(); // the run's secret is never written to disk
     const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
     expect(metrics).toHaveLength(2);
+    const csv = (await readFile(join(out, 'steps.csv'), 'utf8')).trim().split('\n');
+    expect(csv).toHaveLength(3); // header + one row per step
+    expect(csv[0].split(',').slice(0, 2)).toEqual(['step', 'version']);
+    const stats = JSON.parse(await readFile(join(out, 'training_stats.json'), 'utf8'));
+    expect(stats.step).toEqual([1, 2]);
+  });
+
+  it('refuses metrics ports past 65535 before any work', () => {
+    const r = grpo(['train', '--out', join(root, 'ports'), '--metrics-port', '65535', '--workers', '2'], 30_000);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^error GRPO_ERR_CONFIG: metrics port 65535 with 2 workers needs ports 65535-65537/m);
+    expect(existsSync(join(root, 'ports', 'sft'))).toBe(false);
   });
 
   it('on SIGTERM checkpoints, stops its workers and exits 0 with an interrupted summary', async () => {

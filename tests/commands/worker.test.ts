@@ -8,6 +8,7 @@ import { registerWorkerCommand, WORKER_CONFIG_KEYS, workerCommand, workerOptions
 import { resolveConfig } from '../../src/shared/config.js';
 import { flagsToRawConfig } from '../../src/shared/config-flags.js';
 import { startTestCoordinator, until } from '../coordinator/helpers.js';
+import { freePorts, sampleValue, scrape } from '../shared/metrics/helpers.js';
 import { captureIO } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'grpo-worker-cmd-'));
@@ -20,16 +21,27 @@ describe('grpo worker', () => {
     registerWorkerCommand(program);
     const cmd = program.commands.find((c) => c.name() === 'worker');
     const flags = cmd?.options.map((o) => o.long) ?? [];
-    for (const f of ['--coordinator', '--token', '--name', '--worker-capacity', '--reward-threads', '--backend', '--config']) expect(flags).toContain(f);
+    for (const f of ['--coordinator', '--token', '--name', '--worker-capacity', '--reward-threads', '--backend', '--config', '--metrics-port', '--metrics-host']) {
+      expect(flags).toContain(f);
+    }
     expect(flags).not.toContain('--group-size'); // the learner decides sampling; it reaches workers in the RunSpec
   });
 
   it('reads the config file, lets flags override it, and takes the token from GRPO_TOKEN', () => {
     const file = join(dir, 'worker.yaml');
     writeFileSync(file, 'coordinator: ws://10.0.0.5:7070\nworker_capacity: 2\nreward_threads: 3\ngroup_size: 4\n');
-    const flags = flagsToRawConfig({ workerCapacity: '6', backend: 'cpu' }, WORKER_CONFIG_KEYS);
+    const flags = flagsToRawConfig({ workerCapacity: '6', backend: 'cpu', metricsPort: '9411' }, WORKER_CONFIG_KEYS);
     const options = workerOptionsFrom(resolveConfig({ file, flags, env: { GRPO_TOKEN: 'from-env' } }), 'w9');
-    expect(options).toEqual({ coordinator: 'ws://10.0.0.5:7070', token: 'from-env', name: 'w9', capacity: 6, rewardThreads: 3, backend: 'cpu' });
+    expect(options).toEqual({
+      coordinator: 'ws://10.0.0.5:7070',
+      token: 'from-env',
+      name: 'w9',
+      capacity: 6,
+      rewardThreads: 3,
+      backend: 'cpu',
+      metricsPort: 9411,
+      metricsHost: '0.0.0.0', // scraped from other machines unless told otherwise
+    });
   });
 
   it('needs a coordinator address', async () => {
@@ -50,6 +62,26 @@ describe('grpo worker', () => {
       await expect(running).resolves.toBeUndefined();
       expect(events.at(-1)?.event).toBe('stopped');
       await until(() => coord.stats().workers.length === 0, 5_000, 'worker gone');
+    } finally {
+      await coord.close();
+    }
+  });
+
+  it('serves /metrics on --metrics-port, labelled with its --name, until it stops', async () => {
+    const coord = await startTestCoordinator();
+    const port = await freePorts(1);
+    try {
+      const ac = new AbortController();
+      const { io, events } = captureIO();
+      const opts = { coordinator: coord.url, token: 'none', backend: 'cpu', name: 'scraped-w', metricsPort: String(port), metricsHost: '127.0.0.1' };
+      const running = workerCommand(opts, io, ac.signal);
+      await until(() => coord.stats().workers.some((w) => w.name === 'scraped-w'), 10_000, 'worker joined');
+      expect(events.find((e) => e.event === 'metrics_listening')?.fields.url).toBe(`http://127.0.0.1:${port}/metrics`);
+      const { samples } = await scrape(`http://127.0.0.1:${port}/metrics`);
+      expect(sampleValue(samples, 'grpo_worker_connected', { role: 'worker', instance: 'scraped-w' })).toBe(1);
+      ac.abort();
+      await expect(running).resolves.toBeUndefined();
+      await expect(fetch(`http://127.0.0.1:${port}/metrics`)).rejects.toThrow();
     } finally {
       await coord.close();
     }

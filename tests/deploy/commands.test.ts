@@ -9,15 +9,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { COORDINATOR_DEFAULTS } from '../../src/coordinator/main.js';
 import { DEFAULT_CONFIG, parseConfig } from '../../src/shared/config.js';
 import { DEFAULT_METRICS_PORTS } from '../../src/shared/metrics/server.js';
-import {
-  cliOptions,
-  dryParse,
-  flagValue,
-  grpoCommandsInScript,
-  PENDING_FLAGS,
-  readDeploy,
-  withoutPending,
-} from './helpers.js';
+import { cliOptions, dryParse, flagValue, grpoCommandsInScript, readDeploy } from './helpers.js';
 
 const ROLES = ['coordinator', 'learner', 'worker'] as const;
 type Role = (typeof ROLES)[number];
@@ -91,7 +83,7 @@ describe('grpo command lines in deploy/compose and deploy/k8s', () => {
 
   it('parse with the real CLI: subcommands, flags and values exist', async () => {
     for (const { where, argv } of argvs) {
-      await expect(dryParse(withoutPending(argv)), `${where}: grpo ${argv.join(' ')}`).resolves.toBeUndefined();
+      await expect(dryParse(argv), `${where}: grpo ${argv.join(' ')}`).resolves.toBeUndefined();
     }
   });
 
@@ -101,10 +93,22 @@ describe('grpo command lines in deploy/compose and deploy/k8s', () => {
     }
   });
 
-  it('pending flags are still missing from the CLI (delete them from PENDING_FLAGS once the roles are wired)', () => {
+  it('use only flags the subcommand declares, each followed by a value where it takes one', () => {
     const options = cliOptions();
-    for (const [sub, flags] of Object.entries(PENDING_FLAGS)) {
-      for (const flag of flags) expect(options.get(sub)?.has(flag), `grpo ${sub} ${flag} exists now: remove it from PENDING_FLAGS`).toBe(false);
+    for (const { where, argv } of argvs) {
+      const declared = options.get(argv[0]);
+      expect(declared, `${where}: grpo ${argv[0]}`).toBeDefined();
+      for (let i = 1; i < argv.length; i++) {
+        if (!argv[i].startsWith('--')) continue;
+        expect(declared!.has(argv[i]), `${where}: grpo ${argv[0]} ${argv[i]}`).toBe(true);
+        if (declared!.get(argv[i])) expect(argv[i + 1] ?? '--', `${where}: value of ${argv[i]}`).not.toMatch(/^--/);
+      }
+    }
+  });
+
+  it('serve metrics on the learner and every worker (the flags the roles read)', () => {
+    for (const { where, argv } of argvs.filter((a) => a.argv[0] === 'learner' || a.argv[0] === 'worker')) {
+      expect(Number(flagValue(argv, '--metrics-port')), where).toBeGreaterThan(0);
     }
   });
 

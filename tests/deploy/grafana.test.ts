@@ -8,10 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
-import { dashboardExprs, grafanaToPromQL, hasTool, knownSeries, metricNamesIn, ratedNamesIn, readDeploy, run } from './helpers.js';
+import { dashboardExprs, grafanaToPromQL, toolOrSkip, knownSeries, metricNamesIn, ratedNamesIn, readDeploy, run } from './helpers.js';
 
-const promtool = hasTool('promtool');
-if (!promtool) console.warn('promtool is not installed (apt-get install prometheus ships it; CI installs it): skipping the PromQL syntax check of the dashboard');
+const promtool = toolOrSkip('promtool', 'the promtool checks of the dashboard');
 
 interface Panel {
   id: number;

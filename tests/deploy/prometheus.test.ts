@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_METRICS_PORTS } from '../../src/shared/metrics/server.js';
-import { alertExprs, deployPath, hasTool, knownSeries, metricNamesIn, ratedNamesIn, readDeploy, run } from './helpers.js';
+import { alertExprs, deployPath, toolOrSkip, knownSeries, metricNamesIn, ratedNamesIn, readDeploy, run } from './helpers.js';
 
-const promtool = hasTool('promtool');
-if (!promtool) console.warn('promtool is not installed (apt-get install prometheus ships it; CI installs it): skipping the promtool checks of deploy/prometheus');
+const promtool = toolOrSkip('promtool', 'the promtool checks of deploy/prometheus');
 
 interface ScrapeConfig {
   job_name: string;
@@ -87,7 +86,7 @@ describe('alert rules', () => {
     for (const name of ['GrpoNoWorkersConnected', 'GrpoLearnerStalled', 'GrpoStalenessAtBound', 'GrpoRewardNaN', 'GrpoRewardStdZero', 'GrpoKLHigh']) {
       expect(names, name).toContain(name);
     }
-    const rules = (parseYaml(readDeploy('prometheus', 'alerts.yml')) as { groups: { rules: Record<string, never>[] }[] }).groups.flatMap((g) => g.rules) as {
+    const rules = (parseYaml(readDeploy('prometheus', 'alerts.yml')) as { groups: { rules: unknown[] }[] }).groups.flatMap((g) => g.rules) as {
       alert: string;
       labels: { severity: string };
       annotations: { summary: string; description: string };

@@ -12,11 +12,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG } from '../../src/shared/config.js';
 import { DEFAULT_METRICS_PORTS } from '../../src/shared/metrics/server.js';
-import { deployPath, dryParse, flagValue, hasTool, ROOT, run, withoutPending } from './helpers.js';
+import { cliOptions, deployPath, dryParse, flagValue, ROOT, run, toolOrSkip } from './helpers.js';
 
 const SCRIPT = deployPath('slurm', 'grpo.sbatch');
-const shellcheck = hasTool('shellcheck');
-if (!shellcheck) console.warn('shellcheck is not installed (apt-get install shellcheck): skipping the shellcheck of deploy/slurm/grpo.sbatch');
+const shellcheck = toolOrSkip('shellcheck', 'shellcheck of deploy/slurm/grpo.sbatch');
 
 const NODES = ['gpu-a', 'gpu-b', 'gpu-c'];
 const GPUS = 2;
@@ -103,8 +102,12 @@ describe('deploy/slurm/grpo.sbatch', () => {
 
   it('starts only grpo command lines the real CLI accepts', async () => {
     expect(grpoCalls.length).toBe(1 + (NODES.length - 1) * GPUS + 2); // coordinator, workers, sft, learner
-    for (const argv of grpoCalls) await expect(dryParse(withoutPending(argv)), argv.join(' ')).resolves.toBeUndefined();
+    for (const argv of grpoCalls) await expect(dryParse(argv), argv.join(' ')).resolves.toBeUndefined();
     expect(grpoCalls.every((argv) => argv.length > 0)).toBe(true);
+    const options = cliOptions();
+    for (const argv of grpoCalls) {
+      for (const flag of argv.filter((a) => a.startsWith('--'))) expect(options.get(argv[0])?.has(flag), `grpo ${argv[0]} ${flag}`).toBe(true);
+    }
   });
 
   it('puts the coordinator, SFT and the learner on the first node and one worker per GPU on the others', () => {

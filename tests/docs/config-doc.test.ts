@@ -138,9 +138,9 @@ describe('docs/config.md name mapping', () => {
     expect(bad).toEqual([]);
   });
 
-  it('says that use_curriculum is not supported yet', () => {
+  it('maps use_curriculum to the curriculum key', () => {
     const row = mapping.find((c) => spans(c[0]).includes('use_curriculum'));
-    expect(row?.[2]).toMatch(/not yet supported/);
+    expect(spans(row?.[2] ?? '')).toEqual(['curriculum']);
   });
 });
 

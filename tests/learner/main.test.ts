@@ -3,16 +3,20 @@
  * ProtocolClient that builds its model from the RunSpec and the weights it is sent, and answers
  * leases with groups sampled by sample() on that model and scored by the task's rewards. The fake
  * worker holds back the first group it is leased until the policy has moved two versions on, so
- * that group arrives stale. Everything runs on the tf cpu backend with a tiny model.
+ * that group arrives stale. Everything runs on the tf cpu backend with a tiny model. The
+ * learner's per-step outputs are checked too: metrics.jsonl, the CSV, training_stats.json, its
+ * Prometheus registry, and GET /metrics + /healthz on metrics_port.
  */
 import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCoordinator, type CoordinatorHandle } from '../../src/coordinator/main.js';
 import { runLearner, type LearnerSummary } from '../../src/learner/main.js';
 import { parseConfig, type Config } from '../../src/shared/config.js';
 import { initEngine } from '../../src/shared/engine/backend.js';
+import { createMetricsRegistry } from '../../src/shared/metrics/registry.js';
 import { tf } from '../../src/shared/engine/tf.js';
 import { saveCheckpoint } from '../../src/shared/model/checkpoint.js';
 import { LlamaModel } from '../../src/shared/model/llama.js';
@@ -22,6 +26,7 @@ import type { LlamaConfig, NamedHostTensors } from '../../src/shared/model/types
 import { Kind, silentLogger, type GroupRollout, type GroupSpec, type RunSpec } from '../../src/shared/protocol.js';
 import { createTask, decodeCompletion, promptIds, tokenizerForTask, type Task } from '../../src/shared/tasks/index.js';
 import { ProtocolClient } from '../../src/shared/ws-client.js';
+import { freePorts, parseExposition, sampleValue, scrape, type Sample } from '../shared/metrics/helpers.js';
 
 const TOKEN = 'learner-test-token';
 const TASK_OPTIONS = { max_digits: 1, max_depth: 1 };
@@ -173,7 +178,7 @@ interface Logged {
   fields: Record<string, unknown>;
 }
 
-async function learn(cfg: Config, opts: { steps: number; resume?: string; holdFirst?: boolean }) {
+async function learn(cfg: Config, opts: { steps: number; resume?: string; holdFirst?: boolean; registry?: Registry }) {
   const events: Logged[] = [];
   const worker = new FakeWorker(coord.url, { holdFirst: opts.holdFirst ?? false });
   const started = worker.client.start();
@@ -185,6 +190,7 @@ async function learn(cfg: Config, opts: { steps: number; resume?: string; holdFi
       steps: opts.steps,
       resume: opts.resume,
       log: (_level, event, fields = {}) => events.push({ event, fields }),
+      metricsRegistry: opts.registry,
     });
   } finally {
     await started;
@@ -196,9 +202,10 @@ async function learn(cfg: Config, opts: { steps: number; resume?: string; holdFi
 
 describe('runLearner', () => {
   let first: Awaited<ReturnType<typeof learn>>;
+  const registry = createMetricsRegistry({ role: 'learner', instance: 'learner-test', processMetrics: false });
 
   it('trains on worker groups, publishes each version, judges each group once and re-queues a stale one', async () => {
-    first = await learn(config(), { steps: 3, holdFirst: true });
+    first = await learn(config(), { steps: 3, holdFirst: true, registry });
     const { summary, events, worker } = first;
     expect(summary.steps).toBe(3);
     expect(summary.stepsThisRun).toBe(3);
@@ -242,6 +249,51 @@ describe('runLearner', () => {
     expect(tf.memory().numTensors).toBe(baseTensors);
   });
 
+  it('writes training_stats.json: one array per metric, one entry per step', async () => {
+    const stats = JSON.parse(await readFile(join(root, 'run', 'training_stats.json'), 'utf8')) as Record<string, unknown[]>;
+    expect(stats.step).toEqual([1, 2, 3]);
+    expect(stats.version).toEqual([1, 2, 3]);
+    for (const key of ['rewardMean', 'rewards.correct', 'loss', 'kl', 'entropy', 'clipRegion', 'lengthMean', 'truncated', 'stepSeconds']) {
+      expect(stats[key], key).toHaveLength(3);
+    }
+    const steps = first.events.filter((e) => e.event === 'step').map((e) => e.fields);
+    expect(stats.loss).toEqual(steps.map((s) => (Number.isFinite(s.loss) ? s.loss : null)));
+  });
+
+  it('reports every step, the evaluations and the weights uploads to its Prometheus registry', async () => {
+    const { samples } = parseExposition(await registry.metrics());
+    const v = (name: string, labels?: Record<string, string>) => sampleValue(samples, name, labels);
+    const steps = first.events.filter((e) => e.event === 'step').map((e) => e.fields);
+    const last = steps.at(-1)!;
+    for (const s of samples) expect(s.labels, s.name).toMatchObject({ role: 'learner', instance: 'learner-test' });
+    expect(v('grpo_learner_steps_total')).toBe(3);
+    expect(v('grpo_learner_step')).toBe(3);
+    expect(v('grpo_learner_policy_version')).toBe(3);
+    expect(v('grpo_learner_learning_rate')).toBe(last.lr);
+    expect(v('grpo_learner_reward_mean')).toBeCloseTo(last.rewardMean as number, 12);
+    expect(v('grpo_learner_reward_function_mean', { reward: 'correct' })).toBeCloseTo((last.rewards as Record<string, number>).correct, 12);
+    expect(v('grpo_learner_kl')).toBeCloseTo(last.kl as number, 12);
+    expect(v('grpo_learner_completion_truncated_ratio')).toBeCloseTo(last.truncated as number, 12);
+    expect(v('grpo_learner_train_accuracy_ratio')).toBeCloseTo(last.accuracy as number, 12);
+    expect(v('grpo_learner_staleness_limit')).toBe(1);
+    expect(v('grpo_learner_staleness_max')).toBe(last.stalenessMax);
+    // 2 groups a step: one staleness observation and one trained group each
+    expect(v('grpo_learner_trained_groups_total')).toBe(6);
+    expect(v('grpo_learner_group_staleness_count')).toBe(6);
+    expect(v('grpo_learner_group_staleness_bucket', { le: '1' })).toBe(6); // none beyond max_staleness
+    expect(v('grpo_learner_step_seconds_count')).toBe(3);
+    expect(v('grpo_learner_step_seconds_sum')).toBeCloseTo(steps.reduce((a, s) => a + (s.stepSeconds as number), 0), 6);
+    expect(v('grpo_learner_data_wait_seconds_count')).toBe(3);
+    // versions 0-3 uploaded; one superseded before its last frame is not counted
+    const publishes = v('grpo_learner_weights_publish_seconds_count')!;
+    expect(publishes).toBeGreaterThanOrEqual(1);
+    expect(publishes).toBeLessThanOrEqual(4);
+    expect(v('grpo_learner_weights_published_bytes_total')).toBe(publishes * coord.stats().weights.bytes);
+    expect(v('grpo_learner_eval_accuracy_ratio')).toBe(first.summary.finalAccuracy);
+    expect(v('grpo_learner_eval_k')).toBe(1);
+    expect(v('grpo_learner_eval_pass_at_k_ratio')).toBeUndefined(); // k = 1: no pass@k
+  });
+
   it('resumes at the saved step, version and data cursor, training no prompt twice', async () => {
     const ckpt = join(root, 'run', 'checkpoint');
     const state = JSON.parse(await readFile(join(ckpt, 'trainer_state.json'), 'utf8'));
@@ -269,6 +321,9 @@ describe('runLearner', () => {
     expect(new Set(all).size).toBe(all.length);
     const jsonl = (await readFile(join(root, 'run', 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     expect(jsonl.map((r) => r.step)).toEqual([1, 2, 3, 4, 5]); // continued, not restarted
+    const stats = JSON.parse(await readFile(join(root, 'run', 'training_stats.json'), 'utf8'));
+    expect(stats.step).toEqual([1, 2, 3, 4, 5]);
+    expect((await readFile(join(root, 'run', 'metrics.csv'), 'utf8')).trim().split('\n')).toHaveLength(6); // one header
     const end = JSON.parse(await readFile(join(ckpt, 'trainer_state.json'), 'utf8'));
     expect(end.step).toBe(5);
     const skipped = end.groups.failed as number;
@@ -315,6 +370,41 @@ describe('runLearner', () => {
     } finally {
       await worker.close();
     }
+    expect(tf.memory().numTensors).toBe(baseTensors);
+  });
+
+  it('serves GET /metrics and /healthz on metrics_port while it runs, and frees the port after', async () => {
+    const port = await freePorts(1);
+    const abort = new AbortController();
+    const worker = new FakeWorker(coord.url, { holdFirst: false });
+    void worker.client.start();
+    let scraped: Promise<{ samples: Sample[]; health: { status: number; body: unknown } }> | null = null;
+    try {
+      await runLearner(config({ kl_coef: 0, log_csv: null, metrics_port: port, metrics_host: '127.0.0.1' }), {
+        checkpoint: join(root, 'init'),
+        out: join(root, 'served'),
+        steps: 50,
+        signal: abort.signal,
+        log: (_l, event) => {
+          if (event !== 'step' || scraped !== null) return;
+          // scraped while the learner goes on; the run stops once the answers are in
+          scraped = (async () => {
+            const { samples } = await scrape(`http://127.0.0.1:${port}/metrics`);
+            const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+            return { samples, health: { status: res.status, body: await res.json() } };
+          })().finally(() => abort.abort());
+        },
+      });
+    } finally {
+      await worker.close();
+    }
+    expect(scraped).not.toBeNull();
+    const { samples, health } = await scraped!;
+    expect(sampleValue(samples, 'grpo_learner_steps_total', { role: 'learner' })).toBeGreaterThanOrEqual(1);
+    expect(samples.find((s) => s.name === 'process_cpu_user_seconds_total')?.labels.role).toBe('learner');
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({ ok: true, role: 'learner', connected: true });
+    await expect(fetch(`http://127.0.0.1:${port}/metrics`)).rejects.toThrow();
     expect(tf.memory().numTensors).toBe(baseTensors);
   });
 });

@@ -6,7 +6,7 @@
  *   learner.ts      learnerMetrics(registry, ...).observeStep / observeEval / observePublish
  *   worker.ts       workerMetrics(registry, stats).observeBatch / observeWeightsLoad
  *   coordinator.ts  coordinatorMetrics(registry, stats).observeBroadcast
- *   server.ts       serveMetrics(registries, { port, host }) for GET /metrics and GET /healthz
+ *   server.ts       serveMetrics / serveMetricsIfEnabled (metrics_port 0 = off): GET /metrics and GET /healthz
  *   files.ts        TrainingStatsWriter: training_stats.json
  */
 export * from './definitions.js';

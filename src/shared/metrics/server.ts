@@ -11,7 +11,7 @@
  * says not ok: the Kubernetes readiness probe of learners and workers), anything else 404.
  *
  * Port 0 here means "any free port" (tests); the config's `metrics_port: 0` means "no metrics
- * server", so a role calls serveMetrics only when metrics_port > 0. The coordinator serves
+ * server", so a role calls serveMetricsIfEnabled (serveMetrics when metrics_port > 0). The coordinator serves
  * /metrics on its own port: its HTTP server calls handleMetricsRequest for that path.
  */
 import { createServer } from 'node:http';
@@ -121,6 +121,14 @@ export async function serveMetrics(registries: Registries, opts: MetricsServerOp
         server.closeAllConnections();
       })),
   };
+}
+
+/**
+ * A role's metrics endpoint as the config asks for it: `serveMetrics` when `port` > 0, null for
+ * `metrics_port: 0` (off).
+ */
+export async function serveMetricsIfEnabled(registries: Registries, opts: MetricsServerOptions): Promise<MetricsServer | null> {
+  return opts.port > 0 ? serveMetrics(registries, opts) : null;
 }
 
 /**

@@ -8,6 +8,7 @@
 import { tf } from '../engine/tf.js';
 import { GrpoError } from '../errors.js';
 import { Rng } from '../rng.js';
+import { maskedNormaliser, type AllowedMask } from './allowed-mask.js';
 import { DecodeSession } from './kv-cache.js';
 import { validateLlamaConfig } from './llama-config.js';
 import { decoderLayers, embed, fuseWeights, headLogits, type FusedWeights } from './llama-forward.js';
@@ -26,6 +27,11 @@ export interface ForwardOptions {
 export interface LogProbOptions extends ForwardOptions {
   temperature?: number; // logits are divided by it; 0 counts as 1 (as for greedy samples)
   withEntropy?: boolean; // also return the entropy of each predicted distribution
+  /**
+   * Grammar masks of the B * (T - 1) predicted positions (allowed-mask.ts): constrained positions
+   * are renormalised over their allowed ids, as the sampler reported them; entropy too.
+   */
+  allowed?: AllowedMask;
 }
 
 export class LlamaModel {
@@ -127,7 +133,8 @@ export class LlamaModel {
 
   /**
    * Per-token log-probabilities of the given tokens: logp[b, t] = log p(ids[b, t+1] | ids[b, :t+1])
-   * under log_softmax(logits / temperature), [B, T-1]; optional entropy of each of those
+   * under log_softmax(logits / temperature), renormalised over opts.allowed at the positions it
+   * constrains (a grammar's allowed sets), [B, T-1]; optional entropy of each of those
    * distributions, [B, T-1]. Differentiable; synchronous, use inside tf.tidy / variableGrads.
    */
   tokenLogProbs(ids: tf.Tensor2D, opts: LogProbOptions = {}): { logp: tf.Tensor2D; entropy?: tf.Tensor2D } {
@@ -151,7 +158,13 @@ export class LlamaModel {
       const targets = ids.slice([0, 1], [B, T - 1]).reshape([-1]);
       // int32 one-hot then cast: the wasm OneHot kernel ignores a float32 dtype and writes int32 bits
       const pick = tf.oneHot(targets, V).cast('float32'); // [N', V]
-      const logp = lsm.mul(pick).sum(1).reshape([B, T - 1]) as tf.Tensor2D;
+      const full = lsm.mul(pick).sum(1); // [N']
+      if (opts.allowed) {
+        const m = maskedNormaliser(lsm, opts.allowed, opts.withEntropy === true); // log Z, entropy [N']
+        const logp = full.sub(m.logZ).reshape([B, T - 1]) as tf.Tensor2D;
+        return m.entropy ? { logp, entropy: m.entropy.reshape([B, T - 1]) as tf.Tensor2D } : { logp };
+      }
+      const logp = full.reshape([B, T - 1]) as tf.Tensor2D;
       if (!opts.withEntropy) return { logp };
       const entropy = tf.exp(lsm).mul(lsm).sum(1).neg().reshape([B, T - 1]) as tf.Tensor2D;
       return { logp, entropy };

@@ -5,8 +5,18 @@
  *
  * Per row and step: grammar mask (allowedTokens) -> top-k -> top-p over the renormalised
  * remainder -> draw (or argmax at temperature 0). The log-probability returned with each token is
- * log_softmax(logits / temperature) over the full vocabulary, before any truncation, which is what
- * LlamaModel.tokenLogProbs gives for the same temperature (see SampleResult in types.ts).
+ * log_softmax(logits / temperature) renormalised over the grammar's allowed set (the full
+ * vocabulary when no grammar constrains the step), before top-k/top-p; the allowed sets come back
+ * with the result, so the learner's LlamaModel.tokenLogProbs (option `allowed`) recomputes the
+ * same numbers (see SampleResult in types.ts).
+ *
+ * Why the masked (renormalised) log-probability: the policy that acts is the model under its
+ * grammar, so that is the distribution whose ratio and KL GRPO should take. The model's raw
+ * log-probability of a sampled token also moves when mass shifts between grammar-valid and
+ * invalid tokens, which sampling never sees: trained on raw log-probabilities, a Countdown policy
+ * drifted its mass onto tokens the grammar forbids, its KL estimate to the reference spiked to 7
+ * and its held-out accuracy fell. The masked value is finite (0 for a forced token) and never
+ * -Infinity. docs/objective.md ("Behaviour log-probabilities under a grammar mask") has the rest.
  */
 import { GrpoError } from '../errors.js';
 import { Rng } from '../rng.js';
@@ -21,8 +31,10 @@ export async function sample(model: LlamaModel, prompts: number[][], opts: Sampl
   const B = prompts.length;
   const tokens: number[][] = prompts.map(() => []);
   const logprobs: number[][] = prompts.map(() => []);
+  const allowedSets: (number[] | null)[][] | undefined = opts.allowedTokens ? prompts.map(() => []) : undefined;
   const finishReason: FinishReason[] = prompts.map(() => 'length');
-  if (B === 0 || opts.maxNewTokens === 0) return { tokens, logprobs, finishReason };
+  const result = (): SampleResult => (allowedSets ? { tokens, logprobs, allowed: allowedSets, finishReason } : { tokens, logprobs, finishReason });
+  if (B === 0 || opts.maxNewTokens === 0) return result();
 
   const root = new Rng(opts.seed);
   const rngs = prompts.map(() => root.fork());
@@ -48,7 +60,14 @@ export async function sample(model: LlamaModel, prompts: number[][], opts: Sampl
         const row = logp.subarray(s * V, (s + 1) * V);
         const tok = chooseToken(row, allow, opts, rngs[r]);
         tokens[r].push(tok);
-        logprobs[r].push(row[tok]);
+        if (allow === null) {
+          logprobs[r].push(row[tok]);
+          allowedSets?.[r].push(null);
+        } else {
+          const set = ascendingSet(allow, V);
+          logprobs[r].push(maskedLogProb(row, set, tok));
+          allowedSets![r].push(set);
+        }
         if (stop.has(tok)) finishReason[r] = 'stop';
         else if (tokens[r].length >= opts.maxNewTokens) finishReason[r] = 'length';
         else {
@@ -63,7 +82,24 @@ export async function sample(model: LlamaModel, prompts: number[][], opts: Sampl
   } finally {
     session.dispose();
   }
-  return { tokens, logprobs, finishReason };
+  return result();
+}
+
+/** The allowed ids deduplicated and ascending (the form the learner's batch layout takes). */
+function ascendingSet(allowed: ArrayLike<number>, V: number): number[] {
+  return Array.from(candidates(V, allowed));
+}
+
+/**
+ * log p(token) renormalised over `allowed`: logp[token] - log(sum over allowed of exp(logp)), in
+ * float64 on the host; <= 0, and exactly 0 when `token` is the only allowed one.
+ */
+export function maskedLogProb(logp: Float32Array, allowed: readonly number[], token: number): number {
+  let max = -Infinity;
+  for (const t of allowed) max = Math.max(max, logp[t]);
+  let sum = 0;
+  for (const t of allowed) sum += Math.exp(logp[t] - max);
+  return Math.min(0, logp[token] - (max + Math.log(sum)));
 }
 
 /**

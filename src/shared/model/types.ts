@@ -69,11 +69,17 @@ export interface SampleOptions {
 export interface SampleResult {
   tokens: number[][]; // per row, generated token ids (stop token included when hit)
   /**
-   * Per row, log p of each generated token: log_softmax(logits / temperature) over the full
-   * vocabulary (temperature 0 counts as 1), before top-k/top-p/grammar truncation. The learner's
-   * tokenLogProbs with the same temperature gives the same numbers, so these serve as GRPO's
-   * behaviour log-probabilities (oldLogp).
+   * Per row, log p of each generated token: log_softmax(logits / temperature) (temperature 0
+   * counts as 1) over the tokens the grammar allowed at that step, i.e. renormalised over
+   * `allowed` (the full vocabulary where no grammar constrained the step), before top-k/top-p
+   * truncation. The learner's tokenLogProbs with the same temperature and the same allowed sets
+   * gives the same numbers, so these serve as GRPO's behaviour log-probabilities (oldLogp).
    */
   logprobs: number[][];
+  /**
+   * Only when a grammar hook was given: per row and generated token, the allowed token ids it was
+   * drawn from (ascending), or null where the hook allowed every token.
+   */
+  allowed?: (number[] | null)[][];
   finishReason: ('stop' | 'length' | 'grammar')[];
 }

@@ -25,18 +25,36 @@ export interface TaskExample {
 /** Scores one completion; may be async (e.g. a remote judge). NaN means "could not score". */
 export type RewardFunction = (prompt: string, completion: string, meta: unknown) => number | Promise<number>;
 
+/**
+ * Scores all completions of one group at once (they share the prompt and its meta): one score per
+ * completion, in order; may be async. For rewards that compare completions with each other, e.g.
+ * diversity within the group. null means "not applicable", NaN "could not score".
+ */
+export type GroupRewardFunction = (
+  prompt: string,
+  completions: readonly string[],
+  meta: unknown,
+) => readonly (number | null)[] | Promise<readonly (number | null)[]>;
+
 export interface TaskReward {
   /** Stable name, the key of `reward_weights` in the config and of per-reward metrics. */
   name: string;
   /** Default weight in the weighted sum; 0 = computed only when a config gives it a weight. */
   weight: number;
+  /** Per completion. For a group reward, the score of a completion alone (a group of one). */
   fn: RewardFunction;
+  /**
+   * Group form: when present, the worker's reward pool calls it once per group instead of `fn`
+   * once per completion. groupReward() (./reward-module.ts) builds both from a group function.
+   */
+  group?: GroupRewardFunction;
 }
 
 /**
  * Per-step allowed tokens for grammar-constrained generation: given the tokens generated so far
- * in each live row, the allowed next token ids (null = any). Same contract as
- * SampleOptions.allowedTokens.
+ * in each live row (`rows` are the sampler's row indices), the allowed next token ids (null =
+ * any). Same contract as SampleOptions.allowedTokens. Build one with grammarHook (./grammar.ts)
+ * from a state machine rather than by hand.
  */
 export type GrammarHook = (generated: number[][], rows: number[]) => (Int32Array | number[] | null)[];
 
@@ -63,8 +81,19 @@ export interface Task {
   readonly rewards: readonly TaskReward[];
   /** Exact correctness for evaluation (accuracy, pass@k). */
   isCorrect(prompt: string, completion: string, meta: unknown): boolean;
-  /** Optional grammar constraint for sampling, built for a given tokenizer. */
-  grammar?(tokenizer: Tokenizer): GrammarHook;
+  /**
+   * Optional: the answer a completion gives, for majority@k in evaluation (the most common answer
+   * among k samples). Completions with the same answer must be equally correct. Default: the
+   * completion text itself.
+   */
+  answerOf?(completion: string): string;
+  /**
+   * Optional grammar constraint: the sampler hook for one batch, whose row r continues the prompt
+   * text `prompts[r]` (so a grammar may depend on the problem, e.g. Countdown's numbers). Workers,
+   * `grpo eval` and the learner's evals sample under it; SFT checks its targets against it. See
+   * ./grammar.ts for building one from a state machine.
+   */
+  grammar?(tokenizer: Tokenizer, prompts: readonly string[]): GrammarHook;
 }
 
 export interface TaskSpec {

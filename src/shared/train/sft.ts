@@ -27,6 +27,7 @@ import type { Tokenizer } from '../model/types.js';
 import { silentLogger, type ProtocolLogger } from '../protocol.js';
 import { loadTask } from '../tasks/index.js';
 import { tokenizerForTask } from '../tasks/encoding.js';
+import { checkSftTargets } from '../tasks/grammar-batch.js';
 import type { Task } from '../tasks/types.js';
 import { AdamW } from './adamw.js';
 import { clipByGlobalNorm } from './clip.js';
@@ -34,6 +35,8 @@ import { learningRate, validateSchedule, type LrSchedule } from './schedule.js';
 import { sftBatch, sftLoss, type SftBatch } from './sft-batch.js';
 
 export const SFT_WARMUP_FRACTION = 0.05;
+/** Train targets checked against the task's grammar before SFT starts (a few ms for 256). */
+export const SFT_GRAMMAR_CHECK_EXAMPLES = 256;
 
 export interface SftStepMetrics {
   step: number; // steps completed
@@ -97,6 +100,7 @@ async function startRun(o: SftOptions): Promise<Run> {
   const adam = { beta1: config.adam_beta1, beta2: config.adam_beta2, eps: config.adam_eps, weightDecay: config.weight_decay };
   if (!o.resumeFrom) {
     const tokenizer = tokenizerForTask(task);
+    checkSftTargets(task, tokenizer, SFT_GRAMMAR_CHECK_EXAMPLES); // never teach what sampling forbids
     const modelConfig = presetConfig(config.model_size, tokenizer, {
       // prompt + completion + BOS must fit; keep the preset's window when it is larger
       max_position_embeddings: Math.max(256, task.maxPromptChars + task.maxCompletionTokens + 1),
@@ -112,6 +116,7 @@ async function startRun(o: SftOptions): Promise<Run> {
   if (!ckpt.optimizer) {
     throw new GrpoError('GRPO_ERR_RESUME', 'the checkpoint has no optimizer.safetensors; an SFT run cannot continue without its AdamW state');
   }
+  checkSftTargets(task, ckpt.tokenizer, SFT_GRAMMAR_CHECK_EXAMPLES);
   const model = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights);
   const optimizer = new AdamW(model.variables(), adam);
   try {

@@ -1,8 +1,10 @@
 /**
- * Test helpers for the metrics: a strict parser of the Prometheus text format (0.0.4) and
- * promtool, when it is installed (CI installs Debian's `prometheus` package, which ships it).
+ * Test helpers for the metrics: a strict parser of the Prometheus text format (0.0.4), scraping
+ * a live endpoint, free loopback ports for the roles' `metrics_port`, and promtool, when it is
+ * installed (CI installs Debian's `prometheus` package, which ships it).
  */
 import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 
 export interface Sample {
   name: string;
@@ -77,10 +79,15 @@ export function familyOf(sample: string, families: Map<string, Family>): Family 
   return f && (f.type === 'histogram' || f.type === 'summary') ? f : undefined;
 }
 
-/** Path of promtool, or null (with the reason logged once by the caller) when absent. */
+/**
+ * Path of promtool, or null (with the reason logged once by the caller) when absent; throws when
+ * absent under GRPO_REQUIRE_TOOLS=1 (.ci/run), so CI cannot pass by skipping.
+ */
 export function promtool(): string | null {
   const r = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
-  return r.status === 0 ? 'promtool' : null;
+  if (r.status === 0) return 'promtool';
+  if (process.env.GRPO_REQUIRE_TOOLS === '1') throw new Error(`${PROMTOOL_MISSING.split(':')[0]}, and GRPO_REQUIRE_TOOLS=1`);
+  return null;
 }
 
 export const PROMTOOL_MISSING =
@@ -90,4 +97,42 @@ export const PROMTOOL_MISSING =
 export function promtoolCheckMetrics(text: string): { status: number | null; output: string } {
   const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
   return { status: r.status, output: `${r.stdout}${r.stderr}`.trim() };
+}
+
+/** GET `url` (a /metrics endpoint) and parse it; throws on a non-200 answer. */
+export async function scrape(url: string): Promise<Exposition & { text: string }> {
+  const res = await fetch(url);
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`GET ${url}: ${res.status} ${text}`);
+  return { ...parseExposition(text), text };
+}
+
+/** The value of the first sample named `name` whose labels include `labels`, or undefined. */
+export function sampleValue(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
+  return samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+}
+
+/**
+ * A port free now on 127.0.0.1 with the `count - 1` ports after it free too (for a role's
+ * metrics_port, where 0 means "off", not "any"). Another process could take it before the test
+ * binds it; on a test machine that is rare enough.
+ */
+export async function freePorts(count = 1): Promise<number> {
+  const tryListen = (port: number) =>
+    new Promise<number | null>((done) => {
+      const s = createServer();
+      s.once('error', () => done(null));
+      s.listen(port, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => done(p));
+      });
+    });
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = await tryListen(0);
+    if (base === null || base + count > 65535) continue;
+    let ok = true;
+    for (let i = 1; i < count && ok; i++) ok = (await tryListen(base + i)) !== null;
+    if (ok) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports on 127.0.0.1`);
 }

@@ -4,6 +4,7 @@ import { isGrpoError } from '../../../src/shared/errors.js';
 import { Rng } from '../../../src/shared/rng.js';
 import { LlamaModel } from '../../../src/shared/model/llama.js';
 import { presetConfig } from '../../../src/shared/model/presets.js';
+import { buildAllowedMask } from '../../../src/shared/model/allowed-mask.js';
 import { chooseToken, sample } from '../../../src/shared/model/sampling.js';
 import type { SampleOptions, SampleResult } from '../../../src/shared/model/types.js';
 
@@ -34,7 +35,10 @@ async function rescore(prompts: number[][], r: SampleResult, temperature: number
   const out: number[][] = [];
   for (let i = 0; i < prompts.length; i++) {
     const seq = [...prompts[i], ...r.tokens[i]];
-    const logp = tf.tidy(() => model.tokenLogProbs(tf.tensor2d([seq], [1, seq.length], 'int32'), { temperature }).logp);
+    // under a grammar: renormalised over the sets the sampler reports, at the completion positions
+    const sets = Array.from({ length: seq.length - 1 }, (_, t) => r.allowed?.[i][t - (prompts[i].length - 1)] ?? null);
+    const allowed = buildAllowedMask(sets) ?? undefined;
+    const logp = tf.tidy(() => model.tokenLogProbs(tf.tensor2d([seq], [1, seq.length], 'int32'), { temperature, allowed }).logp);
     out.push((await logp.array())[0].slice(prompts[i].length - 1));
     logp.dispose();
   }
@@ -135,7 +139,11 @@ describe('sample with a KV cache', () => {
     expect(seen[0]).toEqual({ generated: [[], [], []], rows: [0, 1, 2] });
     expect(seen[4].rows).toEqual([0, 1]); // row 2 left the batch after its empty set
     expect(seen[4].generated[1]).toEqual(r.tokens[1].slice(0, 4));
-    // the returned log-probs stay those of the full, untruncated distribution
+    // the returned log-probs are renormalised over each step's allowed set, which comes back with
+    // them (ascending; null where every token was allowed); a set of one gives log-prob 0
+    expect(r.allowed![0].every((set) => JSON.stringify(set) === JSON.stringify([0, 2, 4, 6, 8, 10, 12, 14, 16, 18]))).toBe(true);
+    expect(r.allowed![1].every((set) => JSON.stringify(set) === '[7,11]')).toBe(true);
+    expect(r.allowed![2]).toEqual([null, null, null]);
     const ref = await rescore(PROMPTS, r, 1);
     for (let i = 0; i < 3; i++) {
       r.logprobs[i].forEach((lp, t) => expect(Math.abs(lp - ref[i][t])).toBeLessThan(1e-4));
