@@ -5,6 +5,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
+// tfjs's own "install tfjs-node" banner (printed on the first use of its cpu backend) would
+// contradict the engine's start-up line, which names the chosen backend and the fix itself.
+tf.env().set('PROD', true);
+
 export { tf };
 export type {
   Tensor,
