@@ -62,6 +62,13 @@ export interface InboxOptions {
   log: ProtocolLogger;
   policyVersion: number; // version of the learner's weights now
   counts?: InboxCounts; // counters carried over from the checkpoint of a resumed run
+  /**
+   * Failed groups in a row (none admitted between them) after which the run cannot make
+   * progress (a reward that always throws, hangs or returns NaN): `onStuck` gets
+   * GRPO_ERR_GROUPS_FAILING once. 0 = never give up.
+   */
+  maxFailedInRow?: number;
+  onStuck?: (err: GrpoError) => void;
 }
 
 export interface AdmittedGroup {
@@ -101,6 +108,8 @@ export class GroupsInbox {
   private readonly counters: InboxCounts;
   private waiter: { n: number; resolve: () => void } | null = null;
   private closed = false;
+  private failedInRow = 0;
+  private lastFailure = '';
 
   constructor(private readonly o: InboxOptions) {
     if (!Number.isInteger(o.promptsPerStep) || o.promptsPerStep < 1) {
@@ -194,6 +203,7 @@ export class GroupsInbox {
       return;
     }
     this.counters.admitted += 1;
+    this.failedInRow = 0;
     this.buffer.push({ spec, rollout: g, attempts: msg.attempts, worker: msg.workerName });
     this.judge(id, 'ok');
     this.wake();
@@ -276,6 +286,19 @@ export class GroupsInbox {
     this.attempts.delete(spec.promptIndex);
     this.o.log('warn', event, { group: spec.groupId, prompt: spec.promptIndex, ...fields });
     this.judge(spec.groupId, 'failed');
+    this.failedInRow += 1;
+    this.lastFailure = `${fields.code ?? event}: ${fields.error ?? ''}`;
+    const limit = this.o.maxFailedInRow ?? 0;
+    if (limit > 0 && this.failedInRow === limit) {
+      this.o.onStuck?.(
+        new GrpoError(
+          'GRPO_ERR_GROUPS_FAILING',
+          `the last ${limit} groups all failed and none was admitted (last: ${this.lastFailure}); ` +
+            'fix the reward function or task (see the group_exhausted warnings), or raise max_failed_groups_in_row',
+        ),
+      );
+      return; // no more prompts: the run stops and checkpoints with these prompts counted as failed
+    }
     this.fill();
   }
 

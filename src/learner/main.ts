@@ -212,6 +212,12 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       log,
       policyVersion: trainer.policyVersion,
       counts: point?.state.groups,
+      maxFailedInRow: config.max_failed_groups_in_row,
+      onStuck: (err) => {
+        log('error', 'groups_failing', { code: err.code, error: err.message });
+        failure.fatal ??= err;
+        stop.abort();
+      },
     });
     const telemetry = await startLearnerTelemetry({
       config,

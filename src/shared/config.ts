@@ -76,6 +76,7 @@ export const ConfigSchema = z.strictObject({
   adam_eps: z.number().positive().default(1e-8),
   grad_clip: nonNeg().default(1.0), // max global gradient norm; 0 = off
   max_staleness: int().nonnegative().default(1), // admit groups sampled at most this many versions ago
+  max_failed_groups_in_row: int().nonnegative().default(64), // the learner stops with GRPO_ERR_GROUPS_FAILING after this many failed groups in a row; 0 = never
   save_interval: int().nonnegative().default(20), // steps between checkpoints; 0 = only at the end
   eval_interval: int().nonnegative().default(20), // steps between held-out evals; 0 = only at the end
   eval_samples: posInt().default(200), // held-out problems per eval

@@ -123,6 +123,37 @@ describe('GroupsInbox', () => {
     expect(inbox.counts).toMatchObject({ admitted: 1, duplicates: 1, unknown: 1, droppedStale: 0 });
   });
 
+  it('gives up with GRPO_ERR_GROUPS_FAILING after max_failed_groups_in_row failures with no admission between', () => {
+    const stuck: GrpoError[] = [];
+    const { inbox, enqueued } = setup({ maxFailedInRow: 3, onStuck: (e) => stuck.push(e) });
+    const exhaust = (spec: GroupSpec) =>
+      inbox.onExhausted({
+        kind: Kind.GroupExhausted,
+        groupId: spec.groupId,
+        promptIndex: spec.promptIndex,
+        failures: 3,
+        redispatches: 0,
+        code: 'GRPO_ERR_REWARD_FAILED',
+        message: 'reward correct threw TypeError: boom',
+      });
+    inbox.fill();
+    const [a, b, c, d] = enqueued();
+    exhaust(a);
+    exhaust(b);
+    inbox.onResult(result(c, 0)); // an admission resets the count
+    exhaust(d);
+    const [e, f] = enqueued().slice(4);
+    exhaust(e);
+    expect(stuck).toEqual([]);
+    const enqueuedBefore = enqueued().length;
+    exhaust(f);
+    expect(stuck).toHaveLength(1);
+    expect(enqueued()).toHaveLength(enqueuedBefore); // no new prompts for a run that is stopping
+    expect(stuck[0].code).toBe('GRPO_ERR_GROUPS_FAILING');
+    expect(stuck[0].message).toMatch(/last 3 groups all failed .*GRPO_ERR_REWARD_FAILED: reward correct threw TypeError: boom/);
+    expect(inbox.counts.failed).toBe(5);
+  });
+
   it('skips the prompt of an exhausted or malformed group with a failed verdict', () => {
     const { inbox, cursor, enqueued, verdicts } = setup({
       validate: (g) => {
