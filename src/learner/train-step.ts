@@ -23,6 +23,7 @@
  * The learning rate follows the schedule by the step index given to step(); all inner epochs of a
  * step use the same rate.
  */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Config } from '../shared/config.js';
 import { tf } from '../shared/engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
@@ -83,10 +84,12 @@ export interface AccumulatedGradients {
 }
 
 /**
- * The weighted sum of the micro-batch gradients of `policy`'s variables. Synchronous, no host
- * read; the caller disposes everything returned.
+ * The weighted sum of the micro-batch gradients of `policy`'s variables. No host read; the
+ * caller disposes everything returned. Each micro-batch is synchronous tensor math, so the
+ * event loop gets one turn between micro-batches: a step of many micro-batches on a slow
+ * backend would otherwise starve the learner's socket (heartbeats, results) and /metrics.
  */
-export function accumulateGradients(policy: LlamaModel, x: GradientInputs): AccumulatedGradients {
+export async function accumulateGradients(policy: LlamaModel, x: GradientInputs): Promise<AccumulatedGradients> {
   const vars = policy.variables(); // HF name -> variable
   const nameOf = new Map([...vars].map(([name, v]) => [v.name, name]));
   const varList = [...vars.values()];
@@ -94,7 +97,8 @@ export function accumulateGradients(policy: LlamaModel, x: GradientInputs): Accu
   const metrics: tf.Tensor1D[] = [];
   const logps: tf.Tensor2D[] = [];
   try {
-    x.microBatches.forEach((mb, k) => {
+    for (const [k, mb] of x.microBatches.entries()) {
+      if (k > 0) await yieldToEventLoop();
       const { value, grads: g } = tf.variableGrads(() => {
         // entropy is always computed: the step's metric, and the bonus when entropy_coef > 0
         const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true, allowed: mb.allowed };
@@ -117,7 +121,7 @@ export function accumulateGradients(policy: LlamaModel, x: GradientInputs): Accu
           tf.dispose([prev, grad]);
         }
       }
-    });
+    }
   } catch (err) {
     tf.dispose([...grads.values(), ...metrics, ...logps]);
     throw err;
@@ -260,7 +264,7 @@ export class GrpoTrainer {
       for (let e = 0; e < epochs; e++) {
         const keepLogp = e === 0 && epochs > 1;
         const inputs = { microBatches: tensors, oldLogp, refLogp, weights, loss, temperature: c.temperature, keepLogp };
-        const acc = accumulateGradients(this.policy, inputs);
+        const acc = await accumulateGradients(this.policy, inputs);
         rows.push(...acc.metrics);
         if (keepLogp) {
           owned.push(...acc.logp);

@@ -247,7 +247,7 @@ describe('GrpoTrainer', () => {
 
 describe('accumulateGradients', () => {
   /** Gradients of the whole batch in micro-batches of `micro` (weights per loss type). */
-  function gradients(model: LlamaModel, lossType: LossType, micro: number, gs = groups): Map<string, tf.Tensor> {
+  async function gradients(model: LlamaModel, lossType: LossType, micro: number, gs = groups): Promise<Map<string, tf.Tensor>> {
     const c = config({ loss_type: lossType, micro_batch_size: micro, kl_coef: 0.05, entropy_coef: 0.01 });
     const batch = buildStepBatch(gs, batchOptionsFromConfig(c, model.config, {}));
     const tensors: MicroBatchTensors[] = batch.microBatches.map(microBatchTensors);
@@ -255,7 +255,7 @@ describe('accumulateGradients', () => {
     const K = tensors.length;
     const weights = batch.microBatches.map((mb) => ACCUMULATION_WEIGHTS[lossType](mb.size, batch.completions, K));
     const loss = { ...lossOptionsFromConfig(c), ...(lossType === 'dapo' ? { numItemsInBatch: batch.trainTokens } : {}) };
-    const out = accumulateGradients(model, {
+    const out = await accumulateGradients(model, {
       microBatches: tensors,
       oldLogp: tensors.map((t) => t.oldLogp),
       refLogp,
@@ -268,11 +268,11 @@ describe('accumulateGradients', () => {
     return out.grads;
   }
 
-  it('equals one pass over the whole batch for dapo, grpo and dr_grpo (an unequal last micro-batch included)', () => {
+  it('equals one pass over the whole batch for dapo, grpo and dr_grpo (an unequal last micro-batch included)', async () => {
     const model = policy();
     for (const lossType of ['dapo', 'grpo', 'dr_grpo'] as const) {
-      const whole = gradients(model, lossType, 12);
-      const split = gradients(model, lossType, 5); // 5 + 5 + 2
+      const whole = await gradients(model, lossType, 12);
+      const split = await gradients(model, lossType, 5); // 5 + 5 + 2
       const { diff, scale } = maxAbsDiff(whole, split);
       expect(scale).toBeGreaterThan(0);
       expect(diff / scale).toBeLessThan(1e-5);
@@ -281,11 +281,28 @@ describe('accumulateGradients', () => {
     model.dispose();
   });
 
-  it('averages the micro-batch token means for bnpo', () => {
+  it('gives the event loop a turn between micro-batches (sockets stay served during a long step)', async () => {
     const model = policy();
-    const split = gradients(model, 'bnpo', GROUP); // one group per micro-batch
+    let turns = 0;
+    let ticking = true;
+    const tick = (): void => {
+      turns += 1;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const split = await gradients(model, 'dapo', 5); // 3 micro-batches: 5 + 5 + 2
+    ticking = false;
+    expect(turns).toBeGreaterThanOrEqual(2);
+    tf.dispose([...split.values()]);
+    model.dispose();
+  });
+
+  it('averages the micro-batch token means for bnpo', async () => {
+    const model = policy();
+    const split = await gradients(model, 'bnpo', GROUP); // one group per micro-batch
     // each group alone: its own token mean (scale 'group' advantages do not depend on the others)
-    const alone = groups.map((g) => gradients(model, 'bnpo', GROUP, [g]));
+    const alone: Map<string, tf.Tensor>[] = [];
+    for (const g of groups) alone.push(await gradients(model, 'bnpo', GROUP, [g]));
     const mean = new Map([...split.keys()].map((name) => [name, tf.addN(alone.map((a) => a.get(name)!)).div(alone.length)]));
     const { diff, scale } = maxAbsDiff(mean, split);
     expect(scale).toBeGreaterThan(0);
