@@ -41,17 +41,17 @@ export const ConfigSchema = z.strictObject({
   model_size: z.enum(['tiny', 'small', 'medium', 'base']).default('tiny'), // preset for SFT from scratch
   checkpoint: z.string().nullable().default(null), // start policy; null in `train` = SFT warm start first
   // --- SFT warm start ---
-  sft_steps: posInt().default(1500), // ~40 s here; held-out arithmetic accuracy ~40-50% (useful, far from perfect)
+  sft_steps: posInt().default(1000), // 20-40 s here; held-out arithmetic accuracy ~30% (useful, far from perfect)
   sft_batch_size: posInt().default(64),
   sft_lr: z.number().positive().default(3e-3),
   // --- sampling (rollout workers) ---
-  group_size: posInt().min(2).default(8), // completions per prompt (num_completions_per_prompt)
+  group_size: posInt().min(2).default(4), // completions per prompt (num_completions_per_prompt)
   temperature: nonNeg().default(1.0), // 0 = greedy (useless for GRPO, allowed for debugging)
   top_k: int().nonnegative().default(0), // 0 = off
   top_p: z.number().gt(0).max(1).default(1.0), // 1 = off
   max_gen_len: posInt().default(16), // max completion tokens
   // --- objective (see docs/objective.md) ---
-  kl_coef: nonNeg().default(0.02), // beta; 0 = no reference model is loaded at all
+  kl_coef: nonNeg().default(0), // beta; 0 = no reference model is loaded at all
   clip_ratio: nonNeg().default(0.2), // epsilon_low
   clip_ratio_high: nonNeg().nullable().default(null), // epsilon_high; null = clip_ratio (DAPO clip-higher when larger)
   loss_type: z.enum(['grpo', 'bnpo', 'dr_grpo', 'dapo']).default('dapo'),
@@ -59,16 +59,16 @@ export const ConfigSchema = z.strictObject({
   scale_rewards: z.enum(['group', 'batch', 'none']).default('group'),
   entropy_coef: nonNeg().default(0),
   mask_truncated: z.boolean().default(false), // completions cut at max_gen_len get no gradient
-  dynamic_sampling: z.boolean().default(false), // drop groups whose rewards are all equal (DAPO)
+  dynamic_sampling: z.boolean().default(true), // drop groups whose rewards are all equal (DAPO)
   overlong_cache_len: int().nonnegative().default(0), // DAPO overlong shaping window; 0 = off
   // --- learner ---
-  steps: posInt().default(60), // GRPO optimizer steps
-  prompts_per_step: posInt().default(16), // groups per step (batch_size in the seeds)
+  steps: posInt().default(3000), // GRPO optimizer steps
+  prompts_per_step: posInt().default(256), // groups per step (batch_size in the seeds)
   num_iterations: posInt().default(1), // inner epochs over each batch (PPO-style reuse)
-  micro_batch_size: posInt().default(64), // completions per forward/backward; gradients accumulate
+  micro_batch_size: posInt().default(256), // completions per forward/backward; gradients accumulate
   lr: z.number().positive().default(1e-3),
-  lr_schedule: z.enum(['cosine', 'constant']).default('constant'),
-  warmup_steps: int().nonnegative().default(0),
+  lr_schedule: z.enum(['cosine', 'constant']).default('cosine'),
+  warmup_steps: int().nonnegative().default(20),
   min_lr_ratio: z.number().min(0).max(1).default(0.1), // cosine floor as a fraction of lr
   weight_decay: nonNeg().default(0),
   adam_beta1: z.number().min(0).lt(1).default(0.9),
@@ -77,12 +77,12 @@ export const ConfigSchema = z.strictObject({
   grad_clip: nonNeg().default(1.0), // max global gradient norm; 0 = off
   max_staleness: int().nonnegative().default(1), // admit groups sampled at most this many versions ago
   max_failed_groups_in_row: int().nonnegative().default(64), // the learner stops with GRPO_ERR_GROUPS_FAILING after this many failed groups in a row; 0 = never
-  save_interval: int().nonnegative().default(20), // steps between checkpoints; 0 = only at the end
-  eval_interval: int().nonnegative().default(20), // steps between held-out evals; 0 = only at the end
-  eval_samples: posInt().default(200), // held-out problems per eval
+  save_interval: int().nonnegative().default(250), // steps between checkpoints; 0 = only at the end
+  eval_interval: int().nonnegative().default(250), // steps between held-out evals; 0 = only at the end
+  eval_samples: posInt().default(500), // held-out problems per eval
   eval_k: posInt().default(1), // samples per problem for pass@k (1 = greedy accuracy only)
   log_csv: z.string().nullable().default(null), // per-step metrics CSV path (JSONL is always written)
-  replay_buffer_size: int().nonnegative().default(0), // high-variance groups kept to replace zero-variance ones; 0 = off
+  replay_buffer_size: int().nonnegative().default(256), // high-variance groups kept to replace zero-variance ones; 0 = off
   replay_max_age: posInt().default(4), // policy versions a stored group may lag before it is dropped
   // --- distributed ---
   coordinator: z.string().nullable().default(null), // ws://host:port of the coordinator (learner, worker)
@@ -90,7 +90,7 @@ export const ConfigSchema = z.strictObject({
   port: int().min(0).max(65535).default(7070), // coordinator port; 0 = any free port
   token: z.string().nullable().default(null), // shared secret; env GRPO_TOKEN when unset
   workers: int().nonnegative().default(2), // local rollout workers started by `grpo train`
-  worker_capacity: posInt().default(4), // groups a worker samples at once
+  worker_capacity: posInt().default(64), // groups a worker samples at once
   lease_ms: posInt().default(60_000), // 60 s: a lease not finished or heartbeated by then is re-dispatched
   heartbeat_ms: posInt().default(2_000), // 2 s
   max_payload_bytes: posInt().default(64 * 1024 * 1024), // 64 MiB per WebSocket message

@@ -145,6 +145,11 @@ function config(over: Record<string, unknown> = {}): Config {
     eval_interval: 0,
     save_interval: 0,
     log_csv: join(root, 'run', 'metrics.csv'),
+    // the demo's defaults tuned for a long run; these tests pin a plain short one
+    lr_schedule: 'constant',
+    warmup_steps: 0,
+    dynamic_sampling: false,
+    replay_buffer_size: 0,
     ...over,
   });
 }

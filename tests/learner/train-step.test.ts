@@ -28,6 +28,9 @@ function config(o: Record<string, unknown> = {}): Config {
     kl_coef: 0,
     lr: 3e-3,
     steps: 10,
+    lr_schedule: 'constant', // the demo's defaults (cosine, warm-up, dynamic sampling) pinned off
+    warmup_steps: 0,
+    dynamic_sampling: false,
     ...o,
   });
 }

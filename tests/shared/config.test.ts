@@ -24,7 +24,7 @@ describe('config', () => {
   it('has defaults for every key and is frozen', () => {
     expect(Object.keys(DEFAULT_CONFIG).sort()).toEqual([...CONFIG_KEYS].sort());
     expect(Object.isFrozen(DEFAULT_CONFIG)).toBe(true);
-    expect(DEFAULT_CONFIG.group_size).toBe(8);
+    expect(DEFAULT_CONFIG.group_size).toBe(4);
   });
 
   it('rejects unknown keys naming them', () => {
