@@ -18,7 +18,7 @@ import { GrpoError } from '../shared/errors.js';
 import { isCompleteCheckpoint } from '../shared/model/checkpoint.js';
 import { MODEL_SIZES, type ModelSize } from '../shared/model/presets.js';
 import { JUDGE_DEFAULTS, trainJudge, type JudgeTrainResult } from '../shared/judge/train.js';
-import { startEngine, type CommandIO } from './io.js';
+import { runInterruptible, startEngine, type CommandIO } from './io.js';
 
 export interface JudgeTrainCommandOptions {
   out: string;
@@ -80,19 +80,9 @@ export function registerJudgeTrain(program: Command, io: () => CommandIO): void 
       .option('--seed <n>', `fixes the sentences and the initial weights (default ${DEFAULT_CONFIG.seed})`)
       .option('--eval-pairs <n>', `held-out pairs in the final check (default ${JUDGE_DEFAULTS.evalPairs})`)
       .option('--backend <auto|tensorflow|wasm|cpu>', 'tensor engine', 'auto')
+      // first Ctrl-C: stop after the current step, check and save; a second one exits at once
       .action(async (opts: JudgeTrainCommandOptions) => {
-        const abort = new AbortController();
-        const onSignal = () => {
-          // first Ctrl-C: stop after the current step, check and save; a second one exits at once
-          process.off('SIGINT', onSignal);
-          abort.abort();
-        };
-        process.on('SIGINT', onSignal);
-        try {
-          await judgeTrainCommand(opts, io(), abort.signal);
-        } finally {
-          process.off('SIGINT', onSignal);
-        }
+        await runInterruptible((signal) => judgeTrainCommand(opts, io(), signal));
       }),
   );
 }

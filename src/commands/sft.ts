@@ -16,7 +16,7 @@ import { addConfigOptions, coerceFlag, flagName, flagsToRawConfig } from '../sha
 import { GrpoError } from '../shared/errors.js';
 import { isCompleteCheckpoint, loadCheckpoint, type Checkpoint } from '../shared/model/checkpoint.js';
 import { trainSft, type SftResult } from '../shared/train/sft.js';
-import { startEngine, type CommandIO } from './io.js';
+import { runInterruptible, startEngine, type CommandIO } from './io.js';
 import { sftProgressBar } from './progress.js';
 
 export const SFT_KEYS: readonly ConfigKey[] = [
@@ -133,19 +133,9 @@ export function registerSft(program: Command, io: () => CommandIO): void {
     .option('--lr <lr>', 'peak learning rate (config key sft_lr)')
     .option('--resume <dir>', 'continue the SFT run saved in this checkpoint directory');
   addConfigOptions(cmd, SFT_KEYS);
+  // first Ctrl-C: finish the step, checkpoint, evaluate; a second one exits at once
   cmd.action(async (opts: SftCommandOptions) => {
-    const abort = new AbortController();
-    const onSignal = () => {
-      // first Ctrl-C: finish the step, checkpoint, evaluate; a second one exits at once
-      process.off('SIGINT', onSignal);
-      abort.abort();
-    };
-    process.on('SIGINT', onSignal);
-    try {
-      await sftCommand(opts, io(), abort.signal);
-    } finally {
-      process.off('SIGINT', onSignal);
-    }
+    await runInterruptible((signal) => sftCommand(opts, io(), signal));
   });
   program.addCommand(cmd);
 }

@@ -6,9 +6,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { GrpoError, isGrpoError } from '../../src/shared/errors.js';
+import type { GrpoError } from '../../src/shared/errors.js';
 import { RemoteReward, type RemoteRewardOptions } from '../../src/rollout-worker/remote-reward.js';
 import { RewardPool } from '../../src/rollout-worker/reward-pool.js';
+import { rejection } from './helpers.js';
 
 /** What the server does with one request: answer (status, body, headers), or hang. */
 type Behaviour = { status?: number; body?: string; headers?: Record<string, string>; delayMs?: number } | 'hang';
@@ -93,15 +94,6 @@ async function setup(behaviours: Behaviour[], opts: Partial<RemoteRewardOptions>
 }
 
 const items = (...completions: string[]) => completions.map((completion) => ({ prompt: '2+2=', completion, meta: { answer: '4' } }));
-
-async function rejection(p: Promise<unknown>): Promise<GrpoError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(isGrpoError(err), `expected a GrpoError, got ${String(err)}`).toBe(true);
-  return err as GrpoError;
-}
 
 describe('RemoteReward', () => {
   it('POSTs the group as JSON and returns the scores in order', async () => {

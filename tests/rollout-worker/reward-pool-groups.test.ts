@@ -4,10 +4,11 @@
  * brings a built-in group reward (diversity).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { GrpoError, isGrpoError } from '../../src/shared/errors.js';
+import type { GrpoError } from '../../src/shared/errors.js';
 import { RewardPool } from '../../src/rollout-worker/reward-pool.js';
 import type { RewardPoolOptions, ScoreItem } from '../../src/rollout-worker/reward-pool.js';
 import { createTask } from '../../src/shared/tasks/index.js';
+import { rejection } from './helpers.js';
 
 const MODULE = 'tests/fixtures/rewards/group-module.mjs';
 
@@ -40,15 +41,6 @@ function pool(opts: Partial<RewardPoolOptions> = {}): { pool: RewardPool; logs: 
 }
 
 const group = (prompt: string, ...completions: string[]): ScoreItem[] => completions.map((completion) => ({ prompt, completion, meta: { answer: '7' } }));
-
-async function rejection(p: Promise<unknown>): Promise<GrpoError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(isGrpoError(err), `expected a GrpoError, got ${String(err)}`).toBe(true);
-  return err as GrpoError;
-}
 
 describe('RewardPool: reward module', () => {
   it('adds the module rewards after the task rewards (named exports alphabetically), with their weights and scopes', async () => {

@@ -11,6 +11,7 @@ import { GrpoError, isGrpoError } from '../../src/shared/errors.js';
 import { RewardPool } from '../../src/rollout-worker/reward-pool.js';
 import type { RewardPoolOptions, ScoreItem } from '../../src/rollout-worker/reward-pool.js';
 import { createTask } from '../../src/shared/tasks/index.js';
+import { rejection } from './helpers.js';
 
 const CHAOS = 'tests/fixtures/rewards/chaos-task.js';
 
@@ -46,16 +47,6 @@ function chaosPool(opts: Partial<RewardPoolOptions> = {}): { pool: RewardPool; l
 
 function items(...completions: string[]): ScoreItem[] {
   return completions.map((completion, i) => ({ prompt: `p${i}`, completion, meta: { answer: '1' } }));
-}
-
-/** The GrpoError a promise rejects with (fails the test if it resolves). */
-async function rejection(p: Promise<unknown>): Promise<GrpoError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(isGrpoError(err), `expected a GrpoError, got ${String(err)}`).toBe(true);
-  return err as GrpoError;
 }
 
 describe('RewardPool: good rewards', () => {
