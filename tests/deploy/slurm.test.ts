@@ -46,7 +46,9 @@ beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'grpo-slurm-'));
   const bin = join(tmp, 'bin');
   mkdirSync(bin);
-  const record = (file: string) => `{ printf '%s${SEP}' "$@"; printf '\\n'; } >> "${join(tmp, file)}"`;
+  // one printf, so one write(2) per call: steps run concurrently, and two writes per line let
+  // another step's line land between a call's arguments and its newline
+  const record = (file: string) => `line=$(printf '%s${SEP}' "$@"); printf '%s\\n' "$line" >> "${join(tmp, file)}"`;
   stub(bin, 'scontrol', `printf '%s\\n' ${NODES.join(' ')}`);
   stub(bin, 'curl', 'exit 0');
   // srun: record the call, drop its options (all written --opt=value or --flag), run the rest;
