@@ -57,7 +57,9 @@ describe.skipIf(!built)('grpo train --task fill-in (compiled CLI)', () => {
     for (const s of steps) {
       expect(s.rewards.judge).toBeGreaterThanOrEqual(0);
       expect(s.rewards.judge).toBeLessThanOrEqual(1);
-      expect(s.rewards.faithful).toBeGreaterThanOrEqual(0);
+      // the worker samples under the task's grammar (constrained by default): after 3 SFT steps
+      // the model alone copies nothing, yet every completion is a filling of its prompt
+      expect(s.rewards.faithful).toBe(1);
     }
 
     const e = grpo(['eval', '--checkpoint', join(out, 'checkpoint'), '--samples', '3', '--k', '2', '--json']);

@@ -15,6 +15,7 @@
  */
 import { GrpoError } from '../errors.js';
 import type { Rng } from '../rng.js';
+import type { CharMachine } from './grammar.js';
 
 export const MASK_CHAR = '_';
 export const LETTERS = 'abcdefghijklmnopqrstuvwxyz';
@@ -88,6 +89,20 @@ export function isFillingOf(masked: string, text: string): boolean {
     if (masked[i] === MASK_CHAR ? !LETTERS.includes(text[i]) : text[i] !== masked[i]) return false;
   }
   return true;
+}
+
+/**
+ * The grammar of the fillings of `masked` (a char machine for ./grammar.ts): the state is the
+ * number of characters written; a mask admits any letter, every other position its own
+ * character, and EOS comes exactly at the masked text's length.
+ */
+export function fillingMachine(masked: string): CharMachine<number> {
+  return {
+    start: () => 0,
+    allowed: (i) => (i >= masked.length ? '' : masked[i] === MASK_CHAR ? LETTERS : masked[i]),
+    step: (i) => i + 1,
+    accepts: (i) => i === masked.length,
+  };
 }
 
 /**

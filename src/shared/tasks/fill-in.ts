@@ -23,6 +23,12 @@
  *               (masks match any letter; see faithfulness in ./fill-in-corpus.ts). A dense signal
  *               for copying the prompt faithfully, which the judge, a model of plausible text,
  *               cannot give: "the owl hears the dark seal." reads well for "the owl h_lps ...".
+ * With task option `constrained` (the default) the task has a grammar (fillingMachine in
+ * ./fill-in-corpus.ts): every unmasked character is forced and each mask admits any letter, so
+ * every sample is a filling and the policy's only choices, the gradient's only targets, are the
+ * masked letters. Unconstrained, half the samples of a 72%-accurate SFT model were not fillings
+ * (a plausible word of another length, "wolf" for "_wl"): zero reward, and their negative
+ * advantage fell on every copied character after the slip.
  * Correctness (accuracy, pass@k in `grpo eval`) is the exact text. Completions run up to 47
  * tokens: set max_gen_len to at least 48 (examples/fill-in.yaml does). Some masked texts have more
  * than one sensible fill ("the b__ naps." may be the bee or the bug), which the judge accepts and
@@ -38,6 +44,7 @@
 import { z } from 'zod';
 import { GrpoError } from '../errors.js';
 import { checkJudgeCheckpoint, sharedJudge } from '../judge/judge.js';
+import type { Tokenizer } from '../model/types.js';
 import type { Rng } from '../rng.js';
 import {
   FILL_IN_ALPHABET,
@@ -45,13 +52,15 @@ import {
   PROMPT_END,
   corpusSentence,
   faithfulness,
+  fillingMachine,
   isFillingOf,
   maskText,
   maskedOfPrompt,
 } from './fill-in-corpus.js';
+import { rowGrammarHook } from './grammar.js';
 import { parseTaskOptions } from './options.js';
 import { drawExample } from './split.js';
-import type { Split, Task, TaskExample, TaskFactory, TaskReward, TaskSpec } from './types.js';
+import type { GrammarHook, Split, Task, TaskExample, TaskFactory, TaskReward, TaskSpec } from './types.js';
 
 const OptionsSchema = z.strictObject({
   // ~30 letters per sentence: 0.15 masks 4-5 of them, capped at max_masks.
@@ -59,6 +68,7 @@ const OptionsSchema = z.strictObject({
   max_masks: z.number().int().min(1).max(40).default(4), // most masks per sentence
   test_fraction: z.number().gt(0).lt(1).default(0.1), // share of prompt texts held out
   judge_checkpoint: z.string().min(1).nullable().default(null), // written by `grpo judge-train`
+  constrained: z.boolean().default(true), // sample under the grammar of the prompt's fillings
 });
 
 export type FillInOptions = z.infer<typeof OptionsSchema>;
@@ -129,6 +139,15 @@ export function createFillIn(spec: TaskSpec): Task {
     { name: 'faithful', weight: 0, fn: (p: string, c: string) => faithfulness(maskedOfPrompt(p), c) },
   ]);
 
+  // every sampled completion a filling of its prompt: the policy chooses only the masked letters
+  const grammar = (tokenizer: Tokenizer, prompts: readonly string[]): GrammarHook =>
+    rowGrammarHook((row) => {
+      if (row < 0 || row >= prompts.length) {
+        throw new GrpoError('GRPO_ERR_GRAMMAR_INPUT', `fill-in grammar: row ${row} of ${prompts.length} prompts; give one prompt per sampler row`);
+      }
+      return fillingMachine(maskedOfPrompt(prompts[row]));
+    }, tokenizer);
+
   return Object.freeze({
     name: 'fill-in',
     seed: spec.seed,
@@ -139,6 +158,7 @@ export function createFillIn(spec: TaskSpec): Task {
     example: (split: Split, index: number) => drawExample(split, index, draw, generate),
     rewards,
     isCorrect: (_prompt: string, completion: string, meta: unknown) => completion === metaOf(meta).text,
+    ...(o.constrained ? { grammar } : {}),
   });
 }
 

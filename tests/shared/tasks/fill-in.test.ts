@@ -1,7 +1,12 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tf } from '../../../src/shared/engine/tf.js';
+import { CharTokenizer } from '../../../src/shared/model/char-tokenizer.js';
+import { LlamaModel } from '../../../src/shared/model/llama.js';
+import { presetConfig } from '../../../src/shared/model/presets.js';
+import { sample } from '../../../src/shared/model/sampling.js';
 import { Rng } from '../../../src/shared/rng.js';
 import {
   FILL_IN_ALPHABET,
@@ -10,13 +15,19 @@ import {
   MAX_SENTENCE_CHARS,
   corpusSentence,
   faithfulness,
+  fillingMachine,
   isFillingOf,
   maskText,
 } from '../../../src/shared/tasks/fill-in-corpus.js';
+import { decodeCompletion, promptIds } from '../../../src/shared/tasks/encoding.js';
+import { machineAccepts } from '../../../src/shared/tasks/grammar.js';
 import { createFillIn, isFilling, type FillInMeta } from '../../../src/shared/tasks/fill-in.js';
 import { createTask, resolveRewards, taskNames } from '../../../src/shared/tasks/index.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'fill-in-test-'));
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 const reward = (task: ReturnType<typeof createFillIn>, name: string) => task.rewards.find((r) => r.name === name)!;
@@ -132,5 +143,61 @@ describe('fill-in task', () => {
     expect(() => createFillIn({ seed: 1, options: { judge_checkpoint: sft } })).toThrow(/not a judge checkpoint/);
     const ex = task.example('train', 0);
     await expect(Promise.resolve(reward(task, 'judge').fn(ex.prompt, ex.target!, ex.meta))).rejects.toMatchObject({ code: 'GRPO_ERR_JUDGE_MISSING' });
+  });
+});
+
+describe('fill-in grammar', () => {
+  it('accepts exactly the fillings of the masked text', () => {
+    const m = fillingMachine('the s_y f_x.');
+    for (const ok of ['the shy fox.', 'the sly fax.', 'the sqy fzx.']) expect(machineAccepts(m, ok), ok).toBe(true);
+    for (const bad of ['the s_y f_x.', 'the shy fox', 'the shy fox..', 'The shy fox.', 'the s y fox.', 'the shy wolf.', '']) {
+      expect(machineAccepts(m, bad), bad).toBe(false);
+    }
+  });
+
+  it('makes every sample of a random model a filling of its prompt; constrained: false samples freely', async () => {
+    const tokenizer = CharTokenizer.fromAlphabet(FILL_IN_ALPHABET);
+    const config = presetConfig('tiny', tokenizer, {
+      hidden_size: 32,
+      intermediate_size: 48,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      max_position_embeddings: 128,
+      initializer_range: 0.5, // a peaked random model: the grammar has to fight it
+    });
+    const before = tf.memory().numTensors;
+    const model = LlamaModel.create(config, 5);
+    try {
+      const draw = async (constrained: boolean) => {
+        const task = createFillIn({ seed: 3, options: { constrained } });
+        const problems = Array.from({ length: 16 }, (_, i) => task.example('train', i));
+        const prompts = problems.map((p) => p.prompt);
+        const r = await sample(
+          model,
+          prompts.map((p) => promptIds(tokenizer, p)),
+          {
+            maxNewTokens: task.maxCompletionTokens,
+            temperature: 1.5,
+            topK: 0,
+            topP: 1,
+            stopTokens: [tokenizer.eosId],
+            seed: 7,
+            allowedTokens: task.grammar?.(tokenizer, prompts),
+          },
+        );
+        return problems.map((p, i) => ({ prompt: p.prompt, text: decodeCompletion(tokenizer, r.tokens[i]), stop: r.finishReason[i] }));
+      };
+      const constrained = await draw(true);
+      for (const c of constrained) {
+        expect(c.stop, `${c.prompt}${c.text}`).toBe('stop');
+        expect(isFilling(c.prompt, c.text), `${c.prompt}${c.text}`).toBe(true);
+      }
+      expect(new Set(constrained.map((c) => c.text)).size).toBe(constrained.length); // real sampling of each prompt's masks
+      expect((await draw(false)).filter((c) => isFilling(c.prompt, c.text))).toHaveLength(0); // the random model alone writes no filling
+      expect(createFillIn({ seed: 3, options: { constrained: false } }).grammar).toBeUndefined();
+    } finally {
+      model.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
   });
 });
