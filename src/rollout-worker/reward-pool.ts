@@ -3,9 +3,12 @@
  * thread pool, off the sampling thread, with a per-call timeout and bounded retries; an optional
  * remote reward (./remote-reward.ts) is scored over HTTP beside them.
  *
- * One piscina task = one reward function on one completion, or one group reward on the
- * completions of one group (items of score() with the same prompt and meta), so a timeout names
- * exactly the function and completions that caused it. A call ends in one of:
+ * One piscina task = one group reward on the completions of one group (items of score() with the
+ * same prompt and meta), or a per-completion reward on a group's completions one by one (split in
+ * `threads` chunks), each completion's call under its own timeout: a round trip per group, not
+ * per completion (at 512 completions a batch, the per-completion round trips took as long as the
+ * sampling). A failing completion then goes on alone (callEach), so a timeout or error still
+ * names exactly the function and completion that caused it. A call ends in one of:
  *   - a finite number (or null, "not applicable"): the reward;
  *   - GRPO_ERR_REWARD_THREW / _NAN / _SHAPE / _TIMEOUT, decided in the thread (./reward-thread.ts);
  *   - GRPO_ERR_REWARD_TIMEOUT decided here: a synchronous function that never returns cannot be
@@ -39,6 +42,7 @@ import type { ProtocolLogger, RewardErrorInfo } from '../shared/protocol.js';
 import { RemoteReward, checkRemoteRewardOptions } from './remote-reward.js';
 import type { RemoteRewardOptions, RemoteRewardStats } from './remote-reward.js';
 import type {
+  CallFailure,
   CallReply,
   CallRequest,
   CallStarted,
@@ -157,13 +161,25 @@ function groupsOf(items: readonly ScoreItem[]): number[][] {
   return [...byKey.values()];
 }
 
+/** `idx` cut into at most `parts` contiguous chunks of near-equal size. */
+function chunks(idx: readonly number[], parts: number): number[][] {
+  const n = Math.min(parts, idx.length);
+  const out: number[][] = [];
+  for (let c = 0, start = 0; c < n; c++) {
+    const end = start + Math.ceil((idx.length - start) / (n - c));
+    out.push(idx.slice(start, end));
+    start = end;
+  }
+  return out;
+}
+
 export class RewardPool {
   private readonly opts: ResolvedOptions;
   private readonly pool: Piscina<RewardRequest, DescribeReply | CallReply>;
   private readonly remote: RemoteReward | null;
   private readonly info: Promise<RewardPoolInfo>;
-  /** Arms the kill timer of a submitted call when its thread reports it started, by callId. */
-  private readonly armers = new Map<number, () => void>();
+  /** Arms the kill timer of a submitted call when its thread reports it (or, with `each`, one of its completions) started, by callId. */
+  private readonly armers = new Map<number, (item: number | undefined) => void>();
   private readonly counters: RewardPoolStats = { calls: 0, failedAttempts: 0, terminatedThreads: 0 };
   private nextCallId = 1;
   private closed = false;
@@ -195,7 +211,7 @@ export class RewardPool {
       workerData,
     });
     this.pool.on('message', (m: unknown) => {
-      if (isCallStarted(m)) this.armers.get(m.rewardCallStarted)?.();
+      if (isCallStarted(m)) this.armers.get(m.rewardCallStarted)?.(m.item);
     });
     // A thread that dies with no task in flight (e.g. a late throw in an abandoned async reward)
     // is reported here; piscina replaces it. Without a listener the 'error' event would throw.
@@ -243,12 +259,19 @@ export class RewardPool {
     const remoteName = this.remote?.name;
     const calls = rewards.flatMap((r) => {
       if (r.name === remoteName) return groups.map((g) => this.callRemote(items, g, out, errors, batch));
-      const targets = r.scope === 'group' ? groups : items.map((_, i) => [i]);
-      return targets.map(async (idx) => {
+      const callOf = (idx: readonly number[]) => {
         const first = items[idx[0]];
-        const where = idx.length === 1 ? { item: idx[0] } : { items: idx };
-        const call = { prompt: first.prompt, completions: idx.map((i) => items[i].completion), meta: first.meta };
-        const values = await this.callWithRetries(r.name, call, where, errors, batch);
+        return { prompt: first.prompt, completions: idx.map((i) => items[i].completion), meta: first.meta };
+      };
+      if (r.scope === 'group') {
+        return groups.map(async (idx) => {
+          const values = await this.callWithRetries(r.name, callOf(idx), { items: idx }, errors, batch);
+          idx.forEach((i, k) => (out[i][r.name] = values[k]));
+        });
+      }
+      // a per-completion reward: one thread task per chunk of a group, one chunk per thread
+      return groups.flatMap((g) => chunks(g, this.opts.threads)).map(async (idx) => {
+        const values = await this.callEach(r.name, callOf(idx), idx, errors, batch);
         idx.forEach((i, k) => (out[i][r.name] = values[k]));
       });
     });
@@ -316,19 +339,53 @@ export class RewardPool {
     return { taskName: reply.taskName, rewards };
   }
 
-  /** One call (one completion, or one group for a group reward) with retries: a score per completion. */
+  /**
+   * A per-completion reward on the completions of one prompt (items `idx`) in one thread task, so
+   * a group costs one round trip, not one per completion. When completion k fails, that failure
+   * is k's first attempt: k goes on alone through callWithRetries, exactly as if it had been
+   * called alone; the scores before it are kept (recomputed when the thread was killed) and the
+   * rest go on as one task again.
+   */
+  private async callEach(
+    reward: string,
+    call: Pick<CallRequest, 'prompt' | 'completions' | 'meta'>,
+    idx: readonly number[],
+    errors: RewardErrorInfo[],
+    batch: { failed: GrpoError | null },
+  ): Promise<(number | null)[]> {
+    const single = (k: number) => ({ ...call, completions: [call.completions[k]] });
+    if (idx.length === 1) return this.callWithRetries(reward, call, { item: idx[0] }, errors, batch);
+    if (batch.failed) throw batch.failed;
+    const reply = await this.callOnce(reward, { ...call, each: true });
+    if (reply.ok) return reply.values;
+    const k = Math.min(reply.item ?? 0, idx.length - 1);
+    const values = (reply.values ?? []).slice(0, k);
+    for (let j = values.length; j < k; j++) values.push(...(await this.callWithRetries(reward, single(j), { item: idx[j] }, errors, batch)));
+    values.push(...(await this.callWithRetries(reward, single(k), { item: idx[k] }, errors, batch, reply)));
+    if (k + 1 < idx.length) {
+      const rest = { ...call, completions: call.completions.slice(k + 1) };
+      values.push(...(await this.callEach(reward, rest, idx.slice(k + 1), errors, batch)));
+    }
+    return values;
+  }
+
+  /**
+   * One call (one completion, or one group for a group reward) with retries: a score per
+   * completion. `failed`: the reply of a first attempt already made (by callEach).
+   */
   private async callWithRetries(
     reward: string,
     call: Pick<CallRequest, 'prompt' | 'completions' | 'meta'>,
     where: { item: number } | { items: number[] },
     errors: RewardErrorInfo[],
     batch: { failed: GrpoError | null },
+    failed?: CallFailure,
   ): Promise<(number | null)[]> {
     const attempts = this.opts.retries + 1;
     let last: { code: string; message: string } | null = null;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       if (batch.failed) throw batch.failed; // another call of this score() gave up: stop spending threads
-      const reply = await this.callOnce(reward, call);
+      const reply = attempt === 1 && failed ? failed : await this.callOnce(reward, call);
       if (reply.ok) return reply.values;
       this.counters.failedAttempts++;
       last = { code: reply.code, message: reply.message };
@@ -345,25 +402,31 @@ export class RewardPool {
     }
     const { code, message } = last as { code: string; message: string };
     const on = 'item' in where ? `item ${where.item}` : `the group of items ${where.items.join(',')}`;
-    const failed = new GrpoError(
+    const gaveUp = new GrpoError(
       'GRPO_ERR_REWARD_FAILED',
       `reward ${reward} failed on ${on} in all ${attempts} attempts (reward_retries ${this.opts.retries}); last error ${code}: ${message}`,
       { cause: new GrpoError(asErrorCode(code), message) },
     );
-    batch.failed ??= failed;
-    this.opts.log('error', 'reward_failed', { code: failed.code, reward, ...where, attempts, last: code, message });
-    throw failed;
+    batch.failed ??= gaveUp;
+    this.opts.log('error', 'reward_failed', { code: gaveUp.code, reward, ...where, attempts, last: code, message });
+    throw gaveUp;
   }
 
-  /** One attempt: the thread's reply, or a coded failure when the thread was killed or died. */
-  private async callOnce(reward: string, call: Pick<CallRequest, 'prompt' | 'completions' | 'meta'>): Promise<CallReply> {
+  /**
+   * One attempt: the thread's reply, or a coded failure when the thread was killed or died. With
+   * `each`, the kill timer restarts at each completion's call, and a kill names the one running.
+   */
+  private async callOnce(reward: string, call: Pick<CallRequest, 'prompt' | 'completions' | 'meta' | 'each'>): Promise<CallReply> {
     this.checkOpen();
     this.counters.calls++;
     const callId = this.nextCallId++;
     const abort = new AbortController();
     const limitMs = this.opts.timeoutMs + this.opts.graceMs;
     let timer: NodeJS.Timeout | undefined;
-    this.armers.set(callId, () => {
+    let running: number | undefined;
+    this.armers.set(callId, (item) => {
+      clearTimeout(timer);
+      running = item;
       timer = setTimeout(() => abort.abort(), limitMs);
     });
     const req: CallRequest = {
@@ -374,6 +437,7 @@ export class RewardPool {
       completions: call.completions,
       meta: call.meta,
       timeoutMs: this.opts.timeoutMs,
+      ...(call.each ? { each: true } : {}),
     };
     try {
       return (await this.pool.run(req, { signal: abort.signal })) as CallReply;
@@ -386,10 +450,17 @@ export class RewardPool {
           code: 'GRPO_ERR_REWARD_TIMEOUT',
           message: `reward ${reward} was still running ${limitMs} ms after it started (timeout ${this.opts.timeoutMs} ms; a synchronous hang?); its thread was terminated and replaced`,
           ms: limitMs,
+          ...(running === undefined ? {} : { item: running }),
         };
       }
       const message = err instanceof Error ? err.message : String(err);
-      return { ok: false, code: 'GRPO_ERR_REWARD_THREAD', message: `reward ${reward}: its thread failed: ${message}`, ms: 0 };
+      return {
+        ok: false,
+        code: 'GRPO_ERR_REWARD_THREAD',
+        message: `reward ${reward}: its thread failed: ${message}`,
+        ms: 0,
+        ...(running === undefined ? {} : { item: running }),
+      };
     } finally {
       clearTimeout(timer);
       this.armers.delete(callId);

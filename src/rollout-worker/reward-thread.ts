@@ -39,10 +39,14 @@ export interface CallRequest {
   callId: number; // unique per pool, echoed in CallStarted
   reward: string; // reward function name
   prompt: string;
-  /** One completion for a per-completion reward; the group's completions for a group reward. */
+  /**
+   * One completion for a per-completion reward; the group's completions for a group reward; with
+   * `each`, several completions of one prompt that a per-completion reward scores one by one.
+   */
   completions: string[];
   meta: unknown;
-  timeoutMs: number; // per call, ms
+  timeoutMs: number; // per call (with `each`: per completion), ms
+  each?: boolean;
 }
 
 export type RewardRequest = DescribeRequest | CallRequest;
@@ -60,12 +64,26 @@ export type DescribeReply =
 
 export type CallReply =
   | { ok: true; values: (number | null)[]; ms: number } // one per completion of the request
-  | { ok: false; code: string; message: string; ms: number };
+  | CallFailure;
 
-/** Posted on parentPort when a call starts running (after the task has loaded). */
+/**
+ * A failed call. With `each`: `item` is the completion that failed (the calls after it were not
+ * made) and `values` the scores of the completions before it.
+ */
+export interface CallFailure {
+  ok: false;
+  code: string;
+  message: string;
+  ms: number;
+  item?: number;
+  values?: (number | null)[];
+}
+
+/** Posted on parentPort when a call (with `each`: each completion's call) starts running. */
 export interface CallStarted {
   rewardCallStarted: number; // callId
   threadId: number;
+  item?: number; // with `each`: the completion's index in the request
 }
 
 interface Loaded {
@@ -135,15 +153,33 @@ async function call(req: CallRequest): Promise<CallReply> {
   }
   const group = reward.group;
   const n = req.completions.length;
+  if (req.each && group === undefined) {
+    // one completion after another, each under its own timeout, until one fails
+    const values: (number | null)[] = [];
+    const t0 = performance.now();
+    for (let k = 0; k < n; k++) {
+      const r = await callOne(req, reward, [req.completions[k]], k);
+      if (!r.ok) return { ...r, item: k, values };
+      values.push(r.values[0]);
+    }
+    return { ok: true, values, ms: performance.now() - t0 };
+  }
   if (group === undefined && n !== 1) {
     return { ok: false, code: 'GRPO_ERR_REWARD_INPUT', message: `reward ${req.reward} scores one completion per call, got ${n}`, ms: 0 };
   }
-  const started: CallStarted = { rewardCallStarted: req.callId, threadId };
+  return callOne(req, reward, req.completions);
+}
+
+/** One call of `reward` (per completion on completions[0], or a group reward on all of them). */
+async function callOne(req: CallRequest, reward: TaskReward, completions: string[], item?: number): Promise<CallReply> {
+  const group = reward.group;
+  const n = completions.length;
+  const started: CallStarted = item === undefined ? { rewardCallStarted: req.callId, threadId } : { rewardCallStarted: req.callId, threadId, item };
   parentPort?.postMessage(started);
   const t0 = performance.now();
   let value: unknown;
   try {
-    const out: unknown = group ? group(req.prompt, req.completions, req.meta) : reward.fn(req.prompt, req.completions[0], req.meta);
+    const out: unknown = group ? group(req.prompt, completions, req.meta) : reward.fn(req.prompt, completions[0], req.meta);
     value = isPromiseLike(out) ? await settleWithin(out, req.timeoutMs) : out;
   } catch (err) {
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
