@@ -3,7 +3,6 @@ import { tf } from '../../../src/shared/engine/tf.js';
 import { CharTokenizer } from '../../../src/shared/model/char-tokenizer.js';
 import { LlamaModel } from '../../../src/shared/model/llama.js';
 import { presetConfig } from '../../../src/shared/model/presets.js';
-import { sample } from '../../../src/shared/model/sampling.js';
 import {
   COUNTDOWN_ALPHABET,
   countdownMachine,
@@ -16,11 +15,12 @@ import {
   solveCountdown,
   type CountdownMeta,
 } from '../../../src/shared/tasks/countdown.js';
-import { completionIds, decodeCompletion, promptIds } from '../../../src/shared/tasks/encoding.js';
+import { completionIds } from '../../../src/shared/tasks/encoding.js';
 import { machineAccepts } from '../../../src/shared/tasks/grammar.js';
 import { checkSftTargets, grammarViolation } from '../../../src/shared/tasks/grammar-batch.js';
 import { createTask, taskNames } from '../../../src/shared/tasks/index.js';
 import type { Task } from '../../../src/shared/tasks/types.js';
+import { peakedModelConfig, sampleTask } from './helpers.js';
 
 /**
  * An independent checker: tokens by regex, recursive descent that requires an operator at the
@@ -184,14 +184,7 @@ describe('countdown grammar', () => {
   it('makes every sample of a random model a valid expression over the prompt numbers', async () => {
     const task = createCountdown({ seed: 2, options: { min_count: 2, max_count: 4 } });
     const tokenizer = CharTokenizer.fromAlphabet(COUNTDOWN_ALPHABET);
-    const config = presetConfig('tiny', tokenizer, {
-      hidden_size: 32,
-      intermediate_size: 48,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 64,
-      initializer_range: 0.5, // a peaked random model: the grammar has to fight it
-    });
+    const config = peakedModelConfig(tokenizer, 64);
     let total = 0;
     let reached = 0;
     const texts = new Set<string>();
@@ -199,24 +192,11 @@ describe('countdown grammar', () => {
       const model = LlamaModel.create(config, seed);
       try {
         const problems = Array.from({ length: 24 }, (_, i) => task.example('train', seed * 100 + i));
-        const prompts = problems.map((p) => p.prompt);
-        const r = await sample(
-          model,
-          prompts.map((p) => promptIds(tokenizer, p)),
-          {
-            maxNewTokens: task.maxCompletionTokens,
-            temperature: 1.5,
-            topK: 0,
-            topP: 1,
-            stopTokens: [tokenizer.eosId],
-            seed,
-            allowedTokens: task.grammar!(tokenizer, prompts),
-          },
-        );
+        const samples = await sampleTask(model, tokenizer, task, problems.map((p) => p.prompt), { seed, temperature: 1.5 });
         problems.forEach((p, i) => {
-          const text = decodeCompletion(tokenizer, r.tokens[i]);
+          const { text, finishReason } = samples[i];
           const m = p.meta as CountdownMeta;
-          expect(r.finishReason[i], `${p.prompt}${text}`).toBe('stop');
+          expect(finishReason, `${p.prompt}${text}`).toBe('stop');
           const c = check(text);
           expect(c, `${p.prompt}${text}`).not.toBeNull();
           expect(usesNumbers(c!.numbers, m.numbers, true), `${p.prompt}${text}`).toBe(true);
@@ -314,16 +294,7 @@ describe('countdown rewards', () => {
     const model = LlamaModel.create(presetConfig('tiny', tokenizer, { hidden_size: 32, intermediate_size: 48 }), 1);
     try {
       const prompts = [task.example('train', 0).prompt, task.example('train', 1).prompt];
-      const run = () =>
-        sample(model, prompts.map((p) => promptIds(tokenizer, p)), {
-          maxNewTokens: task.maxCompletionTokens,
-          temperature: 1,
-          topK: 0,
-          topP: 1,
-          stopTokens: [tokenizer.eosId],
-          seed: 1,
-          allowedTokens: task.grammar!(tokenizer, prompts),
-        });
+      const run = () => sampleTask(model, tokenizer, task, prompts, { seed: 1, temperature: 1 });
       await run();
       const before = tf.memory().numTensors;
       await run();

@@ -5,8 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tf } from '../../../src/shared/engine/tf.js';
 import { CharTokenizer } from '../../../src/shared/model/char-tokenizer.js';
 import { LlamaModel } from '../../../src/shared/model/llama.js';
-import { presetConfig } from '../../../src/shared/model/presets.js';
-import { sample } from '../../../src/shared/model/sampling.js';
 import { Rng } from '../../../src/shared/rng.js';
 import {
   FILL_IN_ALPHABET,
@@ -19,10 +17,10 @@ import {
   isFillingOf,
   maskText,
 } from '../../../src/shared/tasks/fill-in-corpus.js';
-import { decodeCompletion, promptIds } from '../../../src/shared/tasks/encoding.js';
 import { machineAccepts } from '../../../src/shared/tasks/grammar.js';
 import { createFillIn, isFilling, type FillInMeta } from '../../../src/shared/tasks/fill-in.js';
 import { createTask, resolveRewards, taskNames } from '../../../src/shared/tasks/index.js';
+import { peakedModelConfig, sampleTask } from './helpers.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'fill-in-test-'));
 beforeAll(async () => {
@@ -157,35 +155,14 @@ describe('fill-in grammar', () => {
 
   it('makes every sample of a random model a filling of its prompt; constrained: false samples freely', async () => {
     const tokenizer = CharTokenizer.fromAlphabet(FILL_IN_ALPHABET);
-    const config = presetConfig('tiny', tokenizer, {
-      hidden_size: 32,
-      intermediate_size: 48,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 128,
-      initializer_range: 0.5, // a peaked random model: the grammar has to fight it
-    });
     const before = tf.memory().numTensors;
-    const model = LlamaModel.create(config, 5);
+    const model = LlamaModel.create(peakedModelConfig(tokenizer, 128), 5);
     try {
       const draw = async (constrained: boolean) => {
         const task = createFillIn({ seed: 3, options: { constrained } });
         const problems = Array.from({ length: 16 }, (_, i) => task.example('train', i));
-        const prompts = problems.map((p) => p.prompt);
-        const r = await sample(
-          model,
-          prompts.map((p) => promptIds(tokenizer, p)),
-          {
-            maxNewTokens: task.maxCompletionTokens,
-            temperature: 1.5,
-            topK: 0,
-            topP: 1,
-            stopTokens: [tokenizer.eosId],
-            seed: 7,
-            allowedTokens: task.grammar?.(tokenizer, prompts),
-          },
-        );
-        return problems.map((p, i) => ({ prompt: p.prompt, text: decodeCompletion(tokenizer, r.tokens[i]), stop: r.finishReason[i] }));
+        const samples = await sampleTask(model, tokenizer, task, problems.map((p) => p.prompt), { seed: 7, temperature: 1.5 });
+        return problems.map((p, i) => ({ prompt: p.prompt, text: samples[i].text, stop: samples[i].finishReason }));
       };
       const constrained = await draw(true);
       for (const c of constrained) {
