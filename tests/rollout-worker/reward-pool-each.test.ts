@@ -9,34 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { GrpoError } from '../../src/shared/errors.js';
-import { RewardPool } from '../../src/rollout-worker/reward-pool.js';
-import type { RewardPoolOptions, ScoreItem } from '../../src/rollout-worker/reward-pool.js';
-import { rejection } from './helpers.js';
+import type { ScoreItem } from '../../src/rollout-worker/reward-pool.js';
+import { chaosPool, closePools, rejection } from './helpers.js';
 
-const CHAOS = 'tests/fixtures/rewards/chaos-task.js';
-
-const pools: RewardPool[] = [];
 const scratch = mkdtempSync(join(tmpdir(), 'reward-pool-each-'));
-afterEach(async () => {
-  await Promise.all(pools.splice(0).map((p) => p.close()));
-});
+afterEach(closePools);
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-function chaosPool(opts: Partial<RewardPoolOptions> = {}) {
-  const logs: { event: string; [field: string]: unknown }[] = [];
-  const pool = new RewardPool({
-    task: CHAOS,
-    taskSeed: 1,
-    threads: 1,
-    timeoutMs: 300,
-    graceMs: 100,
-    retries: 1,
-    log: (_level, event, fields) => logs.push({ event, ...fields }),
-    ...opts,
-  });
-  pools.push(pool);
-  return { pool, logs };
-}
 
 /** One group: every completion after the same prompt. */
 function group(...completions: string[]): ScoreItem[] {

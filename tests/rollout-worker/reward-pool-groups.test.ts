@@ -8,36 +8,14 @@ import type { GrpoError } from '../../src/shared/errors.js';
 import { RewardPool } from '../../src/rollout-worker/reward-pool.js';
 import type { RewardPoolOptions, ScoreItem } from '../../src/rollout-worker/reward-pool.js';
 import { createTask } from '../../src/shared/tasks/index.js';
-import { rejection } from './helpers.js';
+import { closePools, loggedPool, rejection, type LogLine } from './helpers.js';
 
 const MODULE = 'tests/fixtures/rewards/group-module.mjs';
 
-interface LogLine {
-  level: string;
-  event: string;
-  [field: string]: unknown;
-}
-
-const pools: RewardPool[] = [];
-afterEach(async () => {
-  await Promise.all(pools.splice(0).map((p) => p.close()));
-});
+afterEach(closePools);
 
 function pool(opts: Partial<RewardPoolOptions> = {}): { pool: RewardPool; logs: LogLine[] } {
-  const logs: LogLine[] = [];
-  const p = new RewardPool({
-    task: 'arithmetic',
-    taskSeed: 1,
-    threads: 2,
-    timeoutMs: 2_000,
-    graceMs: 200,
-    retries: 1,
-    rewardModule: MODULE,
-    log: (level, event, fields) => logs.push({ level, event, ...fields }),
-    ...opts,
-  });
-  pools.push(p);
-  return { pool: p, logs };
+  return loggedPool({ task: 'arithmetic', taskSeed: 1, threads: 2, timeoutMs: 2_000, graceMs: 200, retries: 1, rewardModule: MODULE, ...opts });
 }
 
 const group = (prompt: string, ...completions: string[]): ScoreItem[] => completions.map((completion) => ({ prompt, completion, meta: { answer: '7' } }));

@@ -9,41 +9,14 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { GrpoError, isGrpoError } from '../../src/shared/errors.js';
 import { RewardPool } from '../../src/rollout-worker/reward-pool.js';
-import type { RewardPoolOptions, ScoreItem } from '../../src/rollout-worker/reward-pool.js';
+import type { ScoreItem } from '../../src/rollout-worker/reward-pool.js';
 import { createTask } from '../../src/shared/tasks/index.js';
-import { rejection } from './helpers.js';
+import { CHAOS, chaosPool, closePools, loggedPool, rejection } from './helpers.js';
 
-const CHAOS = 'tests/fixtures/rewards/chaos-task.js';
-
-interface LogLine {
-  level: string;
-  event: string;
-  [field: string]: unknown;
-}
-
-const pools: RewardPool[] = [];
 const scratch = mkdtempSync(join(tmpdir(), 'reward-pool-test-'));
 
-afterEach(async () => {
-  await Promise.all(pools.splice(0).map((p) => p.close()));
-});
+afterEach(closePools);
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-function chaosPool(opts: Partial<RewardPoolOptions> = {}): { pool: RewardPool; logs: LogLine[] } {
-  const logs: LogLine[] = [];
-  const pool = new RewardPool({
-    task: CHAOS,
-    taskSeed: 1,
-    threads: 1,
-    timeoutMs: 300,
-    graceMs: 100,
-    retries: 1,
-    log: (level, event, fields) => logs.push({ level, event, ...fields }),
-    ...opts,
-  });
-  pools.push(pool);
-  return { pool, logs };
-}
 
 function items(...completions: string[]): ScoreItem[] {
   return completions.map((completion, i) => ({ prompt: `p${i}`, completion, meta: { answer: '1' } }));
@@ -52,9 +25,7 @@ function items(...completions: string[]): ScoreItem[] {
 describe('RewardPool: good rewards', () => {
   it('scores the built-in arithmetic task by name with its default rewards', async () => {
     const task = createTask('arithmetic', { seed: 3 });
-    const logs: LogLine[] = [];
-    const pool = new RewardPool({ task: 'arithmetic', taskSeed: 3, log: (level, event, f) => logs.push({ level, event, ...f }) });
-    pools.push(pool);
+    const { pool, logs } = loggedPool({ task: 'arithmetic', taskSeed: 3 });
     expect(await pool.ready()).toEqual({ taskName: 'arithmetic', rewards: [{ name: 'correct', weight: 1 }] });
     const ex = [0, 1, 2].map((i) => task.example('train', i));
     const answers = ex.map((e) => (e.meta as { answer: string }).answer);
