@@ -25,10 +25,10 @@
 import { randomBytes } from 'node:crypto';
 import { runSpecOf } from '../src/learner/main.js';
 import { parseConfig } from '../src/shared/config.js';
-import { LlamaModel } from '../src/shared/model/llama.js';
-import { presetConfig, REFERENCE_CONFIG } from '../src/shared/model/presets.js';
+import { LlamaModel } from '../src/model/llama.js';
+import { presetConfig, REFERENCE_CONFIG } from '../src/model/presets.js';
 import type { WeightsEncoding } from '../src/shared/protocol.js';
-import { loadTask, tokenizerForTask } from '../src/shared/tasks/index.js';
+import { loadTask, tokenizerForTask } from '../src/tasks/index.js';
 import { ProtocolClient } from '../src/shared/ws-client.js';
 import { median, parseFlags, startEngine } from './common.js';
 import { StandInLearner, TrivialWorker, WeightsReceiver } from './cluster-clients.js';

@@ -2,9 +2,9 @@
  * Shared pieces of the benchmarks: flag parsing, timing, the engine start-up line, and the
  * reference Llama config (the one /work/shared/bench/torch_llama_step.py times in PyTorch).
  */
-import { initEngine, type BackendChoice, type EngineInfo } from '../src/shared/engine/backend.js';
-import { presetConfig } from '../src/shared/model/presets.js';
-import type { LlamaConfig } from '../src/shared/model/types.js';
+import { initEngine, type BackendChoice, type EngineInfo } from '../src/engine/backend.js';
+import { presetConfig } from '../src/model/presets.js';
+import type { LlamaConfig } from '../src/model/types.js';
 
 /** fp32 peak of the 2-core AVX-512 machine the targets refer to, GFLOP/s. */
 export const PEAK_GFLOPS = 250;

@@ -5,7 +5,7 @@
  *
  *   npx tsc -p bench && node dist-bench/bench/gemm.js [--backend auto] [--seconds 0.3] [--json]
  */
-import { tf } from '../src/shared/engine/tf.js';
+import { tf } from '../src/engine/tf.js';
 import { median, parseFlags, PEAK_GFLOPS, startEngine } from './common.js';
 
 interface Case {

@@ -6,9 +6,9 @@
  *   npx tsc -p bench && node dist-bench/bench/sample.js [--backend auto] [--batch 32]
  *       [--prompt 16] [--new 48] [--json]
  */
-import { tf } from '../src/shared/engine/tf.js';
-import { LlamaModel } from '../src/shared/model/llama.js';
-import { sample } from '../src/shared/model/sampling.js';
+import { tf } from '../src/engine/tf.js';
+import { LlamaModel } from '../src/model/llama.js';
+import { sample } from '../src/model/sampling.js';
 import { Rng } from '../src/shared/rng.js';
 import { parseFlags, referenceConfig, startEngine } from './common.js';
 

@@ -11,11 +11,11 @@
  * machine's fp32 peak; --profile adds the time per kernel (kernels wrapped with timers),
  * --by-shape the same per kernel and input shapes.
  */
-import { KernelProfiler } from '../src/shared/engine/profiler.js';
-import { tf } from '../src/shared/engine/tf.js';
-import { LlamaModel } from '../src/shared/model/llama.js';
+import { KernelProfiler } from '../src/engine/profiler.js';
+import { tf } from '../src/engine/tf.js';
+import { LlamaModel } from '../src/model/llama.js';
 import { Rng } from '../src/shared/rng.js';
-import { AdamW } from '../src/shared/train/adamw.js';
+import { AdamW } from '../src/optim/adamw.js';
 import { forwardFlops, median, parseFlags, PEAK_GFLOPS, referenceConfig, startEngine } from './common.js';
 
 const B = 32;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { readConfigFile, parseConfig } from '../src/shared/config.js';
-import { createTask, loadRewardModule, runRewardDefaults, taskNames } from '../src/shared/tasks/index.js';
+import { createTask, loadRewardModule, runRewardDefaults, taskNames } from '../src/tasks/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIR = join(ROOT, 'examples');

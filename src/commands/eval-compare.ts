@@ -17,9 +17,9 @@
 import { writeFile } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { coerceFlag } from '../shared/config-flags.js';
-import type { BackendChoice } from '../shared/engine/backend.js';
+import type { BackendChoice } from '../engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
-import { loadCheckpoint } from '../shared/model/checkpoint.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
 import { evalOptions, evalTask, evaluateCheckpoint, savedConfig, type EvalCommandOptions, type EvalReport } from './eval.js';
 import { startEngine, type CommandIO } from './io.js';
 

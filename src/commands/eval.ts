@@ -1,6 +1,6 @@
 /**
  * `grpo eval`: greedy accuracy, pass@k, mean@k and majority@k of a checkpoint on a task's
- * held-out problems (src/shared/eval.ts defines the metrics).
+ * held-out problems (src/eval/eval.ts defines the metrics).
  *
  *   grpo eval --checkpoint DIR [--task arithmetic] [--samples N] [--k K] [--n N]
  *             [--temperature T] [--json] [--backend ...]
@@ -14,12 +14,12 @@
 import { Command } from 'commander';
 import { DEFAULT_CONFIG, parseConfig, type Config } from '../shared/config.js';
 import { coerceFlag } from '../shared/config-flags.js';
-import type { BackendChoice } from '../shared/engine/backend.js';
+import type { BackendChoice } from '../engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
-import { evaluate, type EvalOptions, type EvalResult } from '../shared/eval.js';
-import { loadCheckpoint, type Checkpoint } from '../shared/model/checkpoint.js';
-import { LlamaModel } from '../shared/model/llama.js';
-import { loadTask, type Task } from '../shared/tasks/index.js';
+import { evaluate, type EvalOptions, type EvalResult } from '../eval/eval.js';
+import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import { LlamaModel } from '../model/llama.js';
+import { loadTask, type Task } from '../tasks/index.js';
 import { compareCommand } from './eval-compare.js';
 import { startEngine, type CommandIO } from './io.js';
 

@@ -3,7 +3,7 @@
  * (stdout: the JSON of `--json`, tables, final summaries), `log` for structured events (stderr,
  * one JSON line each), and the stream and TTY flag for progress bars.
  */
-import { initEngine, type BackendChoice, type EngineInfo } from '../shared/engine/backend.js';
+import { initEngine, type BackendChoice, type EngineInfo } from '../engine/backend.js';
 import { stderrLogger, type ProtocolLogger } from '../shared/protocol.js';
 
 export interface CommandIO {

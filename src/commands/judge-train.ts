@@ -1,6 +1,6 @@
 /**
  * `grpo judge-train`: trains the fill-in task's frozen judge, a small language model of the clean
- * corpus (src/shared/judge/train.ts), and writes it as a checkpoint for task option
+ * corpus (src/offline/judge-train.ts), and writes it as a checkpoint for task option
  * `judge_checkpoint`.
  *
  *   grpo judge-train --out runs/judge [--steps N] [--batch-size B] [--lr LR]
@@ -13,11 +13,11 @@
 import { Command } from 'commander';
 import { coerceFlag } from '../shared/config-flags.js';
 import { DEFAULT_CONFIG } from '../shared/config.js';
-import type { BackendChoice } from '../shared/engine/backend.js';
+import type { BackendChoice } from '../engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
-import { isCompleteCheckpoint } from '../shared/model/checkpoint.js';
-import { MODEL_SIZES, type ModelSize } from '../shared/model/presets.js';
-import { JUDGE_DEFAULTS, trainJudge, type JudgeTrainResult } from '../shared/judge/train.js';
+import { isCompleteCheckpoint } from '../model/checkpoint.js';
+import { MODEL_SIZES, type ModelSize } from '../model/presets.js';
+import { JUDGE_DEFAULTS, trainJudge, type JudgeTrainResult } from '../offline/judge-train.js';
 import { runInterruptible, startEngine, type CommandIO } from './io.js';
 
 export interface JudgeTrainCommandOptions {

@@ -4,7 +4,7 @@
  */
 import cliProgress from 'cli-progress';
 import type { ProtocolLogger } from '../shared/protocol.js';
-import type { SftProgress, SftStepMetrics } from '../shared/train/sft.js';
+import type { SftProgress, SftStepMetrics } from '../offline/sft.js';
 
 export interface BarProgress extends SftProgress {
   /** A logger that prints through the bar while it is drawn, so lines do not tear it. */

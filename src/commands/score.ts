@@ -10,13 +10,13 @@
  */
 import { Command } from 'commander';
 import { coerceFlag } from '../shared/config-flags.js';
-import { tf } from '../shared/engine/tf.js';
-import type { BackendChoice } from '../shared/engine/backend.js';
+import { tf } from '../engine/tf.js';
+import type { BackendChoice } from '../engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
-import { loadCheckpoint } from '../shared/model/checkpoint.js';
-import { LlamaModel } from '../shared/model/llama.js';
-import type { Tokenizer } from '../shared/model/types.js';
-import { completionIds, promptIds } from '../shared/tasks/encoding.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
+import { LlamaModel } from '../model/llama.js';
+import type { Tokenizer } from '../model/types.js';
+import { completionIds, promptIds } from '../tasks/encoding.js';
 import { startEngine, type CommandIO } from './io.js';
 
 export interface ScoreResult {

@@ -1,6 +1,6 @@
 /**
  * `grpo sft`: supervised warm start on a task's generated (prompt, target) pairs, writing a
- * resumable checkpoint to --out (see src/shared/train/sft.ts for the loop).
+ * resumable checkpoint to --out (see src/offline/sft.ts for the loop).
  *
  *   grpo sft --task arithmetic --out runs/sft [--steps N] [--model-size tiny|small|medium|base]
  *            [--batch-size B] [--lr LR] [--seed S] [--backend auto|tensorflow|wasm|cpu]
@@ -14,8 +14,8 @@ import { Command } from 'commander';
 import { readConfigFile, resolveConfig, parseConfig, type Config, type ConfigKey, type RawConfig } from '../shared/config.js';
 import { addConfigOptions, coerceFlag, flagName, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
-import { isCompleteCheckpoint, loadCheckpoint, type Checkpoint } from '../shared/model/checkpoint.js';
-import { trainSft, type SftResult } from '../shared/train/sft.js';
+import { isCompleteCheckpoint, loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import { trainSft, type SftResult } from '../offline/sft.js';
 import { runInterruptible, startEngine, type CommandIO } from './io.js';
 import { sftProgressBar } from './progress.js';
 

@@ -35,9 +35,9 @@ import { parseConfig, resolveConfig, type Config, type ConfigKey } from '../shar
 import { addConfigOptions, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
 import { localMetricsPorts } from '../shared/metrics/server.js';
-import { isCompleteCheckpoint } from '../shared/model/checkpoint.js';
+import { isCompleteCheckpoint } from '../model/checkpoint.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
-import { trainSft } from '../shared/train/sft.js';
+import { trainSft } from '../offline/sft.js';
 import { coordinatorOptions, shutdownSignal } from './coordinator.js';
 import { processIO, startEngine, type CommandIO } from './io.js';
 import { startLocalWorkers } from './local-workers.js';

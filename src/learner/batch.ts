@@ -32,7 +32,7 @@
  * computed (they would carry no gradient, and DAPO leaves them out of the batch).
  */
 import type { Config } from '../shared/config.js';
-import { tf } from '../shared/engine/tf.js';
+import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import {
   filterZeroStdGroups,
@@ -40,9 +40,9 @@ import {
   overlongPenalty,
   type AdvantageScale,
   type RewardsByName,
-} from '../shared/grpo/index.js';
-import { buildAllowedMask, type AllowedMask } from '../shared/model/allowed-mask.js';
-import type { LlamaConfig } from '../shared/model/types.js';
+} from '../grpo/index.js';
+import { buildAllowedMask, type AllowedMask } from '../model/allowed-mask.js';
+import type { LlamaConfig } from '../model/types.js';
 import type { Completion, GroupRollout } from '../shared/protocol.js';
 import { meanStd, type BatchStats } from './step-metrics.js';
 

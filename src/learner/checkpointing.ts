@@ -1,6 +1,6 @@
 /**
  * The learner's checkpoints. Two directories under the run's output directory, each a complete
- * Hugging Face-loadable checkpoint (src/shared/model/checkpoint.ts, written atomically):
+ * Hugging Face-loadable checkpoint (src/model/checkpoint.ts, written atomically):
  *
  *   <out>/checkpoint   the latest state, replaced every save_interval steps, at the end and on
  *                      SIGTERM/SIGINT: weights, optimizer.safetensors (AdamW moments) and
@@ -20,9 +20,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../shared/config.js';
 import { GrpoError } from '../shared/errors.js';
-import { CHECKPOINT_FILES, loadCheckpoint, saveCheckpoint, type Checkpoint, type TrainerState } from '../shared/model/checkpoint.js';
-import type { LlamaModel } from '../shared/model/llama.js';
-import type { NamedHostTensors, Tokenizer } from '../shared/model/types.js';
+import { CHECKPOINT_FILES, loadCheckpoint, saveCheckpoint, type Checkpoint, type TrainerState } from '../model/checkpoint.js';
+import type { LlamaModel } from '../model/llama.js';
+import type { NamedHostTensors, Tokenizer } from '../model/types.js';
 import type { RngState } from '../shared/rng.js';
 import type { CurriculumState } from './curriculum.js';
 import { DataCursor, type DataCursorState } from './data-cursor.js';

@@ -23,8 +23,8 @@
 import type { Config } from '../shared/config.js';
 import { GrpoError } from '../shared/errors.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
-import { loadTask } from '../shared/tasks/index.js';
-import type { Task, TaskExample } from '../shared/tasks/types.js';
+import { loadTask } from '../tasks/index.js';
+import type { Task, TaskExample } from '../tasks/types.js';
 import type { AdmittedGroup } from './groups-inbox.js';
 
 export type CurriculumConfig = NonNullable<Config['curriculum']>;

@@ -19,14 +19,14 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { GrpoError } from '../shared/errors.js';
-import { evaluate } from '../shared/eval.js';
+import { evaluate } from '../eval/eval.js';
 import type { Config } from '../shared/config.js';
-import type { LearnerMetrics } from '../shared/metrics/index.js';
-import type { LlamaModel } from '../shared/model/llama.js';
-import type { Tokenizer } from '../shared/model/types.js';
+import type { LearnerMetrics } from './prometheus.js';
+import type { LlamaModel } from '../model/llama.js';
+import type { Tokenizer } from '../model/types.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import type { Rng } from '../shared/rng.js';
-import type { Task } from '../shared/tasks/types.js';
+import type { Task } from '../tasks/types.js';
 import type { ProtocolClient } from '../shared/ws-client.js';
 import { bestDir, latestDir, publicConfig, saveLearnerCheckpoint, type EvalRecord, type LearnerTrainerState } from './checkpointing.js';
 import type { LearnerCurriculum } from './curriculum.js';

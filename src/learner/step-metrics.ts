@@ -15,7 +15,7 @@
  *                      value is a mean over its numTokens)
  *   gradNorm           global L2 norm before clipping, mean over inner epochs
  */
-import { LOSS_METRIC_NAMES, decodeLossMetrics, type LossMetrics } from '../shared/grpo/index.js';
+import { LOSS_METRIC_NAMES, decodeLossMetrics, type LossMetrics } from '../grpo/index.js';
 
 /** Summary of one step batch, host side (no tensor read). */
 export interface BatchStats {

@@ -14,14 +14,8 @@
  */
 import type { Registry } from 'prom-client';
 import type { Config } from '../shared/config.js';
-import {
-  createMetricsRegistry,
-  learnerMetrics,
-  serveMetricsIfEnabled,
-  type LearnerMetrics,
-  type LearnerStepContext,
-  type MetricsServer,
-} from '../shared/metrics/index.js';
+import { createMetricsRegistry, serveMetricsIfEnabled, type MetricsServer } from '../shared/metrics/index.js';
+import { learnerMetrics, type LearnerMetrics, type LearnerStepContext } from './prometheus.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
 
 export interface LearnerTelemetryOptions {

@@ -25,15 +25,15 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Config } from '../shared/config.js';
-import { tf } from '../shared/engine/tf.js';
+import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
-import { grpoLoss, type GrpoLossOptions, type LossType } from '../shared/grpo/index.js';
-import type { LlamaModel } from '../shared/model/llama.js';
-import type { NamedHostTensors } from '../shared/model/types.js';
+import { grpoLoss, type GrpoLossOptions, type LossType } from '../grpo/index.js';
+import type { LlamaModel } from '../model/llama.js';
+import type { NamedHostTensors } from '../model/types.js';
 import type { GroupRollout } from '../shared/protocol.js';
-import { AdamW } from '../shared/train/adamw.js';
-import { clipByGlobalNorm } from '../shared/train/clip.js';
-import { learningRate, validateSchedule, type LrSchedule } from '../shared/train/schedule.js';
+import { AdamW } from '../optim/adamw.js';
+import { clipByGlobalNorm } from '../optim/clip.js';
+import { learningRate, validateSchedule, type LrSchedule } from '../optim/schedule.js';
 import { batchOptionsFromConfig, buildStepBatch, microBatchTensors, type BatchOptions, type MicroBatchTensors } from './batch.js';
 import { foldStepMetrics, type EpochMetrics, type StepMetrics } from './step-metrics.js';
 

@@ -17,10 +17,11 @@
  */
 import { hostname } from 'node:os';
 import type { Registry } from 'prom-client';
-import { initEngine } from '../shared/engine/backend.js';
-import type { BackendChoice } from '../shared/engine/backend.js';
+import { initEngine } from '../engine/backend.js';
+import type { BackendChoice } from '../engine/backend.js';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
-import { createMetricsRegistry, serveMetricsIfEnabled, workerMetrics, type MetricsServer } from '../shared/metrics/index.js';
+import { createMetricsRegistry, serveMetricsIfEnabled, type MetricsServer } from '../shared/metrics/index.js';
+import { workerMetrics } from './prometheus.js';
 import { Kind, stderrLogger } from '../shared/protocol.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import { ProtocolClient } from '../shared/ws-client.js';

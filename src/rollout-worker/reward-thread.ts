@@ -18,8 +18,8 @@
 import { performance } from 'node:perf_hooks';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import { toGrpoError } from '../shared/errors.js';
-import { loadRewardModule, loadTask, resolveRewards } from '../shared/tasks/index.js';
-import type { TaskReward } from '../shared/tasks/index.js';
+import { loadRewardModule, loadTask, resolveRewards } from '../tasks/index.js';
+import type { TaskReward } from '../tasks/index.js';
 
 /** What the pool gives every thread as workerData. */
 export interface RewardThreadData {

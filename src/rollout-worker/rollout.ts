@@ -7,16 +7,16 @@
  *
  * Batch layout: rows are group-major, group g's completions are rows
  * [g * groupSize_g ... ) in spec order, each row starting from the group's prompt ids
- * ([BOS] + encode(prompt), see shared/tasks/encoding.ts). Generation stops at the tokenizer's EOS.
+ * ([BOS] + encode(prompt), see src/tasks/encoding.ts). Generation stops at the tokenizer's EOS.
  */
 import { performance } from 'node:perf_hooks';
 import { GrpoError, isGrpoError } from '../shared/errors.js';
-import type { LlamaModel } from '../shared/model/llama.js';
-import { sample } from '../shared/model/sampling.js';
-import type { SampleOptions, Tokenizer } from '../shared/model/types.js';
+import type { LlamaModel } from '../model/llama.js';
+import { sample } from '../model/sampling.js';
+import type { SampleOptions, Tokenizer } from '../model/types.js';
 import type { Completion, GroupRollout, GroupSpec } from '../shared/protocol.js';
-import { batchGrammar, decodeCompletion, promptIds } from '../shared/tasks/index.js';
-import type { Task } from '../shared/tasks/index.js';
+import { batchGrammar, decodeCompletion, promptIds } from '../tasks/index.js';
+import type { Task } from '../tasks/index.js';
 import type { RewardPool } from './reward-pool.js';
 
 export interface RolloutSampling {

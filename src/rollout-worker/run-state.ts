@@ -13,13 +13,13 @@
  */
 import { performance } from 'node:perf_hooks';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
-import { parseLlamaConfig } from '../shared/model/checkpoint-config.js';
-import { LlamaModel } from '../shared/model/llama.js';
-import { loadTokenizer } from '../shared/model/tokenizer.js';
-import type { LlamaConfig, NamedHostTensors, Tokenizer } from '../shared/model/types.js';
+import { parseLlamaConfig } from '../model/checkpoint-config.js';
+import { LlamaModel } from '../model/llama.js';
+import { loadTokenizer } from '../model/tokenizer.js';
+import type { LlamaConfig, NamedHostTensors, Tokenizer } from '../model/types.js';
 import type { ProtocolLogger, RunSpec } from '../shared/protocol.js';
-import { loadTask } from '../shared/tasks/index.js';
-import type { Task } from '../shared/tasks/index.js';
+import { loadTask } from '../tasks/index.js';
+import type { Task } from '../tasks/index.js';
 import { RewardPool } from './reward-pool.js';
 import type { RolloutContext } from './rollout.js';
 

@@ -21,7 +21,7 @@
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
-import type { WorkerMetrics } from '../shared/metrics/index.js';
+import type { WorkerMetrics } from './prometheus.js';
 import { Kind } from '../shared/protocol.js';
 import type { GroupRollout, GroupSpec, LeaseMsg, Message, ProtocolLogger, RunSpec } from '../shared/protocol.js';
 import type { ReceivedWeights } from '../shared/ws-client.js';

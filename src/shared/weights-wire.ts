@@ -11,7 +11,7 @@ import { endianness } from 'node:os';
 import { crc32 } from 'node:zlib';
 import { GrpoError } from './errors.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from './float16.js';
-import type { HostTensor, NamedHostTensors } from './model/types.js';
+import type { HostTensor, NamedHostTensors } from './host-tensor.js';
 import { Kind, PROTOCOL_DEFAULTS, WireError } from './protocol.js';
 import type {
   TensorEntry,

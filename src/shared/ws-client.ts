@@ -13,7 +13,7 @@
 import { WebSocket } from 'ws';
 import { decodeMessage, encodeMessage } from './codec.js';
 import { GrpoError, isGrpoError } from './errors.js';
-import type { NamedHostTensors } from './model/types.js';
+import type { NamedHostTensors } from './host-tensor.js';
 import { FATAL_CLOSE_CODES, CloseCode, Kind, kindName, PROTOCOL_DEFAULTS, PROTOCOL_VERSION, silentLogger, WireError } from './protocol.js';
 import type { Message, MessageOf, ProtocolLogger, Role, WeightsEncoding, WelcomeMsg } from './protocol.js';
 import { UploadPump, type UploadOutcome } from './ws-upload.js';

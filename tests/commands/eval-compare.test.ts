@@ -11,11 +11,11 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compareCommand } from '../../src/commands/eval-compare.js';
 import { parseConfig } from '../../src/shared/config.js';
-import { initEngine } from '../../src/shared/engine/backend.js';
-import { saveCheckpoint } from '../../src/shared/model/checkpoint.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
-import { presetConfig } from '../../src/shared/model/presets.js';
-import { createTask, tokenizerForTask } from '../../src/shared/tasks/index.js';
+import { initEngine } from '../../src/engine/backend.js';
+import { saveCheckpoint } from '../../src/model/checkpoint.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { presetConfig } from '../../src/model/presets.js';
+import { createTask, tokenizerForTask } from '../../src/tasks/index.js';
 import { captureIO } from './helpers.js';
 
 const CLI = resolve('dist/cli.js');

@@ -1,10 +1,10 @@
 /** A small random-weight checkpoint with a trainer_state.json, for eval/score command tests. */
 import { parseConfig } from '../../src/shared/config.js';
-import { initEngine } from '../../src/shared/engine/backend.js';
-import { saveCheckpoint } from '../../src/shared/model/checkpoint.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
-import { presetConfig } from '../../src/shared/model/presets.js';
-import { createTask, tokenizerForTask } from '../../src/shared/tasks/index.js';
+import { initEngine } from '../../src/engine/backend.js';
+import { saveCheckpoint } from '../../src/model/checkpoint.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { presetConfig } from '../../src/model/presets.js';
+import { createTask, tokenizerForTask } from '../../src/tasks/index.js';
 
 export async function writeTinyCheckpoint(dir: string, run: { seed: number; task_options: Record<string, unknown> }): Promise<void> {
   await initEngine({ backend: 'auto', log: () => {} }); // the commands under test use the same engine

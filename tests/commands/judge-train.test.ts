@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { judgeTrainCommand } from '../../src/commands/judge-train.js';
-import { Judge } from '../../src/shared/judge/judge.js';
+import { Judge } from '../../src/tasks/fill-in/judge.js';
 import { captureIO } from './helpers.js';
 
 let root: string;

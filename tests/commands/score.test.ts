@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scoreCommand } from '../../src/commands/score.js';
-import { tf } from '../../src/shared/engine/tf.js';
-import { loadCheckpoint } from '../../src/shared/model/checkpoint.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
+import { tf } from '../../src/engine/tf.js';
+import { loadCheckpoint } from '../../src/model/checkpoint.js';
+import { LlamaModel } from '../../src/model/llama.js';
 import { writeTinyCheckpoint } from './fixture.js';
 import { captureIO } from './helpers.js';
 

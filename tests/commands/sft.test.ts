@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sftCommand } from '../../src/commands/sft.js';
-import { tf } from '../../src/shared/engine/tf.js';
-import { loadCheckpoint, saveCheckpoint } from '../../src/shared/model/checkpoint.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
-import { presetConfig } from '../../src/shared/model/presets.js';
-import { createTask, tokenizerForTask } from '../../src/shared/tasks/index.js';
+import { tf } from '../../src/engine/tf.js';
+import { loadCheckpoint, saveCheckpoint } from '../../src/model/checkpoint.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { presetConfig } from '../../src/model/presets.js';
+import { createTask, tokenizerForTask } from '../../src/tasks/index.js';
 import { captureIO } from './helpers.js';
 
 let root: string;

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CoordinatorHandle } from '../../src/coordinator/main.js';
 import { METRICS_CONTENT_TYPE } from '../../src/shared/metrics/server.js';
-import type { NamedHostTensors } from '../../src/shared/model/types.js';
+import type { NamedHostTensors } from '../../src/model/types.js';
 import { Kind } from '../../src/shared/protocol.js';
 import { ProtocolClient } from '../../src/shared/ws-client.js';
 import { sampleValue, scrape } from '../shared/metrics/helpers.js';

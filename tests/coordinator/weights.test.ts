@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CoordinatorHandle } from '../../src/coordinator/main.js';
-import type { NamedHostTensors } from '../../src/shared/model/types.js';
+import type { NamedHostTensors } from '../../src/model/types.js';
 import { Kind, WireError } from '../../src/shared/protocol.js';
 import type { WeightsMsg } from '../../src/shared/protocol.js';
 import { encodeWeights, WeightsAssembler, weightsMessages } from '../../src/shared/weights-wire.js';

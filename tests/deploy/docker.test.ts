@@ -37,7 +37,7 @@ const dockerignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
   .filter((l) => l && !l.startsWith('#'));
 const ignored = (path: string): boolean => dockerignore.some((p) => path === p || path.startsWith(`${p}/`));
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
-const addonPath = /const BUILT = '([^']+)'/.exec(readFileSync(join(ROOT, 'src/shared/engine/native-addon.ts'), 'utf8'))![1];
+const addonPath = /const BUILT = '([^']+)'/.exec(readFileSync(join(ROOT, 'src/engine/native-addon.ts'), 'utf8'))![1];
 
 describe.each(['Dockerfile', 'Dockerfile.gpu'])('%s', (file) => {
   const all = stages(file);

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { CONFIG_KEYS, DEFAULT_CONFIG, parseConfig, type ConfigKey } from '../../src/shared/config.js';
 import { flagName } from '../../src/shared/config-flags.js';
-import { ARITHMETIC_OPTION_KEYS, createArithmetic } from '../../src/shared/tasks/arithmetic.js';
+import { ARITHMETIC_OPTION_KEYS, createArithmetic } from '../../src/tasks/arithmetic.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const markdown = readFileSync(join(ROOT, 'docs', 'config.md'), 'utf8');

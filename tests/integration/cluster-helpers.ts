@@ -10,11 +10,11 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { CoordinatorStats } from '../../src/coordinator/main.js';
 import { parseConfig } from '../../src/shared/config.js';
-import { initEngine } from '../../src/shared/engine/backend.js';
-import { saveCheckpoint } from '../../src/shared/model/checkpoint.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
-import { presetConfig } from '../../src/shared/model/presets.js';
-import { loadTask, tokenizerForTask } from '../../src/shared/tasks/index.js';
+import { initEngine } from '../../src/engine/backend.js';
+import { saveCheckpoint } from '../../src/model/checkpoint.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { presetConfig } from '../../src/model/presets.js';
+import { loadTask, tokenizerForTask } from '../../src/tasks/index.js';
 
 export const CLI = resolve('dist/cli.js');
 export const SLOW_TASK = resolve('tests/fixtures/tasks/slow-reward-task.js');

@@ -8,12 +8,12 @@ import {
   type BatchOptions,
 } from '../../src/learner/batch.js';
 import { parseConfig } from '../../src/shared/config.js';
-import { tf } from '../../src/shared/engine/tf.js';
+import { tf } from '../../src/engine/tf.js';
 import { isGrpoError } from '../../src/shared/errors.js';
-import { groupAdvantages } from '../../src/shared/grpo/index.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
-import { presetConfig } from '../../src/shared/model/presets.js';
-import { sample } from '../../src/shared/model/sampling.js';
+import { groupAdvantages } from '../../src/grpo/index.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { presetConfig } from '../../src/model/presets.js';
+import { sample } from '../../src/model/sampling.js';
 import type { Completion, FinishReason, GroupRollout } from '../../src/shared/protocol.js';
 
 const OPTS: BatchOptions = {

@@ -4,7 +4,7 @@ import { Curriculum, LearnerCurriculum, type CurriculumConfig } from '../../src/
 import type { AdmittedGroup } from '../../src/learner/groups-inbox.js';
 import { parseConfig } from '../../src/shared/config.js';
 import type { Completion } from '../../src/shared/protocol.js';
-import type { ArithmeticMeta } from '../../src/shared/tasks/arithmetic.js';
+import type { ArithmeticMeta } from '../../src/tasks/arithmetic.js';
 
 const CFG: CurriculumConfig = { levels: [{ max_digits: 1 }, { max_digits: 2 }, { max_digits: 3 }], threshold: 0.75, window: 8 };
 

@@ -6,15 +6,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoordinatorHandle } from '../../src/coordinator/main.js';
-import { initEngine } from '../../src/shared/engine/backend.js';
-import { tf } from '../../src/shared/engine/tf.js';
+import { initEngine } from '../../src/engine/backend.js';
+import { tf } from '../../src/engine/tf.js';
 import { isGrpoError } from '../../src/shared/errors.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
-import { presetConfig } from '../../src/shared/model/presets.js';
-import type { LlamaConfig, NamedHostTensors } from '../../src/shared/model/types.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { presetConfig } from '../../src/model/presets.js';
+import type { LlamaConfig, NamedHostTensors } from '../../src/model/types.js';
 import { Kind, WireError } from '../../src/shared/protocol.js';
 import type { GroupExhaustedMsg, GroupResultMsg, GroupSpec, ProtocolLogger, RunSpec } from '../../src/shared/protocol.js';
-import { createTask, decodeCompletion, promptIds, tokenizerForTask } from '../../src/shared/tasks/index.js';
+import { createTask, decodeCompletion, promptIds, tokenizerForTask } from '../../src/tasks/index.js';
 import { ProtocolClient } from '../../src/shared/ws-client.js';
 import { runWorker, startWorker } from '../../src/rollout-worker/main.js';
 import type { WorkerHandle } from '../../src/rollout-worker/main.js';

@@ -8,12 +8,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoordinatorHandle } from '../../src/coordinator/main.js';
 import { startWorker, type WorkerHandle } from '../../src/rollout-worker/main.js';
-import { initEngine } from '../../src/shared/engine/backend.js';
+import { initEngine } from '../../src/engine/backend.js';
 import { isGrpoError } from '../../src/shared/errors.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
-import { presetConfig } from '../../src/shared/model/presets.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { presetConfig } from '../../src/model/presets.js';
 import { Kind, silentLogger, type GroupSpec } from '../../src/shared/protocol.js';
-import { createTask, tokenizerForTask } from '../../src/shared/tasks/index.js';
+import { createTask, tokenizerForTask } from '../../src/tasks/index.js';
 import { ProtocolClient } from '../../src/shared/ws-client.js';
 import { startTestCoordinator, until } from '../coordinator/helpers.js';
 import { freePorts, sampleValue, scrape } from '../shared/metrics/helpers.js';

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { GrpoError } from '../../src/shared/errors.js';
 import { RewardPool } from '../../src/rollout-worker/reward-pool.js';
 import type { RewardPoolOptions, ScoreItem } from '../../src/rollout-worker/reward-pool.js';
-import { createTask } from '../../src/shared/tasks/index.js';
+import { createTask } from '../../src/tasks/index.js';
 import { closePools, loggedPool, rejection, type LogLine } from './helpers.js';
 
 const MODULE = 'tests/fixtures/rewards/group-module.mjs';

@@ -10,7 +10,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { GrpoError, isGrpoError } from '../../src/shared/errors.js';
 import { RewardPool } from '../../src/rollout-worker/reward-pool.js';
 import type { ScoreItem } from '../../src/rollout-worker/reward-pool.js';
-import { createTask } from '../../src/shared/tasks/index.js';
+import { createTask } from '../../src/tasks/index.js';
 import { CHAOS, chaosPool, closePools, loggedPool, rejection } from './helpers.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'reward-pool-test-'));

@@ -4,14 +4,14 @@
  * (RolloutContext.taskFor). Rewards come from a host-side stand-in for the reward pool.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tf } from '../../src/shared/engine/tf.js';
-import { CharTokenizer } from '../../src/shared/model/char-tokenizer.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
-import { presetConfig } from '../../src/shared/model/presets.js';
+import { tf } from '../../src/engine/tf.js';
+import { CharTokenizer } from '../../src/model/char-tokenizer.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { presetConfig } from '../../src/model/presets.js';
 import { Kind, type GroupSpec } from '../../src/shared/protocol.js';
 import { validateMessage } from '../../src/shared/protocol-schema.js';
-import { COUNTDOWN_ALPHABET, createCountdown, evaluateCountdown, reachedReward } from '../../src/shared/tasks/countdown.js';
-import type { Task } from '../../src/shared/tasks/types.js';
+import { COUNTDOWN_ALPHABET, createCountdown, evaluateCountdown, reachedReward } from '../../src/tasks/countdown.js';
+import type { Task } from '../../src/tasks/types.js';
 import { isGroupFailure, rolloutGroups, type RolloutContext } from '../../src/rollout-worker/rollout.js';
 
 const tokenizer = CharTokenizer.fromAlphabet(COUNTDOWN_ALPHABET);

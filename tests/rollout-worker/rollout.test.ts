@@ -3,16 +3,16 @@
  * reward pools (piscina threads running the compiled dist/ files: build first, `npx tsc -p .`).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tf } from '../../src/shared/engine/tf.js';
+import { tf } from '../../src/engine/tf.js';
 import { isGrpoError } from '../../src/shared/errors.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
-import { presetConfig } from '../../src/shared/model/presets.js';
-import type { CharTokenizer } from '../../src/shared/model/char-tokenizer.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { presetConfig } from '../../src/model/presets.js';
+import type { CharTokenizer } from '../../src/model/char-tokenizer.js';
 import { Kind } from '../../src/shared/protocol.js';
 import type { GroupRollout, GroupSpec } from '../../src/shared/protocol.js';
 import { validateMessage } from '../../src/shared/protocol-schema.js';
-import { createTask, decodeCompletion, promptIds, tokenizerForTask } from '../../src/shared/tasks/index.js';
-import type { Task } from '../../src/shared/tasks/index.js';
+import { createTask, decodeCompletion, promptIds, tokenizerForTask } from '../../src/tasks/index.js';
+import type { Task } from '../../src/tasks/index.js';
 import { RewardPool } from '../../src/rollout-worker/reward-pool.js';
 import { isGroupFailure, rolloutGroups, rolloutSeed } from '../../src/rollout-worker/rollout.js';
 import type { GroupOutcome, RolloutContext } from '../../src/rollout-worker/rollout.js';

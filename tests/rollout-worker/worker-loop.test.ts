@@ -5,14 +5,14 @@
  * throws or runs long is handled.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initEngine } from '../../src/shared/engine/backend.js';
+import { initEngine } from '../../src/engine/backend.js';
 import { GrpoError } from '../../src/shared/errors.js';
-import { LlamaModel } from '../../src/shared/model/llama.js';
-import { presetConfig } from '../../src/shared/model/presets.js';
-import type { NamedHostTensors } from '../../src/shared/model/types.js';
+import { LlamaModel } from '../../src/model/llama.js';
+import { presetConfig } from '../../src/model/presets.js';
+import type { NamedHostTensors } from '../../src/model/types.js';
 import { Kind } from '../../src/shared/protocol.js';
 import type { GroupSpec, Message, MessageOf, RunSpec } from '../../src/shared/protocol.js';
-import { createTask, tokenizerForTask } from '../../src/shared/tasks/index.js';
+import { createTask, tokenizerForTask } from '../../src/tasks/index.js';
 import type { RolloutBatch, RolloutContext } from '../../src/rollout-worker/rollout.js';
 import { WorkerLoop } from '../../src/rollout-worker/worker-loop.js';
 import { until } from '../coordinator/helpers.js';

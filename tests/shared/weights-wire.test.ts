@@ -2,7 +2,7 @@ import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { decodeMessage, encodeMessage } from '../../src/shared/codec.js';
 import { isGrpoError } from '../../src/shared/errors.js';
-import type { NamedHostTensors } from '../../src/shared/model/types.js';
+import type { NamedHostTensors } from '../../src/model/types.js';
 import { Kind, WireError } from '../../src/shared/protocol.js';
 import type { WeightsMsg } from '../../src/shared/protocol.js';
 import { Rng } from '../../src/shared/rng.js';

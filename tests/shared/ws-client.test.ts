@@ -4,7 +4,7 @@ import { WebSocketServer } from 'ws';
 import type { CoordinatorHandle } from '../../src/coordinator/main.js';
 import { decodeMessage, encodeMessage } from '../../src/shared/codec.js';
 import type { GrpoError } from '../../src/shared/errors.js';
-import type { NamedHostTensors } from '../../src/shared/model/types.js';
+import type { NamedHostTensors } from '../../src/model/types.js';
 import { CloseCode, Kind, PROTOCOL_VERSION, WireError } from '../../src/shared/protocol.js';
 import type { Message } from '../../src/shared/protocol.js';
 import { encodeWeights, weightsMessages } from '../../src/shared/weights-wire.js';

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden cases for the GRPO objective (src/shared/grpo), worked out independently.
+"""Golden cases for the GRPO objective (src/grpo), worked out independently.
 
 Pure Python, standard library only (no numpy, no torch), so anyone can re-run it and read it
 next to docs/objective.md. It writes three JSON files under tests/fixtures/grpo/:

@@ -3,10 +3,10 @@
  * registries holding every role's metrics, fed with them.
  */
 import type { Registry } from 'prom-client';
-import { coordinatorMetrics, type CoordinatorStatsSample } from '../../../src/shared/metrics/coordinator.js';
-import { learnerMetrics, type LearnerStepContext, type LearnerStepSample } from '../../../src/shared/metrics/learner.js';
+import { coordinatorMetrics, type CoordinatorStatsSample } from '../../../src/coordinator/prometheus.js';
+import { learnerMetrics, type LearnerStepContext, type LearnerStepSample } from '../../../src/learner/prometheus.js';
 import { createMetricsRegistry } from '../../../src/shared/metrics/registry.js';
-import { workerMetrics, type WorkerStatsSample } from '../../../src/shared/metrics/worker.js';
+import { workerMetrics, type WorkerStatsSample } from '../../../src/rollout-worker/prometheus.js';
 
 export function stepSample(over: Partial<LearnerStepSample> = {}, batch: Partial<LearnerStepSample['batch']> = {}): LearnerStepSample {
   return {

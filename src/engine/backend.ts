@@ -1,0 +1,173 @@
+/**
+ * Backend selection. `initEngine` picks the TensorFlow.js backend once per process and logs one
+ * line saying what it chose:
+ * - auto: @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node when installed (optional, never
+ *   required: users on GPU clusters have them, this machine cannot install them); else the wasm
+ *   backend with the native OpenBLAS/C++ kernels; else stock wasm with a warning.
+ * - tensorflow: tfjs-node(-gpu) or GRPO_ERR_BACKEND_UNAVAILABLE.
+ * - wasm: wasm with the native kernels when the addon is built, stock wasm (warning) otherwise.
+ * - cpu: the stock cpu backend (slow; a reference for tests).
+ * On wasm a few portable JS kernels are always installed (UnsortedSegmentSum is missing there and
+ * OneHot is wrong; see kernels/portable.ts), so training works even without the addon.
+ */
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { GrpoError } from '../shared/errors.js';
+import { installNativeKernels, installPortableKernels } from './kernels/index.js';
+import { replacedKernels } from './kernels/registry.js';
+import { loadNativeAddon } from './native-addon.js';
+import { tf } from './tf.js';
+import { isWasmBackend } from './wasm-heap.js';
+
+export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+
+export interface EngineOptions {
+  backend?: BackendChoice; // default 'auto'
+  log?: (line: string) => void; // receives the one start-up line (and the warning, if any)
+}
+
+export interface EngineInfo {
+  requested: BackendChoice;
+  /** tf.getBackend() after selection: 'tensorflow' (tfjs-node or -gpu), 'wasm' or 'cpu'. */
+  backend: string;
+  /** The package behind it, e.g. '@tensorflow/tfjs-node-gpu' or '@tensorflow/tfjs-backend-wasm'. */
+  provider: string;
+  /** Whether the native addon's kernels are installed (wasm only). */
+  native: boolean;
+  /** Names of the wasm kernels replaced (native and portable), sorted. */
+  kernels: string[];
+  /** Threads the native kernels use and the OpenBLAS CPU kernels in use (native only). */
+  threads?: number;
+  blasCore?: string;
+  /** Set when the engine runs in a degraded mode: what is slow and how to fix it. */
+  warning?: string;
+}
+
+const NATIVE_FIX = 'apt-get install libopenblas-dev && npm run build:native';
+
+let current: EngineInfo | null = null;
+let pending: Promise<EngineInfo> | null = null;
+
+/**
+ * Selects and initialises the backend. Idempotent: a second call with the same choice returns the
+ * first result; a different choice switches backend. Concurrent calls share one initialisation.
+ */
+export async function initEngine(opts: EngineOptions = {}): Promise<EngineInfo> {
+  const requested = opts.backend ?? 'auto';
+  if (!BACKEND_CHOICES.includes(requested)) {
+    throw new GrpoError('GRPO_ERR_BACKEND_UNAVAILABLE', `unknown backend ${JSON.stringify(requested)}; use one of ${BACKEND_CHOICES.join(', ')}`);
+  }
+  while (pending) await pending.catch(() => undefined);
+  if (current && current.requested === requested && tf.getBackend() === current.backend) return current;
+  pending = select(requested, opts.log ?? ((line) => console.error(line)));
+  try {
+    current = await pending;
+    return current;
+  } finally {
+    pending = null;
+  }
+}
+
+/** What initEngine chose, or null before it ran. */
+export function engineInfo(): EngineInfo | null {
+  return current;
+}
+
+/** The active TensorFlow.js backend name ('tensorflow', 'wasm', 'cpu', ...). */
+export function activeBackend(): string {
+  return tf.getBackend();
+}
+
+async function select(requested: BackendChoice, log: (line: string) => void): Promise<EngineInfo> {
+  let info: EngineInfo | null = null;
+  if (requested === 'auto' || requested === 'tensorflow') info = await tryTensorflow(requested);
+  if (!info && requested === 'tensorflow') {
+    throw new GrpoError(
+      'GRPO_ERR_BACKEND_UNAVAILABLE',
+      'backend "tensorflow" needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node, and neither can be imported; ' +
+        'install one (npm install @tensorflow/tfjs-node) or use --backend wasm',
+    );
+  }
+  if (!info && requested === 'cpu') info = await useCpu();
+  if (!info) info = await useWasm(requested);
+  log(describe(info));
+  if (info.warning) log(`[engine] warning: ${info.warning}`);
+  return info;
+}
+
+async function tryTensorflow(requested: BackendChoice): Promise<EngineInfo | null> {
+  for (const provider of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      await import(provider); // registers the 'tensorflow' backend with the shared tfjs-core
+    } catch {
+      continue; // not installed (the usual case here): try the next provider
+    }
+    try {
+      if (await tf.setBackend('tensorflow')) {
+        await tf.ready();
+        return { requested, backend: tf.getBackend(), provider, native: false, kernels: [] };
+      }
+    } catch {
+      continue; // imported but registered with another copy of tfjs-core: unusable from here
+    }
+  }
+  return null;
+}
+
+async function useCpu(): Promise<EngineInfo> {
+  await setBackendOrThrow('cpu');
+  return { requested: 'cpu', backend: 'cpu', provider: '@tensorflow/tfjs-backend-cpu', native: false, kernels: [] };
+}
+
+async function useWasm(requested: BackendChoice): Promise<EngineInfo> {
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  // The .wasm binaries sit next to the package's main file; resolving it from here works both
+  // from src/ (vitest) and from dist/ (tsc output), and never fetches anything.
+  const require = createRequire(import.meta.url);
+  wasm.setWasmPaths(`${dirname(require.resolve('@tensorflow/tfjs-backend-wasm'))}/`);
+  await setBackendOrThrow('wasm');
+  const backend = tf.backend();
+  if (!isWasmBackend(backend)) {
+    throw new GrpoError('GRPO_ERR_BACKEND_UNAVAILABLE', 'the wasm backend does not expose its heap as expected; check the @tensorflow/tfjs-backend-wasm version (4.22 is tested)');
+  }
+  const load = loadNativeAddon();
+  const provider = '@tensorflow/tfjs-backend-wasm';
+  if (load.addon) {
+    installNativeKernels(load.addon);
+    installPortableKernels(); // only fills what the native set does not cover
+    const { threads, blasCore } = load.addon.info();
+    return { requested, backend: 'wasm', provider, native: true, kernels: replacedKernels(), threads, blasCore };
+  }
+  installPortableKernels();
+  return {
+    requested,
+    backend: 'wasm',
+    provider,
+    native: false,
+    kernels: replacedKernels(),
+    warning: `native kernels unavailable (${load.error}): training runs 10-30x slower on stock wasm; fix: ${NATIVE_FIX}`,
+  };
+}
+
+async function setBackendOrThrow(name: string): Promise<void> {
+  let ok = false;
+  try {
+    ok = await tf.setBackend(name);
+  } catch (err) {
+    throw new GrpoError('GRPO_ERR_BACKEND_UNAVAILABLE', `backend ${name} failed to initialise: ${String(err)}`, { cause: err });
+  }
+  if (!ok) throw new GrpoError('GRPO_ERR_BACKEND_UNAVAILABLE', `backend ${name} failed to initialise`);
+  await tf.ready();
+}
+
+function describe(info: EngineInfo): string {
+  const parts = [`[engine] backend=${info.backend}`, `provider=${info.provider}`, `requested=${info.requested}`];
+  if (info.backend === 'wasm') {
+    parts.push(`native=${info.native ? 'yes' : 'no'}`);
+    if (info.threads !== undefined) parts.push(`threads=${info.threads}`);
+    if (info.blasCore) parts.push(`blas=${info.blasCore}`);
+    parts.push(`kernels=${info.kernels.join(',') || 'stock'}`);
+  }
+  return parts.join(' ');
+}

@@ -1,0 +1,390 @@
+/**
+ * Checkpoints: a directory that PyTorch `transformers` opens unchanged, plus what a run needs to
+ * resume.
+ *
+ *   config.json              HF LlamaConfig
+ *   model.safetensors        weights by HF name, float32, metadata {"format": "pt"}
+ *   tokenizer.json           HF tokenizer (ours serialise to one too)
+ *   tokenizer_config.json    names bos/eos/pad so AutoTokenizer gets them right
+ *   optimizer.safetensors    optional: optimizer state tensors, for resuming
+ *   trainer_state.json       optional: step, policy version, data cursor, RNG state, run config
+ *   checkpoint_manifest.json written last: every file above with its size
+ *
+ * Writes are atomic. Everything goes into `.NAME.tmp-PID-RAND` beside the target, each file and
+ * the directory fsynced, the manifest last. An existing checkpoint is renamed aside to
+ * `.NAME.old-PID-RAND`, the new one renamed into place, the parent fsynced, the old one deleted.
+ * A crash therefore leaves at NAME either the old or the new complete checkpoint, or (between
+ * the two renames) nothing, with both complete versions beside it: loading then takes the new
+ * one, and the next save first moves it into place. A temp directory without its manifest is
+ * never taken for a checkpoint. One writer per directory at a time (saves from this process are
+ * queued).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { GrpoError, toGrpoError } from '../shared/errors.js';
+import { parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
+import { validateLlamaWeights } from './llama-params.js';
+import { decodeSafetensors, safetensorsChunks } from './safetensors.js';
+import { loadTokenizer } from './tokenizer.js';
+import type { LlamaConfig, NamedHostTensors, Tokenizer } from './types.js';
+
+export { parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
+
+export interface Checkpoint {
+  config: LlamaConfig;
+  weights: NamedHostTensors;
+  tokenizer: Tokenizer;
+  optimizer?: NamedHostTensors;
+  trainerState?: TrainerState;
+}
+
+export const CHECKPOINT_FILES = {
+  config: 'config.json',
+  model: 'model.safetensors',
+  modelIndex: 'model.safetensors.index.json', // sharded HF checkpoints (read only)
+  tokenizer: 'tokenizer.json',
+  tokenizerConfig: 'tokenizer_config.json',
+  optimizer: 'optimizer.safetensors',
+  trainerState: 'trainer_state.json',
+  manifest: 'checkpoint_manifest.json',
+} as const;
+const MANIFEST_FORMAT = 'grpo-cluster-checkpoint';
+/** Files a directory may hold for saveCheckpoint to replace it even if it is not complete. */
+const REPLACEABLE = new Set<string>([...Object.values(CHECKPOINT_FILES), 'generation_config.json', 'special_tokens_map.json']);
+
+interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  version: 1;
+  files: Record<string, number>; // name -> size in bytes
+}
+
+const tempPrefix = (name: string): string => `.${name}.tmp-`;
+const oldPrefix = (name: string): string => `.${name}.old-`;
+const uniqueSuffix = (): string => `${process.pid}-${randomBytes(4).toString('hex')}`;
+const saveQueues = new Map<string, Promise<void>>();
+
+/** Writes `ckpt` to `dir` atomically (see the file comment), replacing a checkpoint already there. */
+export async function saveCheckpoint(dir: string, ckpt: Checkpoint): Promise<void> {
+  const target = resolve(dir);
+  const previous = saveQueues.get(target) ?? Promise.resolve();
+  // a failed earlier save already rejected to its own caller; it must not block this one
+  const run = previous.catch(() => undefined).then(() => saveNow(target, ckpt));
+  saveQueues.set(target, run);
+  try {
+    await run;
+  } catch (err) {
+    throw toGrpoError(err, 'GRPO_ERR_CHECKPOINT_WRITE'); // I/O errors (EACCES, ENOSPC, ...) get a code
+  } finally {
+    if (saveQueues.get(target) === run) saveQueues.delete(target);
+  }
+}
+
+async function saveNow(target: string, ckpt: Checkpoint): Promise<void> {
+  const config = parseLlamaConfig(ckpt.config, `config of ${target}`); // never write what we cannot load
+  validateLlamaWeights(config, ckpt.weights);
+  checkTokenizerFits(ckpt.tokenizer, config, target);
+  if (ckpt.trainerState !== undefined) parseTrainerState(ckpt.trainerState);
+
+  const parent = dirname(target);
+  const name = basename(target);
+  await mkdir(parent, { recursive: true });
+  await recoverInterrupted(parent, name);
+  await checkReplaceable(target);
+
+  const tmp = join(parent, tempPrefix(name) + uniqueSuffix());
+  await mkdir(tmp);
+  try {
+    const tokenizerJson = ckpt.tokenizer.toJSON();
+    const files: [string, Uint8Array[]][] = [
+      [CHECKPOINT_FILES.config, [jsonBytes(config)]],
+      [CHECKPOINT_FILES.model, safetensorsChunks(ckpt.weights, { format: 'pt' })],
+      [CHECKPOINT_FILES.tokenizer, [jsonBytes(tokenizerJson)]],
+      [CHECKPOINT_FILES.tokenizerConfig, [jsonBytes(tokenizerConfigFor(ckpt.tokenizer, tokenizerJson, config))]],
+    ];
+    if (ckpt.optimizer !== undefined) files.push([CHECKPOINT_FILES.optimizer, safetensorsChunks(ckpt.optimizer, { format: 'grpo-optimizer' })]);
+    if (ckpt.trainerState !== undefined) files.push([CHECKPOINT_FILES.trainerState, [jsonBytes(ckpt.trainerState)]]);
+    const manifest: Manifest = { format: MANIFEST_FORMAT, version: 1, files: {} };
+    for (const [file, chunks] of files) manifest.files[file] = await writeSynced(join(tmp, file), chunks);
+    await writeSynced(join(tmp, CHECKPOINT_FILES.manifest), [jsonBytes(manifest)]);
+    await fsyncDir(tmp);
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+
+  // Commit. A failure from here on deletes nothing: a complete copy stays at `target` or beside
+  // it, and the next save or load picks it up (see recoverInterrupted / interruptedSurvivor).
+  try {
+    const aside = (await statOrNull(target)) === null ? null : join(parent, oldPrefix(name) + uniqueSuffix());
+    if (aside !== null) await rename(target, aside);
+    await rename(tmp, target);
+    await fsyncDir(parent);
+    if (aside !== null) await rm(aside, { recursive: true, force: true });
+  } catch (err) {
+    throw new GrpoError('GRPO_ERR_CHECKPOINT_WRITE', `committing checkpoint ${target} failed: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Reads and validates a checkpoint: config fields (GRPO_ERR_CHECKPOINT_CONFIG), weight names and
+ * shapes (GRPO_ERR_CHECKPOINT_MISMATCH naming the first mismatch), the tokenizer's vocabulary
+ * against vocab_size. The optimizer state is read only with `withOptimizer` (and is undefined
+ * when the checkpoint has none, e.g. one from Hugging Face). A missing directory throws
+ * GRPO_ERR_CHECKPOINT_NOT_FOUND, a partial one GRPO_ERR_CHECKPOINT_INCOMPLETE.
+ */
+export async function loadCheckpoint(dir: string, opts: { withOptimizer?: boolean } = {}): Promise<Checkpoint> {
+  try {
+    return await loadNow(resolve(dir), opts.withOptimizer ?? false);
+  } catch (err) {
+    throw toGrpoError(err, 'GRPO_ERR_CHECKPOINT_READ'); // I/O errors (EACCES, EIO, ...) get a code
+  }
+}
+
+async function loadNow(target: string, withOptimizer: boolean): Promise<Checkpoint> {
+  const src = await locateCheckpoint(target);
+  const config = parseLlamaConfig(await readJson(join(src, CHECKPOINT_FILES.config)), join(src, CHECKPOINT_FILES.config));
+  const weights = await readWeights(src);
+  validateLlamaWeights(config, weights);
+  if (config.tie_word_embeddings) weights.delete('lm_head.weight'); // the model reuses embed_tokens
+
+  const eos = Array.isArray(config.eos_token_id) ? (config.eos_token_id[0] ?? null) : config.eos_token_id;
+  const tokenizer = await loadTokenizer(join(src, CHECKPOINT_FILES.tokenizer), {
+    ids: { bosId: config.bos_token_id, eosId: eos, padId: config.pad_token_id },
+  });
+  checkTokenizerFits(tokenizer, config, src);
+
+  const ckpt: Checkpoint = { config, weights, tokenizer };
+  if (withOptimizer && (await exists(join(src, CHECKPOINT_FILES.optimizer)))) {
+    ckpt.optimizer = decodeSafetensors(await readFile(join(src, CHECKPOINT_FILES.optimizer))).tensors;
+  }
+  const statePath = join(src, CHECKPOINT_FILES.trainerState);
+  if (await exists(statePath)) ckpt.trainerState = parseTrainerState(await readJson(statePath), statePath);
+  return ckpt;
+}
+
+/**
+ * True when loadCheckpoint(dir) finds a complete checkpoint: one whose manifest lists files that
+ * are all present with their recorded sizes, or a foreign (e.g. Hugging Face) directory without a
+ * manifest that has config.json, the weights and tokenizer.json. Our temp directories count only
+ * with a verified manifest; a missing `dir` counts when an interrupted save left a complete one
+ * beside it.
+ */
+export async function isCompleteCheckpoint(dir: string): Promise<boolean> {
+  try {
+    await locateCheckpoint(resolve(dir));
+    return true;
+  } catch (err) {
+    if (err instanceof GrpoError && (err.code === 'GRPO_ERR_CHECKPOINT_NOT_FOUND' || err.code === 'GRPO_ERR_CHECKPOINT_INCOMPLETE')) {
+      return false;
+    }
+    throw err;
+  }
+}
+
+/** The directory to read for `target`: itself, or the newest complete copy an interrupted save left. */
+async function locateCheckpoint(target: string): Promise<string> {
+  const s = await statOrNull(target);
+  if (s !== null) {
+    if (!s.isDirectory()) throw new GrpoError('GRPO_ERR_CHECKPOINT_NOT_FOUND', `${target} is a file, not a checkpoint directory`);
+    const problem = await completenessProblem(target);
+    if (problem !== null) throw new GrpoError('GRPO_ERR_CHECKPOINT_INCOMPLETE', `${target} is not a complete checkpoint: ${problem}`);
+    return target;
+  }
+  const survivor = await interruptedSurvivor(dirname(target), basename(target));
+  if (survivor === null) throw new GrpoError('GRPO_ERR_CHECKPOINT_NOT_FOUND', `no checkpoint at ${target}`);
+  return survivor;
+}
+
+/** null when `dir` holds a complete checkpoint, else what is wrong with it. */
+async function completenessProblem(dir: string): Promise<string | null> {
+  const manifestPath = join(dir, CHECKPOINT_FILES.manifest);
+  if (await exists(manifestPath)) {
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest;
+    } catch {
+      return `${CHECKPOINT_FILES.manifest} is unreadable`;
+    }
+    if (manifest?.format !== MANIFEST_FORMAT || typeof manifest.files !== 'object' || manifest.files === null) {
+      return `${CHECKPOINT_FILES.manifest} is not a ${MANIFEST_FORMAT} manifest`;
+    }
+    for (const [file, size] of Object.entries(manifest.files)) {
+      const fs = await statOrNull(join(dir, file));
+      if (fs === null) return `${file} is missing`;
+      if (fs.size !== size) return `${file} has ${fs.size} bytes, the manifest recorded ${size}`;
+    }
+    return null;
+  }
+  if (basename(dir).startsWith('.') && basename(dir).includes('.tmp-')) return `temp directory without ${CHECKPOINT_FILES.manifest}`;
+  for (const file of [CHECKPOINT_FILES.config, CHECKPOINT_FILES.tokenizer]) {
+    if (!(await exists(join(dir, file)))) return `${file} is missing`;
+  }
+  if (!(await exists(join(dir, CHECKPOINT_FILES.model))) && !(await exists(join(dir, CHECKPOINT_FILES.modelIndex)))) {
+    return `${CHECKPOINT_FILES.model} is missing`;
+  }
+  return null;
+}
+
+/** A complete sibling left by a save interrupted between its two renames: new (tmp) before old. */
+async function interruptedSurvivor(parent: string, name: string): Promise<string | null> {
+  const entries = (await statOrNull(parent)) === null ? [] : await readdir(parent);
+  const candidates: { path: string; rank: number; mtime: number }[] = [];
+  for (const entry of entries) {
+    const rank = entry.startsWith(tempPrefix(name)) ? 0 : entry.startsWith(oldPrefix(name)) ? 1 : -1;
+    if (rank < 0) continue;
+    const path = join(parent, entry);
+    const manifest = await statOrNull(join(path, CHECKPOINT_FILES.manifest));
+    if (manifest !== null && (await completenessProblem(path)) === null) candidates.push({ path, rank, mtime: manifest.mtimeMs });
+  }
+  candidates.sort((a, b) => a.rank - b.rank || b.mtime - a.mtime);
+  return candidates[0]?.path ?? null;
+}
+
+/** Before a save: put a survivor of an interrupted save back in place, then drop the leftovers. */
+async function recoverInterrupted(parent: string, name: string): Promise<void> {
+  const target = join(parent, name);
+  if ((await statOrNull(target)) === null) {
+    const survivor = await interruptedSurvivor(parent, name);
+    if (survivor !== null) {
+      await rename(survivor, target);
+      await fsyncDir(parent);
+    }
+  }
+  for (const entry of await readdir(parent)) {
+    if (entry.startsWith(tempPrefix(name)) || entry.startsWith(oldPrefix(name))) {
+      await rm(join(parent, entry), { recursive: true, force: true });
+    }
+  }
+}
+
+/** Refuses to replace a directory that holds anything but checkpoint files (e.g. a mistyped --out). */
+async function checkReplaceable(target: string): Promise<void> {
+  const s = await statOrNull(target);
+  if (s === null) return;
+  if (!s.isDirectory()) throw new GrpoError('GRPO_ERR_CHECKPOINT_EXISTS', `${target} is a file; choose another checkpoint path`);
+  const foreign = (await readdir(target)).filter((f) => !REPLACEABLE.has(f));
+  if (foreign.length > 0 && (await completenessProblem(target)) !== null) {
+    throw new GrpoError(
+      'GRPO_ERR_CHECKPOINT_EXISTS',
+      `refusing to replace ${target}: it is not a checkpoint and holds ${foreign.slice(0, 3).join(', ')}; choose an empty or new directory`,
+    );
+  }
+}
+
+function checkTokenizerFits(tokenizer: Tokenizer, config: LlamaConfig, where: string): void {
+  if (tokenizer.vocabSize > config.vocab_size) {
+    throw new GrpoError(
+      'GRPO_ERR_CHECKPOINT_MISMATCH',
+      `${where}: the tokenizer has ${tokenizer.vocabSize} tokens but config vocab_size is ${config.vocab_size}; ` +
+        'the model cannot embed every token',
+    );
+  }
+}
+
+/** The weights of a single-file or sharded (model.safetensors.index.json) checkpoint. */
+async function readWeights(dir: string): Promise<NamedHostTensors> {
+  const single = join(dir, CHECKPOINT_FILES.model);
+  const files = (await exists(single)) ? [single] : await shardFiles(dir);
+  const weights: NamedHostTensors = new Map();
+  for (const file of files) {
+    for (const [name, t] of decodeSafetensors(await readFile(file)).tensors) {
+      // older transformers saved the rotary inverse frequencies as a buffer; they are not weights
+      if (!name.endsWith('.rotary_emb.inv_freq')) weights.set(name, t);
+    }
+  }
+  return weights;
+}
+
+async function shardFiles(dir: string): Promise<string[]> {
+  const indexPath = join(dir, CHECKPOINT_FILES.modelIndex);
+  const index = (await readJson(indexPath)) as { weight_map?: Record<string, string> };
+  if (index === null || typeof index !== 'object' || typeof index.weight_map !== 'object' || index.weight_map === null) {
+    throw new GrpoError('GRPO_ERR_CHECKPOINT_CONFIG', `${indexPath}: field weight_map is missing`);
+  }
+  return [...new Set(Object.values(index.weight_map))].map((f) => join(dir, basename(f)));
+}
+
+/** tokenizer_config.json naming the special tokens, so `AutoTokenizer` resolves them as we do. */
+function tokenizerConfigFor(tokenizer: Tokenizer, json: unknown, config: LlamaConfig): Record<string, unknown> {
+  const text = (id: number | null): string | null => (id === null ? null : tokenTextById(json, id));
+  return {
+    tokenizer_class: 'PreTrainedTokenizerFast',
+    bos_token: text(tokenizer.bosId),
+    eos_token: text(tokenizer.eosId),
+    pad_token: text(tokenizer.padId),
+    clean_up_tokenization_spaces: false,
+    model_max_length: config.max_position_embeddings,
+  };
+}
+
+function tokenTextById(json: unknown, id: number): string | null {
+  const j = json as { added_tokens?: { id?: unknown; content?: unknown }[]; model?: { vocab?: unknown } };
+  const added = Array.isArray(j?.added_tokens) ? j.added_tokens.find((t) => t?.id === id) : undefined;
+  if (typeof added?.content === 'string') return added.content;
+  const vocab = j?.model?.vocab;
+  if (vocab !== null && typeof vocab === 'object' && !Array.isArray(vocab)) {
+    for (const [token, v] of Object.entries(vocab)) if (v === id) return token;
+  }
+  return null;
+}
+
+function jsonBytes(value: unknown): Buffer {
+  return Buffer.from(JSON.stringify(value, null, 2) + '\n', 'utf8');
+}
+
+/** Creates `path` (which must not exist), writes the chunks, fsyncs; returns the size in bytes. */
+async function writeSynced(path: string, chunks: Uint8Array[]): Promise<number> {
+  const fh = await open(path, 'wx');
+  let size = 0;
+  try {
+    for (const chunk of chunks) {
+      let done = 0;
+      while (done < chunk.length) done += (await fh.write(chunk, done, chunk.length - done)).bytesWritten;
+      size += chunk.length;
+    }
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return size;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** stat, with null for a path that does not exist; other failures (permissions, I/O) propagate. */
+async function statOrNull(path: string): Promise<Stats | null> {
+  try {
+    return await stat(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await statOrNull(path)) !== null;
+}
+
+async function readJson(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new GrpoError('GRPO_ERR_CHECKPOINT_INCOMPLETE', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new GrpoError('GRPO_ERR_CHECKPOINT_CONFIG', `${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+}

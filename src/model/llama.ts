@@ -1,0 +1,235 @@
+/**
+ * The policy model: a decoder-only transformer with Hugging Face LlamaForCausalLM's architecture
+ * and parameter names (RMSNorm, rotary embeddings, grouped-query attention, SwiGLU MLP, optional
+ * tied embeddings), so checkpoints open in PyTorch `transformers` and HF Llama checkpoints load
+ * here. Parameters are tf.Variables keyed by HF name; the math lives in llama-forward.ts and the
+ * position tables in rope.ts. Plain tfjs ops only, so every backend runs it unchanged.
+ */
+import { tf } from '../engine/tf.js';
+import { GrpoError } from '../shared/errors.js';
+import { Rng } from '../shared/rng.js';
+import { maskedNormaliser, type AllowedMask } from './allowed-mask.js';
+import { DecodeSession } from './kv-cache.js';
+import { validateLlamaConfig } from './llama-config.js';
+import { decoderLayers, embed, fuseWeights, headLogits, type FusedWeights } from './llama-forward.js';
+import { llamaParamShapes, validateLlamaWeights } from './llama-params.js';
+import { RopeTables } from './rope.js';
+import type { LlamaConfig, NamedHostTensors } from './types.js';
+
+export interface ForwardOptions {
+  /**
+   * Per row, how many leading positions are padding (left-padded batch): those keys are masked
+   * and rotary positions start at 0 on each row's first real token. Omit for unpadded rows.
+   */
+  leftPad?: ArrayLike<number>;
+}
+
+export interface LogProbOptions extends ForwardOptions {
+  temperature?: number; // logits are divided by it; 0 counts as 1 (as for greedy samples)
+  withEntropy?: boolean; // also return the entropy of each predicted distribution
+  /**
+   * Grammar masks of the B * (T - 1) predicted positions (allowed-mask.ts): constrained positions
+   * are renormalised over their allowed ids, as the sampler reported them; entropy too.
+   */
+  allowed?: AllowedMask;
+}
+
+export class LlamaModel {
+  readonly config: LlamaConfig;
+  private readonly params: Map<string, tf.Variable>;
+  private readonly rope: RopeTables;
+  private disposed = false;
+
+  private constructor(config: LlamaConfig, params: Map<string, tf.Variable>) {
+    this.config = config;
+    this.params = params;
+    this.rope = new RopeTables(config);
+  }
+
+  /**
+   * Fresh weights as Hugging Face initialises them: normal(0, initializer_range) for linear and
+   * embedding weights (the pad token's embedding row zeroed), ones for RMSNorm weights. Drawn on
+   * the host from `seed`, so the same seed gives the same model on every backend.
+   */
+  static create(config: LlamaConfig, seed: number): LlamaModel {
+    validateLlamaConfig(config);
+    const rng = new Rng(seed);
+    const std = config.initializer_range;
+    const weights: NamedHostTensors = new Map();
+    for (const [name, shape] of llamaParamShapes(config)) {
+      const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      if (name.endsWith('norm.weight')) data.fill(1);
+      else for (let i = 0; i < data.length; i++) data[i] = std * rng.normal();
+      if (name === 'model.embed_tokens.weight' && config.pad_token_id !== null) {
+        data.fill(0, config.pad_token_id * config.hidden_size, (config.pad_token_id + 1) * config.hidden_size);
+      }
+      weights.set(name, { shape, data });
+    }
+    return LlamaModel.fromHostTensors(config, weights);
+  }
+
+  /** Loads weights by HF name (copied). Throws GRPO_ERR_CHECKPOINT_MISMATCH on a name/shape mismatch. */
+  static fromHostTensors(config: LlamaConfig, weights: NamedHostTensors, opts: { trainable?: boolean } = {}): LlamaModel {
+    validateLlamaConfig(config);
+    validateLlamaWeights(config, weights);
+    const trainable = opts.trainable ?? true;
+    const params = new Map<string, tf.Variable>();
+    for (const [name, shape] of llamaParamShapes(config)) {
+      const src = weights.get(name)!;
+      const init = tf.tensor(src.data.slice(), shape, 'float32');
+      params.set(name, tf.variable(init, trainable));
+      init.dispose();
+    }
+    return new LlamaModel(config, params);
+  }
+
+  /** Parameters by HF name, in llamaParamShapes order (no lm_head.weight when tied). */
+  variables(): Map<string, tf.Variable> {
+    this.checkAlive();
+    return new Map(this.params);
+  }
+
+  /** Copies of the current weights by HF name. */
+  async toHostTensors(): Promise<NamedHostTensors> {
+    this.checkAlive();
+    const out: NamedHostTensors = new Map();
+    for (const [name, v] of this.params) {
+      // data() may hand back the backend's own buffer, so copy before it leaves
+      out.set(name, { shape: [...v.shape], data: new Float32Array(await v.data<'float32'>()) });
+    }
+    return out;
+  }
+
+  /** Overwrites the weights in place (e.g. a new policy version). Validated like fromHostTensors. */
+  setWeights(weights: NamedHostTensors): void {
+    this.checkAlive();
+    validateLlamaWeights(this.config, weights);
+    for (const [name, v] of this.params) {
+      const src = weights.get(name)!;
+      const t = tf.tensor(src.data.slice(), v.shape, 'float32');
+      v.assign(t);
+      t.dispose();
+    }
+  }
+
+  /** An independent copy (own variables), e.g. the frozen reference model with trainable false. */
+  clone(opts: { trainable?: boolean } = {}): LlamaModel {
+    this.checkAlive();
+    const trainable = opts.trainable ?? this.trainable();
+    const params = new Map<string, tf.Variable>();
+    for (const [name, v] of this.params) params.set(name, tf.variable(v, trainable));
+    return new LlamaModel(this.config, params);
+  }
+
+  /** Full causal forward: ids [B, T] int32 -> logits [B, T, V]. Synchronous; use inside tf.tidy. */
+  logits(ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
+    const [B, T] = this.checkIds(ids, 1, opts);
+    return tf.tidy(() => {
+      const w = fuseWeights(this.config, this.params);
+      const h = this.hidden(w, ids, opts); // [B*T, d]
+      return headLogits(this.config, w, h).reshape([B, T, this.config.vocab_size]);
+    });
+  }
+
+  /**
+   * Per-token log-probabilities of the given tokens: logp[b, t] = log p(ids[b, t+1] | ids[b, :t+1])
+   * under log_softmax(logits / temperature), renormalised over opts.allowed at the positions it
+   * constrains (a grammar's allowed sets), [B, T-1]; optional entropy of each of those
+   * distributions, [B, T-1]. Differentiable; synchronous, use inside tf.tidy / variableGrads.
+   */
+  tokenLogProbs(ids: tf.Tensor2D, opts: LogProbOptions = {}): { logp: tf.Tensor2D; entropy?: tf.Tensor2D } {
+    const [B, T] = this.checkIds(ids, 2, opts);
+    const temperature = opts.temperature ?? 1;
+    if (!Number.isFinite(temperature) || temperature < 0) {
+      throw new GrpoError('GRPO_ERR_MODEL_INPUT', `temperature is ${temperature}, it must be finite and >= 0`);
+    }
+    const V = this.config.vocab_size;
+    const d = this.config.hidden_size;
+    return tf.tidy(() => {
+      const w = fuseWeights(this.config, this.params);
+      // the last position predicts nothing we score: drop it before the [N, V] head
+      const h = this.hidden(w, ids, opts)
+        .reshape([B, T, d])
+        .slice([0, 0, 0], [B, T - 1, d])
+        .reshape<tf.Tensor2D>([B * (T - 1), d]);
+      let z = headLogits(this.config, w, h); // [N', V]
+      if (temperature !== 0 && temperature !== 1) z = z.mul<tf.Tensor2D>(1 / temperature);
+      const lsm = tf.logSoftmax(z); // [N', V]
+      const targets = ids.slice([0, 1], [B, T - 1]).reshape([-1]);
+      // int32 one-hot then cast: the wasm OneHot kernel ignores a float32 dtype and writes int32 bits
+      const pick = tf.oneHot(targets, V).cast('float32'); // [N', V]
+      const full = lsm.mul(pick).sum(1); // [N']
+      if (opts.allowed) {
+        const m = maskedNormaliser(lsm, opts.allowed, opts.withEntropy === true); // log Z, entropy [N']
+        const logp = full.sub(m.logZ).reshape([B, T - 1]) as tf.Tensor2D;
+        return m.entropy ? { logp, entropy: m.entropy.reshape([B, T - 1]) as tf.Tensor2D } : { logp };
+      }
+      const logp = full.reshape([B, T - 1]) as tf.Tensor2D;
+      if (!opts.withEntropy) return { logp };
+      const entropy = tf.exp(lsm).mul(lsm).sum(1).neg().reshape([B, T - 1]) as tf.Tensor2D;
+      return { logp, entropy };
+    });
+  }
+
+  /**
+   * Starts batched incremental decoding of `prompts` (prefill with a KV cache); used by
+   * sample() in sampling.ts. The caller disposes the session.
+   */
+  startDecoding(prompts: number[][], maxLength: number, temperature: number): DecodeSession {
+    this.checkAlive();
+    this.rope.ensure(maxLength);
+    return new DecodeSession(this.config, this.rope, this.params, prompts, temperature);
+  }
+
+  numParams(): number {
+    let n = 0;
+    for (const v of this.params.values()) n += v.size;
+    return n;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const v of this.params.values()) v.dispose();
+    this.rope.dispose();
+  }
+
+  private trainable(): boolean {
+    return this.params.values().next().value?.trainable ?? true;
+  }
+
+  /** Residual stream after every decoder layer (before the final norm): [B*T, d]. */
+  private hidden(w: FusedWeights, ids: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D {
+    const [B, T] = ids.shape;
+    let rope;
+    if (opts.leftPad) {
+      const pos = new Int32Array(B * T);
+      for (let b = 0; b < B; b++) {
+        for (let t = 0; t < T; t++) pos[b * T + t] = Math.max(0, t - opts.leftPad[b]);
+      }
+      rope = this.rope.gathered(pos, B, T);
+    } else {
+      rope = this.rope.contiguous(T);
+    }
+    const mask = this.rope.causal(T, opts.leftPad);
+    return decoderLayers(this.config, w, embed(w, ids), B, T, rope, mask).h;
+  }
+
+  private checkIds(ids: tf.Tensor2D, minT: number, opts: ForwardOptions): [number, number] {
+    this.checkAlive();
+    if (ids.rank !== 2 || ids.dtype !== 'int32') {
+      throw new GrpoError('GRPO_ERR_MODEL_INPUT', `ids must be an int32 [B, T] tensor, got ${ids.dtype} [${ids.shape}]`);
+    }
+    const [B, T] = ids.shape;
+    if (T < minT) throw new GrpoError('GRPO_ERR_MODEL_INPUT', `ids have ${T} positions, need at least ${minT}`);
+    this.rope.ensure(T);
+    if (opts.leftPad && opts.leftPad.length !== B) {
+      throw new GrpoError('GRPO_ERR_MODEL_INPUT', `leftPad has ${opts.leftPad.length} rows, ids have ${B}`);
+    }
+    return [B, T];
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new GrpoError('GRPO_ERR_MODEL_DISPOSED', 'this LlamaModel was disposed; create or load a new one');
+  }
+}

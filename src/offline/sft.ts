@@ -1,0 +1,245 @@
+/**
+ * Supervised warm start: teach a fresh (or resumed) policy the task's reference completions, so
+ * GRPO starts from a model that already half-solves the task.
+ *
+ * The loop, top to bottom: learning rate for this step -> the next batch of train examples (by
+ * index, from the data cursor) -> loss on completion tokens, gradients, global-norm clip, AdamW
+ * -> one host read (loss, grad norm) -> log/progress -> checkpoint every `save_interval` steps.
+ * At the end: held-out greedy accuracy, then the final checkpoint with the accuracy in its
+ * trainer_state.json. A checkpoint holds everything needed to continue at the same step on the
+ * same data: weights, AdamW moments, and the data cursor.
+ *
+ * Hyperparameters come from the shared config: sft_steps, sft_batch_size, sft_lr, model_size,
+ * seed, task, task_options, weight_decay, adam_beta1/2, adam_eps, grad_clip, min_lr_ratio,
+ * save_interval, eval_samples. The schedule is fixed for SFT: linear warm-up over the first 5% of
+ * steps (short, since a fresh model's first Adam steps are the noisiest), then a cosine to
+ * min_lr_ratio; `lr_schedule` and `warmup_steps` are GRPO's.
+ */
+import { resolve } from 'node:path';
+import { publicConfig, type Config } from '../shared/config.js';
+import { tf } from '../engine/tf.js';
+import { GrpoError } from '../shared/errors.js';
+import { evaluate, type EvalResult } from '../eval/eval.js';
+import { saveCheckpoint, type Checkpoint, type TrainerState } from '../model/checkpoint.js';
+import { LlamaModel } from '../model/llama.js';
+import { presetConfig } from '../model/presets.js';
+import type { Tokenizer } from '../model/types.js';
+import { silentLogger, type ProtocolLogger } from '../shared/protocol.js';
+import { loadTask } from '../tasks/index.js';
+import { tokenizerForTask } from '../tasks/encoding.js';
+import { checkSftTargets } from '../tasks/grammar-batch.js';
+import type { Task } from '../tasks/types.js';
+import { AdamW } from '../optim/adamw.js';
+import { clipByGlobalNorm } from '../optim/clip.js';
+import { learningRate, validateSchedule, type LrSchedule } from '../optim/schedule.js';
+import { sftBatch, sftLoss, type SftBatch } from './sft-batch.js';
+
+export const SFT_WARMUP_FRACTION = 0.05;
+/** Train targets checked against the task's grammar before SFT starts (a few ms for 256). */
+export const SFT_GRAMMAR_CHECK_EXAMPLES = 256;
+
+export interface SftStepMetrics {
+  step: number; // steps completed
+  loss: number; // mean NLL per completion token, nats
+  lr: number;
+  gradNorm: number; // before clipping
+  tokensPerSecond: number; // all batch positions (padding included) per second of step time
+}
+
+/** Where per-step progress goes: a progress bar on a TTY. Without one, steps are logged. */
+export interface SftProgress {
+  start(total: number, from: number): void;
+  update(m: SftStepMetrics): void;
+  stop(): void;
+}
+
+export interface SftOptions {
+  config: Config;
+  /** A checkpoint written by an earlier SFT run (loaded with its optimizer) to continue from. */
+  resumeFrom?: Checkpoint;
+  log?: ProtocolLogger;
+  progress?: SftProgress;
+  /** Aborting stops after the current step; the run is checkpointed and evaluated as usual. */
+  signal?: AbortSignal;
+}
+
+export interface SftResult {
+  out: string; // checkpoint directory
+  step: number;
+  totalSteps: number;
+  loss: number; // last step's loss (NaN when no step ran)
+  interrupted: boolean;
+  eval: EvalResult;
+  seconds: number;
+  params: number;
+}
+
+/** SFT's entry in trainer_state.json. */
+export interface SftTrainerState extends TrainerState {
+  phase: 'sft';
+  dataCursor: { split: 'train'; index: number }; // next train example
+  rng: null; // SFT draws no random numbers after the seeded init: data come by index
+  config: Config;
+  loss: number;
+  eval?: { samples: number; accuracy: number };
+}
+
+interface Run {
+  config: Config;
+  task: Task;
+  tokenizer: Tokenizer;
+  model: LlamaModel;
+  optimizer: AdamW;
+  step: number;
+  cursor: number;
+}
+
+async function startRun(o: SftOptions): Promise<Run> {
+  const config = o.config;
+  const task = await loadTask(config.task, { seed: config.seed, options: config.task_options });
+  const adam = { beta1: config.adam_beta1, beta2: config.adam_beta2, eps: config.adam_eps, weightDecay: config.weight_decay };
+  if (!o.resumeFrom) {
+    const tokenizer = tokenizerForTask(task);
+    checkSftTargets(task, tokenizer, SFT_GRAMMAR_CHECK_EXAMPLES); // never teach what sampling forbids
+    const modelConfig = presetConfig(config.model_size, tokenizer, {
+      // prompt + completion + BOS must fit; keep the preset's window when it is larger
+      max_position_embeddings: Math.max(256, task.maxPromptChars + task.maxCompletionTokens + 1),
+    });
+    const model = LlamaModel.create(modelConfig, config.seed);
+    return { config, task, tokenizer, model, optimizer: new AdamW(model.variables(), adam), step: 0, cursor: 0 };
+  }
+  const ckpt = o.resumeFrom;
+  const state = ckpt.trainerState as Partial<SftTrainerState> | undefined;
+  if (state?.phase !== 'sft' || typeof state.dataCursor?.index !== 'number') {
+    throw new GrpoError('GRPO_ERR_RESUME', 'the checkpoint has no SFT trainer_state.json (phase "sft" with a data cursor); resume only SFT checkpoints');
+  }
+  if (!ckpt.optimizer) {
+    throw new GrpoError('GRPO_ERR_RESUME', 'the checkpoint has no optimizer.safetensors; an SFT run cannot continue without its AdamW state');
+  }
+  checkSftTargets(task, ckpt.tokenizer, SFT_GRAMMAR_CHECK_EXAMPLES);
+  const model = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights);
+  const optimizer = new AdamW(model.variables(), adam);
+  try {
+    optimizer.importState(ckpt.optimizer);
+  } catch (err) {
+    model.dispose();
+    optimizer.dispose();
+    throw err;
+  }
+  return { config, task, tokenizer: ckpt.tokenizer, model, optimizer, step: state.step!, cursor: state.dataCursor.index };
+}
+
+/**
+ * One optimizer step on `batch`. The loss and gradient norm come back in the step's one host
+ * read. Every tensor created here is disposed before returning.
+ */
+async function trainStep(run: Run, batch: SftBatch, lr: number): Promise<{ loss: number; gradNorm: number }> {
+  const { model, optimizer, config } = run;
+  const vars = model.variables(); // HF name -> variable
+  const byId = new Map([...vars].map(([name, v]) => [v.name, name]));
+  const ids = tf.tensor2d(batch.ids, [batch.batchSize, batch.length], 'int32');
+  const mask = tf.tensor2d(batch.mask, [batch.batchSize, batch.length - 1], 'float32');
+  const { value, grads } = tf.variableGrads(() => sftLoss(model, ids, mask), [...vars.values()]);
+  const named = new Map(Object.entries(grads).map(([id, g]) => [byId.get(id)!, g]));
+  const clipped = clipByGlobalNorm(named, config.grad_clip);
+  optimizer.apply(clipped.grads, lr);
+  const stats = tf.stack([value, clipped.norm]);
+  try {
+    const [loss, gradNorm] = await stats.data(); // the step's one device-to-host read
+    return { loss, gradNorm };
+  } finally {
+    tf.dispose([ids, mask, value, stats, clipped.norm, ...Object.values(grads), ...clipped.grads.values()]);
+  }
+}
+
+async function save(run: Run, out: string, loss: number, evalResult?: EvalResult): Promise<void> {
+  const trainerState: SftTrainerState = {
+    step: run.step,
+    policyVersion: 0,
+    phase: 'sft',
+    dataCursor: { split: 'train', index: run.cursor },
+    rng: null,
+    config: publicConfig(run.config),
+    loss,
+    ...(evalResult ? { eval: { samples: evalResult.samples, accuracy: evalResult.accuracy } } : {}),
+  };
+  await saveCheckpoint(out, {
+    config: run.model.config,
+    weights: await run.model.toHostTensors(),
+    tokenizer: run.tokenizer,
+    optimizer: await run.optimizer.exportState(),
+    trainerState,
+  });
+}
+
+export async function trainSft(o: SftOptions): Promise<SftResult> {
+  const t0 = performance.now();
+  const log = o.log ?? silentLogger;
+  const config = o.config;
+  const out = resolve(config.out);
+  const total = config.sft_steps;
+  const batchSize = config.sft_batch_size;
+  const schedule: LrSchedule = {
+    lr: config.sft_lr,
+    schedule: 'cosine',
+    warmupSteps: Math.round(total * SFT_WARMUP_FRACTION),
+    totalSteps: total,
+    minLrRatio: config.min_lr_ratio,
+  };
+  validateSchedule(schedule);
+
+  const run = await startRun(o);
+  try {
+    log('info', 'sft_start', {
+      task: run.task.name,
+      taskOptions: run.task.options,
+      params: run.model.numParams(),
+      modelSize: o.resumeFrom ? null : config.model_size,
+      fromStep: run.step,
+      steps: total,
+      batchSize,
+      lr: config.sft_lr,
+      out,
+    });
+    let loss = NaN;
+    let interrupted = false;
+    const logEvery = Math.max(1, Math.round(total / 20));
+    o.progress?.start(total, run.step);
+    while (run.step < total) {
+      if (o.signal?.aborted) {
+        interrupted = true;
+        break;
+      }
+      const lr = learningRate(schedule, run.step);
+      const batch = sftBatch(run.task, run.tokenizer, 'train', run.cursor, batchSize);
+      const ts = performance.now();
+      const r = await trainStep(run, batch, lr);
+      const seconds = (performance.now() - ts) / 1000;
+      run.step += 1;
+      run.cursor += batchSize;
+      loss = r.loss;
+      if (!Number.isFinite(loss)) {
+        throw new GrpoError('GRPO_ERR_NON_FINITE_LOSS', `SFT loss is ${loss} at step ${run.step}; lower --lr (now ${config.sft_lr})`);
+      }
+      const m: SftStepMetrics = { step: run.step, loss, lr, gradNorm: r.gradNorm, tokensPerSecond: batch.ids.length / seconds };
+      if (o.progress) o.progress.update(m);
+      else if (run.step % logEvery === 0 || run.step === total) log('info', 'sft_step', { ...m, seconds });
+      if (config.save_interval > 0 && run.step % config.save_interval === 0 && run.step < total) {
+        await save(run, out, loss);
+        log('debug', 'checkpoint_saved', { dir: out, step: run.step });
+      }
+    }
+    o.progress?.stop();
+
+    const evalResult = await evaluate(run.model, run.tokenizer, run.task, { samples: config.eval_samples, k: 1, seed: config.seed });
+    await save(run, out, loss, evalResult);
+    log('info', 'checkpoint_saved', { dir: out, step: run.step });
+    const seconds = (performance.now() - t0) / 1000;
+    log('info', 'sft_done', { step: run.step, loss, accuracy: evalResult.accuracy, samples: evalResult.samples, interrupted, seconds });
+    return { out, step: run.step, totalSteps: total, loss, interrupted, eval: evalResult, seconds, params: run.model.numParams() };
+  } finally {
+    o.progress?.stop();
+    run.optimizer.dispose();
+    run.model.dispose();
+  }
+}

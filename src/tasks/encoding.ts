@@ -1,0 +1,41 @@
+/**
+ * The one place that turns task text into model tokens and back, so SFT, rollout workers, the
+ * learner, `grpo eval` and `grpo score` agree on the layout:
+ *
+ *   [BOS] encode(prompt) | encode(completion) [EOS]
+ *
+ * BOS is left out for tokenizers without one. A generated completion is read up to (not
+ * including) its first EOS.
+ */
+import { GrpoError } from '../shared/errors.js';
+import { CharTokenizer } from '../model/char-tokenizer.js';
+import type { Tokenizer } from '../model/types.js';
+import type { Task } from './types.js';
+
+export function promptIds(tokenizer: Tokenizer, prompt: string): number[] {
+  const ids = tokenizer.encode(prompt);
+  return tokenizer.bosId === null ? ids : [tokenizer.bosId, ...ids];
+}
+
+/** The completion's tokens, with EOS appended when `eos` (the default) is true. */
+export function completionIds(tokenizer: Tokenizer, completion: string, opts: { eos?: boolean } = {}): number[] {
+  const ids = tokenizer.encode(completion);
+  return opts.eos === false ? ids : [...ids, tokenizer.eosId];
+}
+
+/** Generated ids to completion text: everything before the first EOS, specials dropped. */
+export function decodeCompletion(tokenizer: Tokenizer, ids: readonly number[]): string {
+  const end = ids.indexOf(tokenizer.eosId);
+  return tokenizer.decode(end < 0 ? [...ids] : ids.slice(0, end));
+}
+
+/** The character tokenizer of a task with an alphabet: <pad>=0, <bos>=1, <eos>=2, then the characters. */
+export function tokenizerForTask(task: Task): CharTokenizer {
+  if (task.alphabet === null) {
+    throw new GrpoError(
+      'GRPO_ERR_TOKENIZER_CONFIG',
+      `task ${task.name} has no character alphabet; start from a checkpoint that carries its tokenizer.json`,
+    );
+  }
+  return CharTokenizer.fromAlphabet(task.alphabet);
+}

@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { completionIds, createTask, decodeCompletion, promptIds, tokenizerForTask } from '../../src/tasks/index.js';
+
+describe('task encoding', () => {
+  it('lays out [BOS] prompt | completion [EOS] and reads completions up to EOS', () => {
+    const task = createTask('arithmetic', { seed: 1 });
+    const tok = tokenizerForTask(task);
+    expect([tok.padId, tok.bosId, tok.eosId]).toEqual([0, 1, 2]);
+    const p = promptIds(tok, '(4-2)/-6=');
+    expect(p[0]).toBe(tok.bosId);
+    expect(tok.decode(p)).toBe('(4-2)/-6=');
+    const c = completionIds(tok, '-1/3');
+    expect(c.at(-1)).toBe(tok.eosId);
+    expect(completionIds(tok, '-1/3', { eos: false })).toEqual(c.slice(0, -1));
+    expect(decodeCompletion(tok, [...c, ...tok.encode('99')])).toBe('-1/3');
+    expect(decodeCompletion(tok, tok.encode('12'))).toBe('12');
+  });
+
+  it('needs an alphabet for a character tokenizer', () => {
+    const task = createTask('arithmetic', { seed: 1 });
+    expect(() => tokenizerForTask({ ...task, alphabet: null })).toThrow(expect.objectContaining({ code: 'GRPO_ERR_TOKENIZER_CONFIG' }));
+  });
+});
