@@ -90,7 +90,7 @@ export interface AccumulatedGradients {
  * backend would otherwise starve the learner's socket (heartbeats, results) and /metrics.
  */
 export async function accumulateGradients(policy: LlamaModel, x: GradientInputs): Promise<AccumulatedGradients> {
-  const vars = policy.variables(); // HF name -> variable
+  const vars = policy.trainableVariables(); // HF (or, with LoRA, PEFT) name -> variable
   const nameOf = new Map([...vars].map(([name, v]) => [v.name, name]));
   const varList = [...vars.values()];
   const grads = new Map<string, tf.Tensor>();
@@ -189,14 +189,16 @@ export class GrpoTrainer {
     };
     validateSchedule(this.schedule);
     this.batchOptions = batchOptionsFromConfig(c, o.policy.config, o.rewardWeights ?? {});
-    this.optimizer = new AdamW(o.policy.variables(), {
+    this.optimizer = new AdamW(o.policy.trainableVariables(), {
       beta1: c.adam_beta1,
       beta2: c.adam_beta2,
       eps: c.adam_eps,
       weightDecay: c.weight_decay,
     });
     this.ownsReference = c.kl_coef > 0 && o.reference === undefined;
-    this.reference = c.kl_coef > 0 ? (o.reference ?? o.policy.clone({ trainable: false })) : null;
+    // with LoRA the frozen base is the reference: a view of the policy's own weights, no copy
+    const defaultReference = () => (o.policy.getAdapters() ? o.policy.baseView() : o.policy.clone({ trainable: false }));
+    this.reference = c.kl_coef > 0 ? (o.reference ?? defaultReference()) : null;
   }
 
   /** Version of the policy's current weights. */

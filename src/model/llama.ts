@@ -13,6 +13,7 @@ import { DecodeSession } from './kv-cache.js';
 import { validateLlamaConfig } from './llama-config.js';
 import { decoderLayers, embed, fuseWeights, headLogits, type FusedWeights } from './llama-forward.js';
 import { llamaParamShapes, validateLlamaWeights } from './llama-params.js';
+import type { LoraAdapters } from './lora.js';
 import { RopeTables } from './rope.js';
 import type { LlamaConfig, NamedHostTensors } from './types.js';
 
@@ -38,11 +39,14 @@ export class LlamaModel {
   readonly config: LlamaConfig;
   private readonly params: Map<string, tf.Variable>;
   private readonly rope: RopeTables;
+  private readonly ownsParams: boolean; // false for a base view, which shares its parent's weights
+  private adapters: LoraAdapters | null = null;
   private disposed = false;
 
-  private constructor(config: LlamaConfig, params: Map<string, tf.Variable>) {
+  private constructor(config: LlamaConfig, params: Map<string, tf.Variable>, ownsParams = true) {
     this.config = config;
     this.params = params;
+    this.ownsParams = ownsParams;
     this.rope = new RopeTables(config);
   }
 
@@ -89,6 +93,15 @@ export class LlamaModel {
     return new Map(this.params);
   }
 
+  /**
+   * What training updates: the LoRA adapters' A and B (by PEFT name) when adapters are attached,
+   * else every parameter (by HF name).
+   */
+  trainableVariables(): Map<string, tf.Variable> {
+    this.checkAlive();
+    return this.adapters ? this.adapters.variables() : this.variables();
+  }
+
   /** Copies of the current weights by HF name. */
   async toHostTensors(): Promise<NamedHostTensors> {
     this.checkAlive();
@@ -121,11 +134,35 @@ export class LlamaModel {
     return new LlamaModel(this.config, params);
   }
 
+  /**
+   * Attaches LoRA adapters (lora.ts): every forward then computes with W + (alpha/r) B A for the
+   * adapted layers, while this model's own weights stay as they are (freeze them by loading with
+   * trainable: false). null detaches. The caller owns the adapters.
+   */
+  setAdapters(adapters: LoraAdapters | null): void {
+    this.checkAlive();
+    this.adapters = adapters;
+  }
+
+  /** The attached LoRA adapters, if any. */
+  getAdapters(): LoraAdapters | null {
+    return this.adapters;
+  }
+
+  /**
+   * The same weights without adapters, shared, not copied: with LoRA, the frozen base is the KL
+   * reference at no memory cost. Disposing the view frees only its position tables.
+   */
+  baseView(): LlamaModel {
+    this.checkAlive();
+    return new LlamaModel(this.config, this.params, false);
+  }
+
   /** Full causal forward: ids [B, T] int32 -> logits [B, T, V]. Synchronous; use inside tf.tidy. */
   logits(ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
     const [B, T] = this.checkIds(ids, 1, opts);
     return tf.tidy(() => {
-      const w = fuseWeights(this.config, this.params);
+      const w = fuseWeights(this.config, this.forwardParams());
       const h = this.hidden(w, ids, opts); // [B*T, d]
       return headLogits(this.config, w, h).reshape([B, T, this.config.vocab_size]);
     });
@@ -146,7 +183,7 @@ export class LlamaModel {
     const V = this.config.vocab_size;
     const d = this.config.hidden_size;
     return tf.tidy(() => {
-      const w = fuseWeights(this.config, this.params);
+      const w = fuseWeights(this.config, this.forwardParams());
       // the last position predicts nothing we score: drop it before the [N, V] head
       const h = this.hidden(w, ids, opts)
         .reshape([B, T, d])
@@ -178,7 +215,15 @@ export class LlamaModel {
   startDecoding(prompts: number[][], maxLength: number, temperature: number): DecodeSession {
     this.checkAlive();
     this.rope.ensure(maxLength);
-    return new DecodeSession(this.config, this.rope, this.params, prompts, temperature);
+    if (!this.adapters) return new DecodeSession(this.config, this.rope, this.params, prompts, temperature);
+    // the session snapshots its weights, so the merged ones are freed once it has its copy
+    const names = [...this.params.keys()];
+    const merged = tf.tidy(() => names.map((n) => this.forwardParams().get(n)!));
+    try {
+      return new DecodeSession(this.config, this.rope, new Map(names.map((n, i) => [n, merged[i]!])), prompts, temperature);
+    } finally {
+      tf.dispose(merged.filter((t, i) => t !== this.params.get(names[i]!)));
+    }
   }
 
   numParams(): number {
@@ -190,8 +235,13 @@ export class LlamaModel {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const v of this.params.values()) v.dispose();
+    if (this.ownsParams) for (const v of this.params.values()) v.dispose();
     this.rope.dispose();
+  }
+
+  /** The weights a forward uses: the model's own, with the adapters merged in when attached. */
+  private forwardParams(): Map<string, tf.Tensor> {
+    return this.adapters ? this.adapters.apply(this.params) : this.params;
   }
 
   private trainable(): boolean {
