@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { registerCoordinatorCommand } from './commands/coordinator.js';
 import { registerEval } from './commands/eval.js';
+import { registerExport } from './commands/export.js';
 import { processIO, type CommandIO } from './commands/io.js';
 import { registerJudgeTrain } from './commands/judge-train.js';
 import { registerLearnerCommand } from './commands/learner.js';
@@ -42,6 +43,7 @@ export function buildProgram(io: () => CommandIO = processIO): Command {
   registerEval(program, io);
   registerScore(program, io);
   registerJudgeTrain(program, io);
+  registerExport(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: () => {} });
   return program;
 }

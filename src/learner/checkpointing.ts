@@ -23,6 +23,7 @@ import { GrpoError } from '../shared/errors.js';
 import { CHECKPOINT_FILES, loadCheckpoint, saveCheckpoint, type Checkpoint, type TrainerState } from '../model/checkpoint.js';
 import type { LlamaModel } from '../model/llama.js';
 import type { NamedHostTensors, Tokenizer } from '../model/types.js';
+import { checkpointAdapters, type LoraPolicy } from './lora-policy.js';
 import type { RngState } from '../shared/rng.js';
 import type { CurriculumState } from './curriculum.js';
 import { DataCursor, type DataCursorState } from './data-cursor.js';
@@ -68,6 +69,7 @@ export function bestDir(out: string): string {
 
 export interface SaveInput {
   model: LlamaModel;
+  lora?: LoraPolicy | null; // LoRA: the adapters are saved (PEFT format), not the frozen base
   tokenizer: Tokenizer;
   state: LearnerTrainerState;
   /** AdamW state (trainer.exportOptimizerState()); left out for `best`. */
@@ -77,7 +79,9 @@ export interface SaveInput {
 export async function saveLearnerCheckpoint(dir: string, x: SaveInput): Promise<void> {
   await saveCheckpoint(dir, {
     config: x.model.config,
-    weights: await x.model.toHostTensors(),
+    // under LoRA only the adapters are written; the base stays where adapter_config.json points
+    weights: x.lora ? new Map() : await x.model.toHostTensors(),
+    ...(x.lora ? { adapters: await checkpointAdapters(x.lora) } : {}),
     tokenizer: x.tokenizer,
     ...(x.optimizer ? { optimizer: x.optimizer } : {}),
     trainerState: x.state,

@@ -28,6 +28,7 @@ import type { ProtocolLogger } from '../shared/protocol.js';
 import type { Rng } from '../shared/rng.js';
 import type { Task } from '../tasks/types.js';
 import type { ProtocolClient } from '../shared/ws-client.js';
+import type { LoraPolicy } from './lora-policy.js';
 import { bestDir, latestDir, publicConfig, saveLearnerCheckpoint, type EvalRecord, type LearnerTrainerState } from './checkpointing.js';
 import type { LearnerCurriculum } from './curriculum.js';
 import type { DataCursor } from './data-cursor.js';
@@ -48,6 +49,7 @@ export interface LearnerRun {
   task: Task;
   tokenizer: Tokenizer;
   policy: LlamaModel;
+  lora: LoraPolicy | null; // lora_r > 0: the policy's adapters and their base
   trainer: GrpoTrainer;
   cursor: DataCursor;
   inbox: GroupsInbox;
@@ -155,7 +157,7 @@ export function batchAccuracy(task: Task, batch: readonly AdmittedGroup[]): numb
  */
 export async function publish(run: LearnerRun): Promise<void> {
   const version = run.trainer.policyVersion;
-  const tensors = await run.policy.toHostTensors();
+  const tensors = await run.policy.toHostTensors({ withAdapters: true }); // under LoRA: base + adapters merged
   const t0 = performance.now();
   run.upload = run.client
     .publishWeights(tensors, version, run.config.weights_encoding, run.config.weights_chunk_bytes)
@@ -191,7 +193,7 @@ export async function evalAndKeepBest(run: LearnerRun): Promise<EvalRecord> {
   run.log('info', 'eval', { ...record, seconds: r.seconds, meanCompletionTokens: r.meanCompletionTokens, truncated: r.truncatedFraction });
   if (run.best === null || record.accuracy > run.best.accuracy) {
     run.best = record;
-    await saveLearnerCheckpoint(bestDir(run.out), { model: run.policy, tokenizer: run.tokenizer, state: trainerState(run) });
+    await saveLearnerCheckpoint(bestDir(run.out), { model: run.policy, lora: run.lora, tokenizer: run.tokenizer, state: trainerState(run) });
     run.log('info', 'checkpoint_saved', { dir: bestDir(run.out), step: run.step, accuracy: record.accuracy, kind: 'best' });
   }
   return record;
@@ -201,6 +203,7 @@ export async function evalAndKeepBest(run: LearnerRun): Promise<EvalRecord> {
 export async function saveLatest(run: LearnerRun): Promise<void> {
   await saveLearnerCheckpoint(latestDir(run.out), {
     model: run.policy,
+    lora: run.lora,
     tokenizer: run.tokenizer,
     optimizer: await run.trainer.exportOptimizerState(),
     state: trainerState(run),

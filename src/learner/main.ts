@@ -39,6 +39,7 @@ import { learnerProgressBar, MetricsWriter } from './logging.js';
 import { evalAndKeepBest, publish, saveLatest, trainLoop, type LearnerRun } from './loop.js';
 import { startLearnerTelemetry } from './telemetry.js';
 import { ReplayBuffer } from './replay.js';
+import { loraPolicy, type LoraPolicy } from './lora-policy.js';
 import { GrpoTrainer } from './train-step.js';
 
 /** How long the learner waits at the end for its last weights upload to be written out. */
@@ -117,6 +118,7 @@ export async function coordinatorRedispatches(wsUrl: string): Promise<number | n
 
 interface Loaded {
   policy: LlamaModel;
+  lora: LoraPolicy | null; // lora_r > 0: the adapters on the frozen base (policy is lora.policy)
   reference: LlamaModel | null; // owned here; only when resuming with kl_coef > 0
   point: ResumePoint | null;
   tokenizer: ResumePoint['checkpoint']['tokenizer'];
@@ -125,13 +127,17 @@ interface Loaded {
 async function loadModels(config: Config, opts: LearnerOptions): Promise<Loaded> {
   if (opts.resume === undefined) {
     const ckpt = await loadCheckpoint(opts.checkpoint);
-    return { policy: LlamaModel.fromHostTensors(ckpt.config, ckpt.weights), reference: null, point: null, tokenizer: ckpt.tokenizer };
+    const lora = loraPolicy(config, ckpt, opts.checkpoint);
+    const policy = lora?.policy ?? LlamaModel.fromHostTensors(ckpt.config, ckpt.weights);
+    return { policy, lora, reference: null, point: null, tokenizer: ckpt.tokenizer };
   }
   const point = await loadResumePoint(opts.resume);
-  const policy = LlamaModel.fromHostTensors(point.checkpoint.config, point.checkpoint.weights);
+  const lora = loraPolicy(config, point.checkpoint, opts.checkpoint, point.checkpoint.adapters);
+  const policy = lora?.policy ?? LlamaModel.fromHostTensors(point.checkpoint.config, point.checkpoint.weights);
   let reference: LlamaModel | null = null;
   try {
-    if (config.kl_coef > 0) {
+    // under LoRA the frozen base is the reference (the trainer takes a view of it)
+    if (config.kl_coef > 0 && lora === null) {
       // the KL anchor is the run's initial policy, not the resumed weights
       const ref = await loadCheckpoint(opts.checkpoint);
       if (JSON.stringify(ref.config) !== JSON.stringify(policy.config)) {
@@ -141,9 +147,10 @@ async function loadModels(config: Config, opts: LearnerOptions): Promise<Loaded>
     }
   } catch (err) {
     policy.dispose();
+    lora?.adapters.dispose();
     throw err;
   }
-  return { policy, reference, point, tokenizer: point.checkpoint.tokenizer };
+  return { policy, lora, reference, point, tokenizer: point.checkpoint.tokenizer };
 }
 
 export async function runLearner(config: Config, opts: LearnerOptions): Promise<LearnerSummary> {
@@ -156,7 +163,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
 
   const loaded = await loadModels(config, opts);
   const { policy, point } = loaded;
-  const disposers: (() => unknown)[] = [() => policy.dispose(), () => loaded.reference?.dispose()];
+  const disposers: (() => unknown)[] = [() => policy.dispose(), () => loaded.lora?.adapters.dispose(), () => loaded.reference?.dispose()];
   const stop = new AbortController();
   const onAbort = (): void => stop.abort();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -235,6 +242,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       task,
       tokenizer: loaded.tokenizer,
       policy,
+      lora: loaded.lora,
       trainer,
       cursor,
       inbox,

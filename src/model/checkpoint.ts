@@ -10,6 +10,10 @@
  *   trainer_state.json       optional: step, policy version, data cursor, RNG state, run config
  *   checkpoint_manifest.json written last: every file above with its size
  *
+ * A LoRA checkpoint holds adapter_config.json and adapter_model.safetensors (PEFT's format, see
+ * peft.ts) in place of model.safetensors; loading it loads the base checkpoint its adapter config
+ * names and merges the adapters in, so every reader gets the weights the adapted model computes.
+ *
  * Writes are atomic. Everything goes into `.NAME.tmp-PID-RAND` beside the target, each file and
  * the directory fsynced, the manifest last. An existing checkpoint is renamed aside to
  * `.NAME.old-PID-RAND`, the new one renamed into place, the parent fsynced, the old one deleted.
@@ -25,7 +29,9 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promis
 import { basename, dirname, join, resolve } from 'node:path';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
 import { parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
-import { validateLlamaWeights } from './llama-params.js';
+import { llamaParamShapes, validateLlamaWeights } from './llama-params.js';
+import { checkAdapterTensors, loraTargets, mergeAdapters, shortName, type LoraSpec } from './lora.js';
+import { parsePeftConfig, peftConfigJson, PEFT_FILES } from './peft.js';
 import { decodeSafetensors, safetensorsChunks } from './safetensors.js';
 import { loadTokenizer } from './tokenizer.js';
 import type { LlamaConfig, NamedHostTensors, Tokenizer } from './types.js';
@@ -34,10 +40,22 @@ export { parseLlamaConfig, parseTrainerState, type TrainerState } from './checkp
 
 export interface Checkpoint {
   config: LlamaConfig;
-  weights: NamedHostTensors;
+  weights: NamedHostTensors; // not written when `adapters` is given (LoRA)
   tokenizer: Tokenizer;
   optimizer?: NamedHostTensors;
   trainerState?: TrainerState;
+  /**
+   * LoRA: saved instead of the weights (which are then not written); on load, `weights` are the
+   * base's with the adapters merged in, and this holds the base and adapters apart.
+   */
+  adapters?: CheckpointAdapters;
+}
+
+export interface CheckpointAdapters {
+  spec: LoraSpec;
+  basePath: string; // the base checkpoint directory (adapter_config.json's base_model_name_or_path)
+  tensors: NamedHostTensors; // by PEFT name
+  baseWeights?: NamedHostTensors; // set on load: the base without the adapters
 }
 
 export const CHECKPOINT_FILES = {
@@ -52,7 +70,7 @@ export const CHECKPOINT_FILES = {
 } as const;
 const MANIFEST_FORMAT = 'grpo-cluster-checkpoint';
 /** Files a directory may hold for saveCheckpoint to replace it even if it is not complete. */
-const REPLACEABLE = new Set<string>([...Object.values(CHECKPOINT_FILES), 'generation_config.json', 'special_tokens_map.json']);
+const REPLACEABLE = new Set<string>([...Object.values(CHECKPOINT_FILES), ...Object.values(PEFT_FILES), 'generation_config.json', 'special_tokens_map.json']);
 
 interface Manifest {
   format: typeof MANIFEST_FORMAT;
@@ -83,7 +101,12 @@ export async function saveCheckpoint(dir: string, ckpt: Checkpoint): Promise<voi
 
 async function saveNow(target: string, ckpt: Checkpoint): Promise<void> {
   const config = parseLlamaConfig(ckpt.config, `config of ${target}`); // never write what we cannot load
-  validateLlamaWeights(config, ckpt.weights);
+  if (ckpt.adapters) {
+    const targets = loraTargets(llamaParamShapes(config), ckpt.adapters.spec);
+    checkAdapterTensors(targets, ckpt.adapters.spec.r, ckpt.adapters.tensors);
+  } else {
+    validateLlamaWeights(config, ckpt.weights);
+  }
   checkTokenizerFits(ckpt.tokenizer, config, target);
   if (ckpt.trainerState !== undefined) parseTrainerState(ckpt.trainerState);
 
@@ -99,7 +122,7 @@ async function saveNow(target: string, ckpt: Checkpoint): Promise<void> {
     const tokenizerJson = ckpt.tokenizer.toJSON();
     const files: [string, Uint8Array[]][] = [
       [CHECKPOINT_FILES.config, [jsonBytes(config)]],
-      [CHECKPOINT_FILES.model, safetensorsChunks(ckpt.weights, { format: 'pt' })],
+      ...weightFiles(config, ckpt),
       [CHECKPOINT_FILES.tokenizer, [jsonBytes(tokenizerJson)]],
       [CHECKPOINT_FILES.tokenizerConfig, [jsonBytes(tokenizerConfigFor(ckpt.tokenizer, tokenizerJson, config))]],
     ];
@@ -127,6 +150,17 @@ async function saveNow(target: string, ckpt: Checkpoint): Promise<void> {
   }
 }
 
+/** The weights' files: model.safetensors, or for LoRA the PEFT adapter files. */
+function weightFiles(config: LlamaConfig, ckpt: Checkpoint): [string, Uint8Array[]][] {
+  const a = ckpt.adapters;
+  if (!a) return [[CHECKPOINT_FILES.model, safetensorsChunks(ckpt.weights, { format: 'pt' })]];
+  const names = loraTargets(llamaParamShapes(config), a.spec).map((t) => shortName(t.module));
+  return [
+    [PEFT_FILES.config, [jsonBytes(peftConfigJson(a.spec, a.basePath, names))]],
+    [PEFT_FILES.model, safetensorsChunks(a.tensors, { format: 'pt' })],
+  ];
+}
+
 /**
  * Reads and validates a checkpoint: config fields (GRPO_ERR_CHECKPOINT_CONFIG), weight names and
  * shapes (GRPO_ERR_CHECKPOINT_MISMATCH naming the first mismatch), the tokenizer's vocabulary
@@ -142,12 +176,20 @@ export async function loadCheckpoint(dir: string, opts: { withOptimizer?: boolea
   }
 }
 
-async function loadNow(target: string, withOptimizer: boolean): Promise<Checkpoint> {
+async function loadNow(target: string, withOptimizer: boolean, depth = 0): Promise<Checkpoint> {
   const src = await locateCheckpoint(target);
   const config = parseLlamaConfig(await readJson(join(src, CHECKPOINT_FILES.config)), join(src, CHECKPOINT_FILES.config));
-  const weights = await readWeights(src);
-  validateLlamaWeights(config, weights);
-  if (config.tie_word_embeddings) weights.delete('lm_head.weight'); // the model reuses embed_tokens
+  let weights: NamedHostTensors;
+  let adapters: CheckpointAdapters | undefined;
+  if (await hasWeightFiles(src)) {
+    weights = await readWeights(src);
+    validateLlamaWeights(config, weights);
+    if (config.tie_word_embeddings) weights.delete('lm_head.weight'); // the model reuses embed_tokens
+  } else {
+    adapters = await readAdapters(src, config, depth);
+    const targets = loraTargets(llamaParamShapes(config), adapters.spec);
+    weights = mergeAdapters(adapters.baseWeights!, targets, adapters.spec.alpha / adapters.spec.r, adapters.tensors);
+  }
 
   const eos = Array.isArray(config.eos_token_id) ? (config.eos_token_id[0] ?? null) : config.eos_token_id;
   const tokenizer = await loadTokenizer(join(src, CHECKPOINT_FILES.tokenizer), {
@@ -155,13 +197,32 @@ async function loadNow(target: string, withOptimizer: boolean): Promise<Checkpoi
   });
   checkTokenizerFits(tokenizer, config, src);
 
-  const ckpt: Checkpoint = { config, weights, tokenizer };
+  const ckpt: Checkpoint = { config, weights, tokenizer, ...(adapters ? { adapters } : {}) };
   if (withOptimizer && (await exists(join(src, CHECKPOINT_FILES.optimizer)))) {
     ckpt.optimizer = decodeSafetensors(await readFile(join(src, CHECKPOINT_FILES.optimizer))).tensors;
   }
   const statePath = join(src, CHECKPOINT_FILES.trainerState);
   if (await exists(statePath)) ckpt.trainerState = parseTrainerState(await readJson(statePath), statePath);
   return ckpt;
+}
+
+async function hasWeightFiles(dir: string): Promise<boolean> {
+  return (await exists(join(dir, CHECKPOINT_FILES.model))) || (await exists(join(dir, CHECKPOINT_FILES.modelIndex)));
+}
+
+/** A LoRA checkpoint's adapters and the base they apply to (its config must be this one). */
+async function readAdapters(src: string, config: LlamaConfig, depth: number): Promise<CheckpointAdapters> {
+  const configPath = join(src, PEFT_FILES.config);
+  const { spec, basePath } = parsePeftConfig(await readJson(configPath), configPath);
+  if (depth > 0) throw new GrpoError('GRPO_ERR_CHECKPOINT_CONFIG', `${configPath}: its base ${basePath} is itself a LoRA checkpoint; merge it first (grpo export --merge)`);
+  const tensors = decodeSafetensors(await readFile(join(src, PEFT_FILES.model))).tensors;
+  checkAdapterTensors(loraTargets(llamaParamShapes(config), spec), spec.r, tensors);
+  const baseDir = resolve(src, basePath);
+  const base = await loadNow(baseDir, false, depth + 1);
+  if (JSON.stringify(base.config) !== JSON.stringify(config)) {
+    throw new GrpoError('GRPO_ERR_CHECKPOINT_MISMATCH', `${src}: its config.json differs from the config of its base ${baseDir}; the adapters were trained on another model`);
+  }
+  return { spec, basePath, tensors, baseWeights: base.weights };
 }
 
 /**
@@ -221,9 +282,8 @@ async function completenessProblem(dir: string): Promise<string | null> {
   for (const file of [CHECKPOINT_FILES.config, CHECKPOINT_FILES.tokenizer]) {
     if (!(await exists(join(dir, file)))) return `${file} is missing`;
   }
-  if (!(await exists(join(dir, CHECKPOINT_FILES.model))) && !(await exists(join(dir, CHECKPOINT_FILES.modelIndex)))) {
-    return `${CHECKPOINT_FILES.model} is missing`;
-  }
+  const adapterDir = (await exists(join(dir, PEFT_FILES.config))) && (await exists(join(dir, PEFT_FILES.model)));
+  if (!adapterDir && !(await hasWeightFiles(dir))) return `${CHECKPOINT_FILES.model} is missing`;
   return null;
 }
 

@@ -102,13 +102,23 @@ export class LlamaModel {
     return this.adapters ? this.adapters.variables() : this.variables();
   }
 
-  /** Copies of the current weights by HF name. */
-  async toHostTensors(): Promise<NamedHostTensors> {
+  /**
+   * Copies of the current weights by HF name; with `withAdapters`, the weights the model computes
+   * with (attached LoRA adapters merged in), else its own (the frozen base under LoRA).
+   */
+  async toHostTensors(opts: { withAdapters?: boolean } = {}): Promise<NamedHostTensors> {
     this.checkAlive();
+    const names = [...this.params.keys()];
+    const merged = opts.withAdapters && this.adapters ? tf.tidy(() => names.map((n) => this.forwardParams().get(n)!)) : null;
     const out: NamedHostTensors = new Map();
-    for (const [name, v] of this.params) {
-      // data() may hand back the backend's own buffer, so copy before it leaves
-      out.set(name, { shape: [...v.shape], data: new Float32Array(await v.data<'float32'>()) });
+    try {
+      for (const [i, name] of names.entries()) {
+        const v = merged ? merged[i]! : this.params.get(name)!;
+        // data() may hand back the backend's own buffer, so copy before it leaves
+        out.set(name, { shape: [...v.shape], data: new Float32Array(await v.data<'float32'>()) });
+      }
+    } finally {
+      if (merged) tf.dispose(merged.filter((t, i) => t !== this.params.get(names[i]!)));
     }
     return out;
   }

@@ -1,6 +1,6 @@
 /**
  * Every config key is also a command-line flag: `group_size` <-> `--group-size <value>`.
- * The flag's type comes from the schema (integer, number, string, enum, boolean, mapping), so a
+ * The flag's type comes from the schema (integer, number, string, enum, boolean, mapping, list), so a
  * new key in ConfigSchema is a new flag everywhere without touching the CLI.
  */
 import type { Command } from 'commander';
@@ -8,12 +8,13 @@ import { z } from 'zod';
 import { CONFIG_KEYS, ConfigSchema, type ConfigKey, type RawConfig } from './config.js';
 import { GrpoError } from './errors.js';
 
-type Kind = 'integer' | 'number' | 'string' | 'boolean' | 'object';
+type Kind = 'integer' | 'number' | 'string' | 'boolean' | 'object' | 'array';
 
 interface KeyInfo {
   kind: Kind;
   nullable: boolean;
   choices?: string[];
+  literals: string[]; // string constants a list key also takes whole, e.g. lora_target_modules: all-linear
   default: unknown;
 }
 
@@ -26,9 +27,10 @@ function buildKeyInfo(): Map<ConfigKey, KeyInfo> {
     const p = props[key];
     const variants = p.anyOf ?? [p];
     const types = variants.flatMap((v) => (Array.isArray(v.type) ? v.type : [v.type]));
-    const kind = types.find((t): t is Kind => t !== 'null' && t !== undefined) ?? 'string';
+    const kind = types.includes('array') ? 'array' : (types.find((t): t is Kind => t !== 'null' && t !== undefined) ?? 'string');
     const choices = variants.find((v) => v.enum)?.enum;
-    info.set(key, { kind, nullable: types.includes('null'), choices, default: p.default });
+    const literals = variants.flatMap((v) => (typeof v.const === 'string' ? [v.const] : []));
+    info.set(key, { kind, nullable: types.includes('null'), choices, literals, default: p.default });
   }
   return info;
 }
@@ -37,6 +39,7 @@ interface JsonProp {
   type?: string | string[];
   anyOf?: JsonProp[];
   enum?: string[];
+  const?: unknown;
   default?: unknown;
 }
 
@@ -54,7 +57,13 @@ export function addConfigOptions(cmd: Command, keys: readonly ConfigKey[] = CONF
   cmd.option('--config <file>', 'YAML or JSON config file (flags override it)');
   for (const key of keys) {
     const info = KEY_INFO.get(key)!;
-    const shown = info.choices ? info.choices.join('|') : info.kind === 'object' ? 'json|k=v,...' : 'value';
+    const shown = info.choices
+      ? info.choices.join('|')
+      : info.kind === 'object'
+        ? 'json|k=v,...'
+        : info.kind === 'array'
+          ? [...info.literals, 'a,b,...'].join('|')
+          : 'value';
     const help = `config key ${key} (default ${JSON.stringify(info.default)})`;
     if (info.kind === 'boolean') cmd.option(`${flagName(key)} [bool]`, help);
     else cmd.option(`${flagName(key)} <${shown}>`, help);
@@ -94,9 +103,24 @@ export function coerceFlag(key: ConfigKey, value: unknown): unknown {
       throw new GrpoError('GRPO_ERR_CONFIG', `${flagName(key)} expects true or false, got "${text}"`);
     case 'object':
       return parseMapping(key, text);
+    case 'array':
+      return parseList(key, text, info.literals);
     case 'string':
       return text;
   }
+}
+
+/** `["a","b"]` (JSON), `a,b` (comma-separated), or one of the key's string constants whole. */
+function parseList(key: ConfigKey, text: string, literals: string[]): unknown {
+  if (literals.includes(text)) return text;
+  if (text.trim().startsWith('[')) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw new GrpoError('GRPO_ERR_CONFIG', `${flagName(key)}: invalid JSON: ${(err as Error).message}`);
+    }
+  }
+  return text.split(',').map((p) => p.trim()).filter((p) => p !== '');
 }
 
 /** `{"a": 1}` (JSON) or `a=1,b=x` (values that look like numbers or booleans become them). */
