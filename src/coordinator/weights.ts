@@ -8,8 +8,14 @@
  * meanwhile, abandon the old transfer there (a chunk boundary) and start the newest with its
  * Begin. A slow worker so never has more than about one high-water mark of frames queued, and
  * they are of the newest version it could be sent.
+ *
+ * LoRA (protocol.ts AdapterInfo): a LoRA base payload (base weights + adapters) is kept beside the
+ * newest version; a worker that does not hold that base is sent it first, then the newest adapter
+ * payload, so a worker joining late still gets the base once and every later version is the
+ * adapters alone.
  */
 import { encodeMessage } from '../shared/codec.js';
+import { GrpoError } from '../shared/errors.js';
 import { Kind } from '../shared/protocol.js';
 import type { ProtocolLogger, WeightsMsg } from '../shared/protocol.js';
 import { WeightsAssembler } from '../shared/weights-wire.js';
@@ -18,6 +24,7 @@ export interface StoredVersion {
   version: number;
   totalBytes: number;
   frames: Uint8Array[]; // Begin, chunk 0..n-1, End: encoded, sent as they are to every worker
+  adapterBase: number | null; // LoRA: the base version it applies to (its own for a base); null = full payload
 }
 
 export interface WeightsStats {
@@ -37,6 +44,7 @@ export class WeightsStore {
   private readonly assembler: WeightsAssembler;
   private uploading: Uint8Array[] = [];
   latest: StoredVersion | null = null;
+  base: StoredVersion | null = null; // the LoRA base that adapter payloads apply to, when the run uses LoRA
   versionsReceived = 0;
   uploadErrors = 0;
 
@@ -61,7 +69,19 @@ export class WeightsStore {
       this.uploading = [];
       this.versionsReceived += 1;
       if (this.latest !== null && done.begin.version <= this.latest.version) return null;
-      this.latest = { version: done.begin.version, totalBytes: done.begin.totalBytes, frames };
+      const adapter = done.begin.adapter;
+      const stored: StoredVersion = { version: done.begin.version, totalBytes: done.begin.totalBytes, frames, adapterBase: adapter?.base ?? null };
+      if (adapter !== undefined && adapter.base !== stored.version) {
+        if (this.base === null || this.base.version !== adapter.base) {
+          throw new GrpoError(
+            'GRPO_ERR_ADAPTER_MISMATCH',
+            `adapter payload v${stored.version} applies to LoRA base v${adapter.base}, but this coordinator holds ${this.base === null ? 'no base' : `base v${this.base.version}`}; the learner must send its base first`,
+          );
+        }
+      } else {
+        this.base = adapter !== undefined ? stored : null; // a full payload ends the LoRA chain
+      }
+      this.latest = stored;
       return this.latest;
     } catch (err) {
       this.uploading = [];
@@ -73,6 +93,15 @@ export class WeightsStore {
   /** Forgets a kept version newer than `version` (the learner went back to an older checkpoint). */
   rollback(version: number): void {
     if (this.latest !== null && this.latest.version > version) this.latest = null;
+    if (this.base !== null && this.base.version > version) this.base = null;
+  }
+
+  /** What a worker holding `haveBase` must be sent next to reach the newest version. */
+  next(haveBase: number | null): StoredVersion | null {
+    const latest = this.latest;
+    if (latest === null) return null;
+    if (latest.adapterBase === null || latest.adapterBase === latest.version || haveBase === latest.adapterBase) return latest;
+    return this.base !== null && this.base.version === latest.adapterBase ? this.base : null;
   }
 }
 
@@ -87,6 +116,7 @@ export interface FanoutTarget {
 interface Transfer {
   target: FanoutTarget;
   have: number | null; // version the worker holds completely
+  haveBase: number | null; // LoRA base version it holds (sent in this session)
   sending: StoredVersion | null;
   next: number; // index into sending.frames
   waiting: boolean; // paused above the high-water mark until a write callback
@@ -110,7 +140,9 @@ export class Fanout {
 
   /** Starts serving a worker; `have` is the version it already holds (from its Hello). */
   attach(target: FanoutTarget, have: number | null): void {
-    this.transfers.set(target.sessionId, { target, have, sending: null, next: 0, waiting: false, inFlight: 0, startedAt: 0 });
+    // a reconnected worker's base is unknown unless it holds the base version itself: send it again
+    const haveBase = have !== null && this.store.base?.version === have ? have : null;
+    this.transfers.set(target.sessionId, { target, have, haveBase, sending: null, next: 0, waiting: false, inFlight: 0, startedAt: 0 });
     this.pump(target.sessionId);
   }
 
@@ -132,7 +164,7 @@ export class Fanout {
     const t = this.transfers.get(sessionId);
     if (t === undefined || t.waiting) return;
     for (;;) {
-      const latest = this.store.latest;
+      const latest = this.store.next(t.haveBase);
       if (!t.target.open || latest === null) return;
       if (t.sending === null || t.sending.version !== latest.version) {
         if (t.sending !== null) this.stats.transfersAbandoned += 1;
@@ -155,6 +187,8 @@ export class Fanout {
       const startedAt = t.startedAt;
       if (last) {
         t.have = sending.version;
+        if (sending.adapterBase === sending.version) t.haveBase = sending.version;
+        else if (sending.adapterBase === null) t.haveBase = null;
         t.sending = null;
         this.stats.transfersCompleted += 1;
         this.log('debug', 'weights_sent', { session: sessionId, version: sending.version });

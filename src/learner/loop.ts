@@ -28,7 +28,7 @@ import type { ProtocolLogger } from '../shared/protocol.js';
 import type { Rng } from '../shared/rng.js';
 import type { Task } from '../tasks/types.js';
 import type { ProtocolClient } from '../shared/ws-client.js';
-import type { LoraPolicy } from './lora-policy.js';
+import { loraPayload, type LoraPolicy } from './lora-policy.js';
 import { bestDir, latestDir, publicConfig, saveLearnerCheckpoint, type EvalRecord, type LearnerTrainerState } from './checkpointing.js';
 import type { LearnerCurriculum } from './curriculum.js';
 import type { DataCursor } from './data-cursor.js';
@@ -157,10 +157,10 @@ export function batchAccuracy(task: Task, batch: readonly AdmittedGroup[]): numb
  */
 export async function publish(run: LearnerRun): Promise<void> {
   const version = run.trainer.policyVersion;
-  const tensors = await run.policy.toHostTensors({ withAdapters: true }); // under LoRA: base + adapters merged
+  const { tensors, adapter } = run.lora ? await loraPayload(run.lora, run.policy, version) : { tensors: await run.policy.toHostTensors(), adapter: undefined };
   const t0 = performance.now();
   run.upload = run.client
-    .publishWeights(tensors, version, run.config.weights_encoding, run.config.weights_chunk_bytes)
+    .publishWeights(tensors, version, run.config.weights_encoding, run.config.weights_chunk_bytes, adapter)
     .then(
       (outcome) => {
         if (outcome.sent) run.telemetry.observePublish((performance.now() - t0) / 1000, outcome.bytes);

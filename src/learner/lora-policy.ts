@@ -6,6 +6,8 @@
  */
 import { resolve } from 'node:path';
 import type { Config } from '../shared/config.js';
+import type { AdapterInfo } from '../shared/protocol.js';
+import type { NamedHostTensors } from '../model/types.js';
 import { GrpoError } from '../shared/errors.js';
 import type { Checkpoint, CheckpointAdapters } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
@@ -18,6 +20,7 @@ export interface LoraPolicy {
   adapters: LoraAdapters; // attached to policy; dispose after it
   basePath: string; // absolute path of the base checkpoint
   baseFingerprint: string; // of the base weights (model/lora.ts), carried with every adapter payload
+  publishedBase: number | null; // the version the LoRA base went out with; null: send it with the next publish
 }
 
 /**
@@ -42,7 +45,23 @@ export function loraPolicy(config: Config, base: Checkpoint, basePath: string, r
   const adapters = resumed ? LoraAdapters.fromHostTensors(shapes, spec, resumed.tensors) : LoraAdapters.create(shapes, spec, config.seed);
   const policy = LlamaModel.fromHostTensors(base.config, weights, { trainable: false });
   policy.setAdapters(adapters);
-  return { policy, adapters, basePath: resolve(resumed ? resumed.basePath : basePath), baseFingerprint: baseFingerprint(weights) };
+  return { policy, adapters, basePath: resolve(resumed ? resumed.basePath : basePath), baseFingerprint: baseFingerprint(weights), publishedBase: null };
+}
+
+/**
+ * The weights payload of policy version `version` under LoRA (protocol.ts AdapterInfo): the first
+ * one (and the first after the coordinator lost it) is the LoRA base, the frozen weights plus the
+ * adapters; every later one is the adapters alone, a few MB however large the base.
+ */
+export async function loraPayload(lora: LoraPolicy, policy: LlamaModel, version: number): Promise<{ tensors: NamedHostTensors; adapter: AdapterInfo }> {
+  const adapters = await lora.adapters.toHostTensors();
+  const spec = lora.adapters.spec;
+  if (lora.publishedBase === null) {
+    lora.publishedBase = version;
+    const tensors: NamedHostTensors = new Map([...(await policy.toHostTensors()), ...adapters]);
+    return { tensors, adapter: { base: version, baseFingerprint: lora.baseFingerprint, r: spec.r, alpha: spec.alpha } };
+  }
+  return { tensors: adapters, adapter: { base: lora.publishedBase, baseFingerprint: lora.baseFingerprint, r: spec.r, alpha: spec.alpha } };
 }
 
 /** The checkpoint's adapters part for saveCheckpoint. */

@@ -268,6 +268,12 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
     client.onEvent('welcome', (w) => {
       client.send({ kind: Kind.RunSpec, spec });
       inbox.resync();
+      const lora = run.lora;
+      if (lora !== null && lora.publishedBase !== null && (w.weightsVersion === null || w.weightsVersion < lora.publishedBase)) {
+        // a coordinator without our LoRA base (restarted) cannot take adapter payloads: send the base again
+        lora.publishedBase = null;
+        void publish(run);
+      }
       log('info', 'learner_connected', { session: w.sessionId, coordinatorVersion: w.policyVersion, version: trainer.policyVersion, pending: inbox.pending });
     });
     client.onEvent('fatal', (err) => {

@@ -267,3 +267,30 @@ export function mergeAdapters(
   }
   return out;
 }
+
+/** True for a PEFT adapter tensor name (`...lora_A.weight` / `...lora_B.weight`). */
+export function isAdapterName(name: string): boolean {
+  return /\.lora_[AB]\.weight$/.test(name);
+}
+
+/**
+ * Base weights with PEFT-named adapters of rank `r` merged in, the adapted layers read off the
+ * adapters' names (what a worker does with an adapter payload). GRPO_ERR_ADAPTER_MISMATCH when
+ * they do not fit the base.
+ */
+export function mergeNamedAdapters(shapes: Map<string, number[]>, base: NamedHostTensors, adapters: NamedHostTensors, r: number, alpha: number): NamedHostTensors {
+  const modules = new Set<string>();
+  for (const name of adapters.keys()) {
+    const m = /^base_model\.model\.(.+)\.lora_[AB]\.weight$/.exec(name);
+    if (m === null) throw new GrpoError('GRPO_ERR_ADAPTER_MISMATCH', `${name} is not a PEFT LoRA tensor name`);
+    modules.add(m[1]!);
+  }
+  const targets = linearLayers(shapes).filter((t) => modules.has(t.module));
+  if (targets.length !== modules.size) {
+    const known = new Set(targets.map((t) => t.module));
+    const missing = [...modules].find((m) => !known.has(m));
+    throw new GrpoError('GRPO_ERR_ADAPTER_MISMATCH', `adapters for ${missing}, which is no linear layer of this base`);
+  }
+  checkAdapterTensors(targets, r, adapters);
+  return mergeAdapters(base, targets, alpha / r, adapters);
+}

@@ -15,9 +15,11 @@ import { performance } from 'node:perf_hooks';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
 import { parseLlamaConfig } from '../model/checkpoint-config.js';
 import { LlamaModel } from '../model/llama.js';
+import { llamaParamShapes } from '../model/llama-params.js';
+import { baseFingerprint, isAdapterName, mergeNamedAdapters } from '../model/lora.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import type { LlamaConfig, NamedHostTensors, Tokenizer } from '../model/types.js';
-import type { ProtocolLogger, RunSpec } from '../shared/protocol.js';
+import type { AdapterInfo, ProtocolLogger, RunSpec } from '../shared/protocol.js';
 import { loadTask } from '../tasks/index.js';
 import type { Task } from '../tasks/index.js';
 import { RewardPool } from './reward-pool.js';
@@ -54,12 +56,20 @@ const MAX_TASK_VARIANTS = 32;
 const modelKey = (s: RunSpec): string => JSON.stringify([s.model, s.tokenizer]);
 const rewardsKey = (s: RunSpec): string => JSON.stringify([s.task, s.rewardWeights, s.rewards]);
 
+/** The LoRA base a worker keeps on the host, to merge each adapter version into. */
+interface LoraBase {
+  version: number;
+  fingerprint: string; // baseFingerprint of `tensors`
+  tensors: NamedHostTensors; // by HF name
+}
+
 export class RunState {
   private spec: RunSpec | null = null;
   private built: Built | null = null;
   private scoring: Scoring | null = null;
   private model: LlamaModel | null = null;
   private loaded: number | null = null; // weights version in `model`
+  private loraBase: LoraBase | null = null; // LoRA: the base that adapter payloads apply to
   /** Why the current spec cannot be used (bad config, unknown task, ...); null when it can. */
   error: GrpoError | null = null;
 
@@ -115,13 +125,40 @@ export class RunState {
    * (names or shapes that do not fit the spec's config; the previous weights stay) or
    * GRPO_ERR_RUN_SPEC when no usable spec is applied.
    */
-  loadWeights(version: number, tensors: NamedHostTensors): number {
+  loadWeights(version: number, tensors: NamedHostTensors, adapter?: AdapterInfo): number {
     if (this.built === null || this.error !== null) {
       throw new GrpoError('GRPO_ERR_RUN_SPEC', `weights v${version} arrived but no usable RunSpec is applied; they wait for one`);
     }
     const t0 = performance.now();
-    if (this.model === null) this.model = LlamaModel.fromHostTensors(this.built.config, tensors, { trainable: false });
-    else this.model.setWeights(tensors);
+    const config = this.built.config;
+    let weights = tensors;
+    let base: LoraBase | null = null;
+    if (adapter !== undefined) {
+      // LoRA: sample with the adapters merged into the base (no extra work per token)
+      const shapes = llamaParamShapes(config);
+      if (adapter.base === version) {
+        const baseWeights: NamedHostTensors = new Map([...tensors].filter(([n]) => !isAdapterName(n)));
+        const adapters: NamedHostTensors = new Map([...tensors].filter(([n]) => isAdapterName(n)));
+        base = { version, fingerprint: baseFingerprint(baseWeights), tensors: baseWeights };
+        if (base.fingerprint !== adapter.baseFingerprint) {
+          throw new GrpoError('GRPO_ERR_ADAPTER_MISMATCH', `LoRA base v${version} has fingerprint ${base.fingerprint}, its payload says ${adapter.baseFingerprint}`);
+        }
+        weights = mergeNamedAdapters(shapes, baseWeights, adapters, adapter.r, adapter.alpha);
+      } else {
+        const held = this.loraBase;
+        if (held === null || held.version !== adapter.base || held.fingerprint !== adapter.baseFingerprint) {
+          throw new GrpoError(
+            'GRPO_ERR_ADAPTER_MISMATCH',
+            `adapters v${version} are for LoRA base v${adapter.base} (${adapter.baseFingerprint}); this worker holds ${held === null ? 'no LoRA base' : `base v${held.version} (${held.fingerprint})`}`,
+          );
+        }
+        weights = mergeNamedAdapters(shapes, held.tensors, tensors, adapter.r, adapter.alpha);
+      }
+    }
+    if (this.model === null) this.model = LlamaModel.fromHostTensors(config, weights, { trainable: false });
+    else this.model.setWeights(weights);
+    if (adapter === undefined) this.loraBase = null; // a full payload ends the LoRA chain
+    else if (base !== null) this.loraBase = base;
     this.loaded = version;
     return (performance.now() - t0) / 1000;
   }
@@ -168,6 +205,7 @@ export class RunState {
     this.model?.dispose();
     this.model = null;
     this.loaded = null;
+    this.loraBase = null;
   }
 
   /**

@@ -218,11 +218,11 @@ export class WorkerLoop {
 
   private swapWeights(w: ReceivedWeights): void {
     try {
-      const seconds = this.run.loadWeights(w.version, w.tensors);
+      const seconds = this.run.loadWeights(w.version, w.tensors, w.adapter);
       this.counters.weightsLoaded += 1;
       this.counters.weightsSeconds += seconds;
       this.opts.metrics?.observeWeightsLoad(seconds);
-      this.opts.log('info', 'weights_loaded', { version: w.version, encoding: w.encoding, tensors: w.tensors.size, seconds });
+      this.opts.log('info', 'weights_loaded', { version: w.version, encoding: w.encoding, tensors: w.tensors.size, seconds, ...(w.adapter ? { lora: w.adapter.base === w.version ? 'base' : 'adapters' } : {}) });
       this.opts.send({ kind: Kind.Ready, policyVersion: w.version });
     } catch (err) {
       const e = toGrpoError(err, 'GRPO_ERR_WEIGHTS_LOAD');

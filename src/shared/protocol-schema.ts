@@ -163,6 +163,10 @@ const SCHEMAS = {
     kind: z.literal(Kind.WeightsBegin),
     version: version(),
     encoding: z.enum(['f32', 'f16', 'bf16']),
+    adapter: z
+      .object({ base: version(), baseFingerprint: z.string().min(1).max(128), r: z.number().int().positive(), alpha: z.number().positive() })
+      .refine((a) => a.base >= 0, { message: 'adapter.base must be a version' })
+      .optional(),
     tensors: z.array(tensorEntry),
     totalBytes: count(),
     chunkBytes: z.number().int().positive().multipleOf(8),

@@ -309,10 +309,24 @@ export interface TensorEntry {
 }
 
 /** Starts one weights version; its payload follows as chunks 0..chunkCount-1, then WeightsEnd. */
+/**
+ * LoRA payloads (docs/protocol.md, "LoRA adapters"). `base === version`: a LoRA base: the base
+ * weights by HF name plus the adapters by PEFT name (`...lora_A.weight`, `...lora_B.weight`); the
+ * worker keeps the base and samples with base + (alpha / r) B A. `base < version`: the adapters
+ * alone, for the base sent as version `base` (its fingerprint must match the one the worker holds).
+ */
+export interface AdapterInfo {
+  base: number; // version of the LoRA base payload these adapters apply to
+  baseFingerprint: string; // sha256-based fingerprint of the base weights (src/model/lora.ts)
+  r: number; // rank
+  alpha: number; // the update is (alpha / r) B A
+}
+
 export interface WeightsBeginMsg {
   kind: typeof Kind.WeightsBegin;
   version: number; // 0 <= version < 2^32
   encoding: WeightsEncoding; // element type of every tensor, little-endian
+  adapter?: AdapterInfo; // absent: a full payload, every weight of the policy (the original form)
   tensors: TensorEntry[];
   totalBytes: number; // payload length, padding included
   chunkBytes: number; // size of every chunk but the last; a multiple of 8

@@ -13,7 +13,7 @@ import { GrpoError } from './errors.js';
 import { decodeBf16, decodeF16, encodeBf16, encodeF16 } from './float16.js';
 import type { HostTensor, NamedHostTensors } from './host-tensor.js';
 import { Kind, PROTOCOL_DEFAULTS, WireError } from './protocol.js';
-import type {
+import type { AdapterInfo,
   TensorEntry,
   WeightsBeginMsg,
   WeightsChunkMsg,
@@ -50,6 +50,7 @@ export function encodeWeights(
   version: number,
   encoding: WeightsEncoding,
   chunkBytes: number = PROTOCOL_DEFAULTS.weightsChunkBytes,
+  adapter?: AdapterInfo,
 ): EncodedWeights {
   assertLittleEndian();
   if (!Number.isInteger(version) || version < 0 || version > 0xffff_ffff) {
@@ -85,6 +86,7 @@ export function encodeWeights(
     kind: Kind.WeightsBegin,
     version,
     encoding,
+    ...(adapter ? { adapter } : {}),
     tensors: entries,
     totalBytes,
     chunkBytes,
@@ -218,10 +220,11 @@ export class WeightsAssembler {
   }
 
   /** Feeds one message and decodes the finished version into float32 tensors. */
-  pushAndDecode(msg: WeightsMsg): { version: number; encoding: WeightsEncoding; tensors: NamedHostTensors } | null {
+  pushAndDecode(msg: WeightsMsg): { version: number; encoding: WeightsEncoding; adapter?: AdapterInfo; tensors: NamedHostTensors } | null {
     const done = this.push(msg);
     if (done === null || done.payload === null) return null;
-    return { version: done.begin.version, encoding: done.begin.encoding, tensors: decodeWeightsPayload(done.begin, done.payload) };
+    const { version, encoding, adapter } = done.begin;
+    return { version, encoding, ...(adapter ? { adapter } : {}), tensors: decodeWeightsPayload(done.begin, done.payload) };
   }
 
   private begin(msg: WeightsBeginMsg): void {

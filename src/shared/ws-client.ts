@@ -15,7 +15,7 @@ import { decodeMessage, encodeMessage } from './codec.js';
 import { GrpoError, isGrpoError } from './errors.js';
 import type { NamedHostTensors } from './host-tensor.js';
 import { FATAL_CLOSE_CODES, CloseCode, Kind, kindName, PROTOCOL_DEFAULTS, PROTOCOL_VERSION, silentLogger, WireError } from './protocol.js';
-import type { Message, MessageOf, ProtocolLogger, Role, WeightsEncoding, WelcomeMsg } from './protocol.js';
+import type { AdapterInfo, Message, MessageOf, ProtocolLogger, Role, WeightsEncoding, WelcomeMsg } from './protocol.js';
 import { UploadPump, type UploadOutcome } from './ws-upload.js';
 import { encodeWeights, WeightsAssembler } from './weights-wire.js';
 
@@ -37,6 +37,7 @@ export interface ProtocolClientOptions {
 export interface ReceivedWeights {
   version: number;
   encoding: WeightsEncoding;
+  adapter?: AdapterInfo; // LoRA payload (protocol.ts AdapterInfo); absent: every weight
   tensors: NamedHostTensors;
 }
 
@@ -165,8 +166,14 @@ export class ProtocolClient {
    * socket (`sent: true`), or when a newer publish supersedes it (`sent: false`). After a reconnect the newest published
    * version is uploaded again if the coordinator does not hold it.
    */
-  publishWeights(tensors: NamedHostTensors, version: number, encoding: WeightsEncoding, chunkBytes = this.opts.weightsChunkBytes): Promise<UploadOutcome> {
-    const done = this.upload.publish(encodeWeights(tensors, version, encoding, chunkBytes));
+  publishWeights(
+    tensors: NamedHostTensors,
+    version: number,
+    encoding: WeightsEncoding,
+    chunkBytes = this.opts.weightsChunkBytes,
+    adapter?: AdapterInfo,
+  ): Promise<UploadOutcome> {
+    const done = this.upload.publish(encodeWeights(tensors, version, encoding, chunkBytes, adapter));
     if (this.connected) this.upload.pump(this.ws as WebSocket);
     return done;
   }

@@ -31,6 +31,7 @@ let root: string;
 let coord: CoordinatorHandle;
 let worker: WorkerHandle;
 let baseHash: string;
+let baseBytes: number;
 
 function config(over: Record<string, unknown> = {}): Config {
   return parseConfig({
@@ -77,6 +78,7 @@ beforeAll(async () => {
   await saveCheckpoint(join(root, 'base'), { config: modelConfig, weights: await model.toHostTensors(), tokenizer });
   model.dispose();
   baseHash = await sha(join(root, 'base', 'model.safetensors'));
+  baseBytes = (await readFile(join(root, 'base', 'model.safetensors'))).byteLength;
   coord = await startCoordinator({ port: 0, token: TOKEN, log: silentLogger, heartbeatMs: 500, peerTimeoutMs: 10_000 });
   worker = await startWorker({ coordinator: coord.url, token: TOKEN, capacity: 8, rewardThreads: 1, backend: 'cpu', log: silentLogger });
 });
@@ -94,6 +96,11 @@ describe('GRPO with LoRA (learner, coordinator, worker)', () => {
   it('trains the adapters, checkpoints them in PEFT format and leaves the base untouched', async () => {
     const summary = await runLearner(config(), { checkpoint: join(root, 'base'), out: run(), steps: 2, log: silentLogger });
     expect(summary.steps).toBe(2);
+    // the first version went out as the LoRA base (weights + adapters), later ones as adapters alone
+    const w = coord.stats().weights;
+    expect(w.version).toBe(2);
+    expect(w.bytes).toBeLessThan(baseBytes / 3);
+    expect(worker.stats().weightsLoaded).toBeGreaterThanOrEqual(2);
     const files = await readdir(ckpt());
     expect(files).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', 'trainer_state.json', 'config.json', 'tokenizer.json']));
     expect(files).not.toContain('model.safetensors'); // the base is referenced, not copied
