@@ -101,11 +101,12 @@ async function publishBench(config: LlamaConfig, model: LlamaModel, spec: LoraSp
         const t0 = performance.now();
         await client.publishWeights(tensors, v, 'f32', 1024 * 1024, adapter);
         await until(async () => {
-          const s = await healthz(coord.http);
+          const s = await healthz(coord.http).catch(() => undefined); // a keep-alive socket closed under us: poll again
+          if (s === undefined) return undefined;
           return s.workers.length === flags.workers && s.workers.every((w) => w.policyVersion === v) ? s : undefined;
         }, 300_000, `version ${v} loaded by every worker`);
         const seconds = (performance.now() - t0) / 1000;
-        const s = await healthz(coord.http);
+        const s = await until(() => healthz(coord.http).catch(() => undefined), 10_000, 'healthz');
         if (v > 0) {
           times.push(seconds);
           bytes.push(s.weights.bytes);
