@@ -2,7 +2,6 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, truncate, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isGrpoError } from '../../src/shared/errors.js';
 import { Rng } from '../../src/shared/rng.js';
 import {
   isCompleteCheckpoint,
@@ -15,6 +14,7 @@ import { llamaParamShapes } from '../../src/model/llama-params.js';
 import { decodeSafetensors, encodeSafetensors } from '../../src/model/safetensors.js';
 import { CharTokenizer } from '../../src/model/tokenizer.js';
 import type { LlamaConfig, NamedHostTensors } from '../../src/model/types.js';
+import { expectCode } from '../helpers.js';
 
 const ALPHABET = '0123456789+-='; // 13 characters + 3 specials = vocab 16
 
@@ -66,18 +66,6 @@ function expectSameTensors(a: NamedHostTensors, b: NamedHostTensors): void {
     expect(b.get(name)!.shape, name).toEqual(t.shape);
     expect(Buffer.from(b.get(name)!.data.buffer).equals(Buffer.from(t.data.buffer)), name).toBe(true);
   }
-}
-
-async function expectCode(p: Promise<unknown>, code: string, fragment?: string): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    expect(isGrpoError(err), String(err)).toBe(true);
-    expect((err as { code: string }).code).toBe(code);
-    if (fragment) expect((err as Error).message).toContain(fragment);
-    return;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
 }
 
 /** Rewrites one file of a saved checkpoint and updates its manifest, as a hand edit would need. */

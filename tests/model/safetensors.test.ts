@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isGrpoError } from '../../src/shared/errors.js';
 import { decodeSafetensors, encodeSafetensors, safetensorsChunks } from '../../src/model/safetensors.js';
 import type { NamedHostTensors } from '../../src/model/types.js';
+import { expectCode } from '../helpers.js';
 
 /** A safetensors file from a raw header object and data bytes, for hand-made and broken inputs. */
 function rawFile(header: unknown, data: Uint8Array, opts: { headerLen?: bigint } = {}): Uint8Array {
@@ -17,18 +17,6 @@ function u16le(values: number[]): Uint8Array {
   const b = Buffer.alloc(values.length * 2);
   values.forEach((v, i) => b.writeUInt16LE(v, i * 2));
   return b;
-}
-
-function expectCode(fn: () => unknown, code: string, fragment?: string): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(isGrpoError(err), String(err)).toBe(true);
-    expect((err as { code: string }).code).toBe(code);
-    if (fragment) expect((err as Error).message).toContain(fragment);
-    return;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
 }
 
 const sample = (): NamedHostTensors =>
