@@ -4,7 +4,8 @@
  *
  * The loop, top to bottom: learning rate for this step -> the next batch of train examples (by
  * index, from the data cursor) -> loss on completion tokens, gradients, global-norm clip, AdamW
- * -> one host read (loss, grad norm) -> log/progress -> checkpoint every `save_interval` steps.
+ * and one host read (loss, grad norm), all in sftStep (sft-step.ts) -> log/progress -> checkpoint
+ * every `save_interval` steps.
  * At the end: held-out greedy accuracy, then the final checkpoint with the accuracy in its
  * trainer_state.json. A checkpoint holds everything needed to continue at the same step on the
  * same data: weights, AdamW moments, and the data cursor.
@@ -17,7 +18,6 @@
  */
 import { resolve } from 'node:path';
 import { publicConfig, type Config } from '../shared/config.js';
-import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import { evaluate, type EvalResult } from '../eval/eval.js';
 import { saveCheckpoint, type Checkpoint, type TrainerState } from '../model/checkpoint.js';
@@ -30,9 +30,9 @@ import { tokenizerForTask } from '../tasks/encoding.js';
 import { checkSftTargets } from '../tasks/grammar-batch.js';
 import type { Task } from '../tasks/types.js';
 import { AdamW } from '../optim/adamw.js';
-import { clipByGlobalNorm } from '../optim/clip.js';
 import { learningRate, validateSchedule, type LrSchedule } from '../optim/schedule.js';
-import { sftBatch, sftLoss, type SftBatch } from './sft-batch.js';
+import { sftBatch } from './sft-batch.js';
+import { sftStep } from './sft-step.js';
 
 export const SFT_WARMUP_FRACTION = 0.05;
 /** Train targets checked against the task's grammar before SFT starts (a few ms for 256). */
@@ -129,29 +129,6 @@ async function startRun(o: SftOptions): Promise<Run> {
   return { config, task, tokenizer: ckpt.tokenizer, model, optimizer, step: state.step!, cursor: state.dataCursor.index };
 }
 
-/**
- * One optimizer step on `batch`. The loss and gradient norm come back in the step's one host
- * read. Every tensor created here is disposed before returning.
- */
-async function trainStep(run: Run, batch: SftBatch, lr: number): Promise<{ loss: number; gradNorm: number }> {
-  const { model, optimizer, config } = run;
-  const vars = model.variables(); // HF name -> variable
-  const byId = new Map([...vars].map(([name, v]) => [v.name, name]));
-  const ids = tf.tensor2d(batch.ids, [batch.batchSize, batch.length], 'int32');
-  const mask = tf.tensor2d(batch.mask, [batch.batchSize, batch.length - 1], 'float32');
-  const { value, grads } = tf.variableGrads(() => sftLoss(model, ids, mask), [...vars.values()]);
-  const named = new Map(Object.entries(grads).map(([id, g]) => [byId.get(id)!, g]));
-  const clipped = clipByGlobalNorm(named, config.grad_clip);
-  optimizer.apply(clipped.grads, lr);
-  const stats = tf.stack([value, clipped.norm]);
-  try {
-    const [loss, gradNorm] = await stats.data(); // the step's one device-to-host read
-    return { loss, gradNorm };
-  } finally {
-    tf.dispose([ids, mask, value, stats, clipped.norm, ...Object.values(grads), ...clipped.grads.values()]);
-  }
-}
-
 async function save(run: Run, out: string, loss: number, evalResult?: EvalResult): Promise<void> {
   const trainerState: SftTrainerState = {
     step: run.step,
@@ -213,14 +190,16 @@ export async function trainSft(o: SftOptions): Promise<SftResult> {
       const lr = learningRate(schedule, run.step);
       const batch = sftBatch(run.task, run.tokenizer, 'train', run.cursor, batchSize);
       const ts = performance.now();
-      const r = await trainStep(run, batch, lr);
+      const r = await sftStep(run.model, run.optimizer, batch, {
+        lr,
+        gradClip: config.grad_clip,
+        label: `SFT step ${run.step + 1}`,
+        lrHint: `--lr (now ${config.sft_lr})`,
+      });
       const seconds = (performance.now() - ts) / 1000;
       run.step += 1;
       run.cursor += batchSize;
       loss = r.loss;
-      if (!Number.isFinite(loss)) {
-        throw new GrpoError('GRPO_ERR_NON_FINITE_LOSS', `SFT loss is ${loss} at step ${run.step}; lower --lr (now ${config.sft_lr})`);
-      }
       const m: SftStepMetrics = { step: run.step, loss, lr, gradNorm: r.gradNorm, tokensPerSecond: batch.ids.length / seconds };
       if (o.progress) o.progress.update(m);
       else if (run.step % logEvery === 0 || run.step === total) log('info', 'sft_step', { ...m, seconds });
