@@ -20,7 +20,7 @@ import { coerceFlag } from '../shared/config-flags.js';
 import type { BackendChoice } from '../engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
-import { evalOptions, evalTask, evaluateCheckpoint, savedConfig, type EvalCommandOptions, type EvalReport } from './eval.js';
+import { evalOptions, evalTask, evaluateCheckpoint, savedConfig, type EvalCommandOptions, type EvalReport } from './eval-checkpoint.js';
 import { startEngine, type CommandIO } from './io.js';
 
 export interface CompareRow {

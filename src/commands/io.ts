@@ -36,22 +36,3 @@ export async function startEngine(backend: BackendChoice, io: CommandIO): Promis
   if (info.warning) io.log('warn', 'engine_degraded', { warning: info.warning });
   return info;
 }
-
-/**
- * Runs `fn` with a signal that the first Ctrl-C (SIGINT) aborts, so a training command can stop
- * after its current step and save; the listener is removed at once, so a second Ctrl-C gets
- * Node's default and exits immediately.
- */
-export async function runInterruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const abort = new AbortController();
-  const onSignal = (): void => {
-    process.off('SIGINT', onSignal);
-    abort.abort();
-  };
-  process.on('SIGINT', onSignal);
-  try {
-    return await fn(abort.signal);
-  } finally {
-    process.off('SIGINT', onSignal);
-  }
-}

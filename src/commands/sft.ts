@@ -15,9 +15,9 @@ import { readConfigFile, resolveConfig, parseConfig, type Config, type ConfigKey
 import { addConfigOptions, coerceFlag, flagName, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
 import { isCompleteCheckpoint, loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
-import { trainSft, type SftResult } from '../offline/sft.js';
-import { runInterruptible, startEngine, type CommandIO } from './io.js';
-import { sftProgressBar } from './progress.js';
+import { sftProgressBar, trainSft, type SftResult } from '../offline/sft.js';
+import { commandAction } from './action.js';
+import { startEngine, type CommandIO } from './io.js';
 
 export const SFT_KEYS: readonly ConfigKey[] = [
   'task',
@@ -38,6 +38,19 @@ export const SFT_KEYS: readonly ConfigKey[] = [
   'save_interval',
   'eval_samples',
 ];
+
+/**
+ * SFT keys that do not change the weights an SFT run produces: where it writes, on which engine,
+ * how often it saves and how many problems it is scored on. Every other SFT key is an identity key.
+ */
+export const SFT_NON_IDENTITY_KEYS: readonly ConfigKey[] = ['out', 'backend', 'save_interval', 'eval_samples'];
+
+/**
+ * Config keys that decide what an SFT run produces: `grpo train` reuses a finished <out>/sft only
+ * when they all match. Derived from SFT_KEYS, so a key added there is an identity key unless it
+ * is listed as a non-identity one.
+ */
+export const SFT_IDENTITY_KEYS: readonly ConfigKey[] = SFT_KEYS.filter((k) => !SFT_NON_IDENTITY_KEYS.includes(k));
 
 /** Short flags of the brief and the seeds, mapped onto config keys. */
 const ALIASES: Record<string, ConfigKey> = { steps: 'sft_steps', batchSize: 'sft_batch_size', lr: 'sft_lr' };
@@ -133,9 +146,7 @@ export function registerSft(program: Command, io: () => CommandIO): void {
     .option('--lr <lr>', 'peak learning rate (config key sft_lr)')
     .option('--resume <dir>', 'continue the SFT run saved in this checkpoint directory');
   addConfigOptions(cmd, SFT_KEYS);
-  // first Ctrl-C: finish the step, checkpoint, evaluate; a second one exits at once
-  cmd.action(async (opts: SftCommandOptions) => {
-    await runInterruptible((signal) => sftCommand(opts, io(), signal));
-  });
+  // first Ctrl-C or SIGTERM: finish the step, checkpoint, evaluate; a second one exits at once
+  cmd.action(commandAction(io, sftCommand));
   program.addCommand(cmd);
 }

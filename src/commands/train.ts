@@ -37,28 +37,12 @@ import { GrpoError } from '../shared/errors.js';
 import { localMetricsPorts } from '../shared/metrics/server.js';
 import { isCompleteCheckpoint } from '../model/checkpoint.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
-import { trainSft } from '../offline/sft.js';
-import { coordinatorOptions, shutdownSignal } from './coordinator.js';
+import { sftProgressBar, trainSft } from '../offline/sft.js';
+import { commandAction } from './action.js';
+import { coordinatorOptions } from './coordinator.js';
 import { processIO, startEngine, type CommandIO } from './io.js';
 import { startLocalWorkers } from './local-workers.js';
-import { sftProgressBar } from './progress.js';
-
-/** Config keys that decide what an SFT run produces: a finished <out>/sft with the same ones is reused. */
-export const SFT_IDENTITY_KEYS: readonly ConfigKey[] = [
-  'task',
-  'task_options',
-  'seed',
-  'model_size',
-  'sft_steps',
-  'sft_batch_size',
-  'sft_lr',
-  'min_lr_ratio',
-  'weight_decay',
-  'adam_beta1',
-  'adam_beta2',
-  'adam_eps',
-  'grad_clip',
-];
+import { SFT_IDENTITY_KEYS } from './sft.js';
 
 export interface TrainSummary {
   task: string;
@@ -252,14 +236,6 @@ export function formatSummary(s: TrainSummary, path: string): string {
 export function registerTrainCommand(program: Command, io: () => CommandIO = processIO): void {
   const cmd = new Command('train').description('coordinator, learner and local workers on loopback as one command (no arguments: the arithmetic demo)');
   addConfigOptions(cmd);
-  cmd.action(async (opts: TrainCommandOptions) => {
-    const cio = io();
-    const shutdown = shutdownSignal(cio.log);
-    try {
-      await trainCommand(opts, cio, shutdown.signal);
-    } finally {
-      shutdown.dispose();
-    }
-  });
+  cmd.action(commandAction(io, trainCommand));
   program.addCommand(cmd);
 }

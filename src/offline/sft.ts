@@ -24,6 +24,7 @@ import { saveCheckpoint, type Checkpoint, type TrainerState } from '../model/che
 import { LlamaModel } from '../model/llama.js';
 import { presetConfig } from '../model/presets.js';
 import type { Tokenizer } from '../model/types.js';
+import { progressBar, type ProgressBar } from '../shared/progress-bar.js';
 import { silentLogger, type ProtocolLogger } from '../shared/protocol.js';
 import { loadTask } from '../tasks/index.js';
 import { tokenizerForTask } from '../tasks/encoding.js';
@@ -47,10 +48,17 @@ export interface SftStepMetrics {
 }
 
 /** Where per-step progress goes: a progress bar on a TTY. Without one, steps are logged. */
-export interface SftProgress {
-  start(total: number, from: number): void;
-  update(m: SftStepMetrics): void;
-  stop(): void;
+export type SftProgress = Pick<ProgressBar<SftStepMetrics>, 'start' | 'update' | 'stop'>;
+
+/** The progress bar of `grpo sft` and of `grpo train`'s warm start on `stream` (a TTY). */
+export function sftProgressBar(stream: NodeJS.WriteStream, inner: ProtocolLogger): ProgressBar<SftStepMetrics> {
+  return progressBar<SftStepMetrics>(stream, inner, {
+    label: 'sft',
+    columns: 'loss {loss} | lr {lr} | {tps} tok/s',
+    fields: { loss: (m) => m.loss.toFixed(4), lr: (m) => m.lr.toExponential(2), tps: (m) => Math.round(m.tokensPerSecond) },
+    value: (m) => m.step,
+    etaBuffer: 20,
+  });
 }
 
 export interface SftOptions {
