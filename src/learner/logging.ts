@@ -37,6 +37,9 @@ export interface StepRecord {
   lengthMean: number; // completion tokens
   lengthMax: number;
   truncated: number; // share cut at max_gen_len
+  advantageMean: number; // over the completions trained
+  advantageStd: number;
+  logprobMean: number; // mean log-probability of the sampled tokens (the workers'), nats/token
   stalenessMean: number; // versions between sampling and this update
   stalenessMax: number;
   groupsAdmitted: number; // cumulative
@@ -84,6 +87,9 @@ export function stepRecord(
     lengthMean: b.lengthMean,
     lengthMax: b.lengthMax,
     truncated: b.truncatedShare,
+    advantageMean: b.advantageMean,
+    advantageStd: b.advantageStd,
+    logprobMean: b.logprobMean,
     stalenessMean: m.stalenessMean,
     stalenessMax: m.stalenessMax,
     groupsAdmitted: x.counts.admitted,

@@ -22,7 +22,8 @@ export type LearnerStepSample = Pick<
 > & {
   batch: Pick<
     BatchStats,
-    'groups' | 'rewardMean' | 'rewardStd' | 'rewardFunctions' | 'fracRewardZeroStd' | 'lengthMean' | 'lengthMin' | 'lengthMax' | 'truncatedShare'
+    | 'groups' | 'rewardMean' | 'rewardStd' | 'rewardFunctions' | 'fracRewardZeroStd' | 'lengthMean' | 'lengthMin' | 'lengthMax' | 'truncatedShare'
+    | 'advantageMean' | 'advantageStd' | 'logprobMean'
   >;
 };
 
@@ -113,6 +114,9 @@ export function learnerMetrics(registry: Registry, opts: LearnerMetricsOptions):
         ['lengthMin', b.lengthMin],
         ['lengthMax', b.lengthMax],
         ['truncated', b.truncatedShare],
+        ['advantageMean', b.advantageMean],
+        ['advantageStd', b.advantageStd],
+        ['sampledLogprob', b.logprobMean],
         ['loss', s.loss],
         ['gradNorm', s.gradNorm],
         ['learningRate', s.lr],
