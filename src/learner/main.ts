@@ -35,6 +35,7 @@ import { bestDir, latestDir, loadResumePoint, publicConfig, type EvalRecord, typ
 import { LearnerCurriculum } from './curriculum.js';
 import { DataCursor } from './data-cursor.js';
 import { GroupsInbox, type InboxCounts } from './groups-inbox.js';
+import { CompletionsLog } from './completions-log.js';
 import { learnerProgressBar, MetricsWriter } from './logging.js';
 import { evalAndKeepBest, publish, saveLatest, trainLoop, type LearnerRun } from './loop.js';
 import { startLearnerTelemetry } from './telemetry.js';
@@ -250,6 +251,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       metrics: new MetricsWriter(join(out, 'metrics.jsonl'), config.log_csv, { append: point !== null, statsPath: join(out, 'training_stats.json') }),
       telemetry: telemetry.metrics,
       progress,
+      completions: config.log_completions_steps > 0 ? new CompletionsLog(join(out, 'completions.jsonl'), { append: point !== null }) : null,
       stop: stop.signal,
       upload: Promise.resolve(),
     };

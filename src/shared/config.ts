@@ -82,6 +82,7 @@ export const ConfigSchema = z.strictObject({
   eval_samples: posInt().default(500), // held-out problems per eval
   eval_k: posInt().default(1), // samples per problem for pass@k (1 = greedy accuracy only)
   log_csv: z.string().nullable().default(null), // per-step metrics CSV path (JSONL is always written)
+  log_completions_steps: int().nonnegative().default(0), // steps between sample-completion logs (completions.jsonl); 0 = off
   replay_buffer_size: int().nonnegative().default(256), // high-variance groups kept to replace zero-variance ones; 0 = off
   replay_max_age: posInt().default(4), // policy versions a stored group may lag before it is dropped
   // --- distributed ---

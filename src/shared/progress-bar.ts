@@ -29,6 +29,8 @@ export interface ProgressBar<T> {
   stop(): void;
   /** A logger that prints through the bar while it is drawn, so lines do not tear it; drops debug. */
   log: ProtocolLogger;
+  /** Prints free text (a table) above the bar while it is drawn, else straight to the stream. */
+  print(text: string): void;
 }
 
 export function progressBar<T>(stream: NodeJS.WriteStream, inner: ProtocolLogger, spec: ProgressBarSpec<T>): ProgressBar<T> {
@@ -60,6 +62,11 @@ export function progressBar<T>(stream: NodeJS.WriteStream, inner: ProtocolLogger
       // redraw once first, or the lines logged since the last redraw (up to 100 ms of them) are lost
       multi.update();
       multi.stop();
+    },
+    print(text) {
+      const t = text.endsWith('\n') ? text : `${text}\n`;
+      if (bar === null || stopped) stream.write(t);
+      else multi.log(t);
     },
     log(level, event, fields) {
       if (level === 'debug') return;

@@ -28,6 +28,7 @@ describe('progressBar', () => {
     bar.update({ step: 3, loss: 0.5 });
     bar.log('info', 'mid_run', { x: 1 }); // buffered by cli-progress until a redraw: stop() must flush it
     bar.log('debug', 'dropped');
+    bar.print('a table\nof two lines');
     bar.stop();
     bar.stop(); // idempotent
     bar.log('warn', 'after_stop');
@@ -38,6 +39,14 @@ describe('progressBar', () => {
     expect(drawn).toContain('loss 0.5000');
     expect(drawn).toMatch(/"event":"mid_run","x":1/);
     expect(drawn).not.toContain('dropped');
+    expect(drawn).toContain('a table\nof two lines\n');
     expect(inner).toEqual(['info before_start', 'warn after_stop']);
+  });
+
+  it('prints straight to the stream when no bar is drawn', () => {
+    const tty = fakeTTY();
+    const bar = progressBar<number>(tty.stream, () => {}, { label: 'x', columns: 'n {n}', fields: { n: (m) => m }, value: (m) => m, etaBuffer: 1 });
+    bar.print('before');
+    expect(tty.text()).toBe('before\n');
   });
 });
