@@ -31,7 +31,7 @@ import { startCoordinator } from '../coordinator/main.js';
 import { publicConfig } from '../learner/checkpointing.js';
 import { runLearner, type LearnerSummary } from '../learner/main.js';
 import { formatRewardTrends, rewardTrendsOfFile, type RewardTrends } from '../learner/reward-summary.js';
-import { parseConfig, resolveConfig, type Config, type ConfigKey } from '../shared/config.js';
+import { parseConfig, resolveConfig, type Config } from '../shared/config.js';
 import { addConfigOptions, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
 import { localMetricsPorts } from '../shared/metrics/server.js';
