@@ -25,6 +25,7 @@ import { initEngine } from '../engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
+import type { Tokenizer } from '../model/types.js';
 import { Kind, silentLogger, type ProtocolLogger, type RemoteRewardSpec, type RewardFunctionSpec, type RunSpec } from '../shared/protocol.js';
 import { Rng } from '../shared/rng.js';
 import { loadRewardModule, loadTask, promptIds, runRewardDefaults } from '../tasks/index.js';
@@ -82,13 +83,14 @@ export function runSpecOf(
   runId: string,
   config: Config,
   policy: LlamaModel,
-  run: { tokenizer: { toJSON(): unknown }; task: Task; moduleRewards: readonly TaskReward[]; rewardWeights: Readonly<Record<string, number>> },
+  run: { tokenizer: Pick<Tokenizer, 'toJSON' | 'bosId' | 'eosId' | 'padId'>; task: Task; moduleRewards: readonly TaskReward[]; rewardWeights: Readonly<Record<string, number>> },
 ): RunSpec {
   const jsOnly = looksLikeModulePath(config.task) || config.reward_module !== null;
   return {
     runId,
     model: { ...policy.config },
     tokenizer: run.tokenizer.toJSON(),
+    specialTokens: { bosId: run.tokenizer.bosId, eosId: run.tokenizer.eosId, padId: run.tokenizer.padId },
     task: { name: config.task, seed: config.seed, options: { ...run.task.options }, jsOnly },
     rewardWeights: { ...config.reward_weights },
     sampling: { temperature: config.temperature, topK: config.top_k, topP: config.top_p, maxNewTokens: config.max_gen_len, seed: config.seed },

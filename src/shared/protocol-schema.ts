@@ -87,6 +87,7 @@ const SCHEMAS = {
       runId: id(),
       model: z.record(z.string(), z.unknown()),
       tokenizer: z.unknown(),
+      specialTokens: z.object({ bosId: count().nullable(), eosId: count(), padId: count() }),
       task: z.object({ name: z.string().min(1), seed: z.number().int(), options: z.record(z.string(), z.unknown()), jsOnly: z.boolean() }),
       rewardWeights: z.record(z.string(), z.number()),
       sampling: z.object({

@@ -153,6 +153,11 @@ export interface RunSpec {
   model: Record<string, unknown>; // LlamaConfig (config.json)
   tokenizer: unknown; // tokenizer.json contents
   /**
+   * The learner's special token ids: a prompt is [bosId] + encode(prompt) (no BOS when null; the
+   * tokenizer's post-processor is not applied), a completion ends at eosId (docs/protocol.md, "Tokens").
+   */
+  specialTokens: { bosId: number | null; eosId: number; padId: number };
+  /**
    * `jsOnly`: scoring needs JavaScript (the task is a module path, or the run has a reward module),
    * so only a worker that can import JS/TS modules may sample for the run.
    */

@@ -47,6 +47,7 @@ beforeAll(async () => {
       runId: 'metrics-run',
       model: config as unknown as Record<string, unknown>,
       tokenizer: tok.toJSON(),
+      specialTokens: { bosId: tok.bosId, eosId: tok.eosId, padId: tok.padId },
       task: { name: 'arithmetic', seed: 3, options: {}, jsOnly: false },
       rewardWeights: {},
       sampling: { temperature: 1, topK: 0, topP: 1, maxNewTokens: 4, seed: 5 },

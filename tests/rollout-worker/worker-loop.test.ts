@@ -34,6 +34,7 @@ function spec(runId: string, taskName = 'arithmetic'): RunSpec {
     runId,
     model: config as unknown as Record<string, unknown>,
     tokenizer: tok.toJSON(),
+    specialTokens: { bosId: tok.bosId, eosId: tok.eosId, padId: tok.padId },
     task: { name: taskName, seed: 1, options: {}, jsOnly: false },
     rewardWeights: {},
     sampling: { temperature: 1, topK: 0, topP: 1, maxNewTokens: 4, seed: 3 },

@@ -39,6 +39,7 @@ export const SAMPLES: { [K in Kind]: Extract<Message, { kind: K }> } = {
       runId: 'run-1',
       model: { model_type: 'llama', vocab_size: 32, hidden_size: 16 },
       tokenizer: { version: '1.0', model: { type: 'WordLevel', vocab: { a: 0 } } },
+      specialTokens: { bosId: 1, eosId: 2, padId: 0 },
       task: { name: 'arithmetic', seed: 7, options: { max_digits: 2 }, jsOnly: false },
       rewardWeights: { correct: 1, format: 0.1 },
       sampling: { temperature: 1, topK: 0, topP: 0.95, maxNewTokens: 12, seed: 3 },
