@@ -78,6 +78,11 @@ export interface InboxOptions {
   onStuck?: (err: GrpoError) => void;
 }
 
+interface Judgement {
+  reason: VerdictReason;
+  why?: { code: string; message: string }; // a refused result's coded reason
+}
+
 export interface AdmittedGroup {
   spec: GroupSpec;
   rollout: GroupRollout;
@@ -110,7 +115,7 @@ export const EMPTY_COUNTS: Readonly<InboxCounts> = Object.freeze({
 export class GroupsInbox {
   private readonly outstanding = new Map<string, GroupSpec>(); // enqueued, no result yet
   private buffer: AdmittedGroup[] = []; // admitted, not trained; FIFO
-  private readonly judged = new Map<string, VerdictReason>();
+  private readonly judged = new Map<string, Judgement>(); // a refusal keeps its code for repeats
   private readonly attempts = new Map<number, number>(); // promptIndex -> group ids made for it
   private training = 0; // groups in the step being computed
   private version: number;
@@ -183,7 +188,7 @@ export class GroupsInbox {
     const earlier = this.judged.get(id);
     if (earlier !== undefined) {
       this.counters.duplicates += 1;
-      this.verdict(id, earlier);
+      this.verdict(id, earlier.reason, earlier.why);
       return;
     }
     const spec = this.outstanding.get(id);
@@ -226,7 +231,7 @@ export class GroupsInbox {
     const earlier = this.judged.get(msg.groupId);
     if (earlier !== undefined) {
       this.counters.duplicates += 1;
-      this.verdict(msg.groupId, earlier);
+      this.verdict(msg.groupId, earlier.reason, earlier.why);
       return;
     }
     const spec = this.outstanding.get(msg.groupId);
@@ -315,12 +320,15 @@ export class GroupsInbox {
   }
 
   private judge(groupId: string, reason: VerdictReason, why?: { code: string; message: string }): void {
-    this.judged.set(groupId, reason);
+    this.judged.set(groupId, why === undefined ? { reason } : { reason, why });
     if (this.judged.size > JUDGED_MEMORY) this.judged.delete(this.judged.keys().next().value as string);
     this.verdict(groupId, reason, why);
   }
 
-  /** A repeat gets the same reason without the refusal's code: the worker was told once. */
+  /**
+   * A repeat carries the refusal's code again: the first Verdict may have been lost with the
+   * connection, and the coordinator forwards only the Verdict that finishes the group.
+   */
   private verdict(groupId: string, reason: VerdictReason, why?: { code: string; message: string }): void {
     this.o.send({ kind: Kind.Verdict, groupId, admitted: reason === 'ok', reason, ...why });
   }
