@@ -82,7 +82,7 @@ const events = (): { event: string; [k: string]: unknown }[] =>
 describe.skipIf(python === null)('examples/python-worker', () => {
   it('serves a learner for a few steps on its own: weights assembled, groups admitted, none refused', async () => {
     child = spawn(python!, [WORKER, '--coordinator', coord.url, '--name', 'py-worker', '--capacity', '2', '--max-seconds', '90'], {
-      env: { ...process.env, GRPO_TOKEN: TOKEN },
+      env: { ...process.env, GRPO_TOKEN: TOKEN, PYTHONDONTWRITEBYTECODE: '1' }, // no __pycache__ in the repository
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     child.stderr!.on('data', (d: Buffer) => (workerLog += d.toString()));
@@ -130,7 +130,7 @@ describe.skipIf(python === null)('examples/python-worker', () => {
   it('reports log-probabilities the learner model agrees with, f16 weights in small chunks, and BOS-first prompt tokens', async () => {
     const local = await startCoordinator({ port: 0, token: TOKEN, log: silentLogger });
     const py = spawn(python!, [WORKER, '--coordinator', local.url, '--name', 'py-check', '--capacity', '2', '--max-seconds', '60'], {
-      env: { ...process.env, GRPO_TOKEN: TOKEN },
+      env: { ...process.env, GRPO_TOKEN: TOKEN, PYTHONDONTWRITEBYTECODE: '1' }, // no __pycache__ in the repository
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let log = '';
