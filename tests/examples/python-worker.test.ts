@@ -177,6 +177,32 @@ describe.skipIf(python === null)('examples/python-worker', () => {
     }
     expect(log).not.toContain('weights_failed');
   }, 60_000);
+
+  it('answers the groups of a run it cannot serve with GroupFailed GRPO_ERR_RUN_SPEC, as section 10.5 says', async () => {
+    const local = await startCoordinator({ port: 0, token: TOKEN, log: silentLogger, maxGroupAttempts: 2 });
+    const py = spawn(python!, [WORKER, '--coordinator', local.url, '--name', 'py-keywords', '--capacity', '1', '--max-seconds', '60'], {
+      env: { ...process.env, GRPO_TOKEN: TOKEN, PYTHONDONTWRITEBYTECODE: '1' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const ckpt = await loadCheckpoint(join(root, 'init'));
+    const model = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights, { trainable: false });
+    try {
+      const task = createTask('keywords', { seed: 1 }); // not implemented by the example
+      const spec = runSpecOf('keywords-run', parseConfig({ task: 'keywords' }), model, { tokenizer: ckpt.tokenizer, task, moduleRewards: [], rewardWeights: {} });
+      const { peer: learner } = await RawPeer.join(local.url, 'learner', { token: TOKEN, runSpec: false });
+      learner.send({ kind: Kind.RunSpec, spec });
+      for (const m of weightsMessages(encodeWeights(ckpt.weights, 1, 'f32'))) learner.send(m);
+      learner.send({ kind: Kind.Enqueue, groups: [{ groupId: 'kw.p0', promptIndex: 0, prompt: 'fox moon:', meta: { keywords: ['fox', 'moon'] }, groupSize: 2 }] });
+      const gone = await learner.next(Kind.GroupExhausted, () => true, 30_000);
+      expect(gone).toMatchObject({ groupId: 'kw.p0', failures: 2, code: 'GRPO_ERR_TOO_MANY_ATTEMPTS' });
+      expect(gone.message).toContain('GRPO_ERR_RUN_SPEC');
+      expect(gone.message).toContain('keywords');
+    } finally {
+      model.dispose();
+      py.kill('SIGTERM');
+      await local.close();
+    }
+  }, 60_000);
 });
 
 /** Weights as the f16 wire format rounds them (back to float32). */
