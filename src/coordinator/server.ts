@@ -163,7 +163,7 @@ export class CoordinatorServer {
 
   /**
    * The first frame must be a valid Hello. Anything else is answered with one coded Error and the
-   * connection is closed with 4001 (docs/protocol.md section 8): HELLO_REQUIRED for a frame that
+   * connection is closed with 4001 (docs/protocol.md sections 5 and 8): HELLO_REQUIRED for a frame that
    * is not a Hello (a text frame, an undecodable one, another kind), BAD_MESSAGE for a Hello with
    * a missing or mistyped field. Frames after it on that socket are not read (onFrame).
    */
