@@ -12,6 +12,7 @@
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import { LEARNER_METRICS, MAX_REWARD_LABELS, type LearnerMetricKey } from '../shared/metrics/definitions.js';
+import { refusalReason } from './group-check.js';
 import { createMetric, perScrape, setOrClear, type AnyMetric } from '../shared/metrics/registry.js';
 import type { BatchStats, StepMetrics } from './step-metrics.js';
 
@@ -53,6 +54,8 @@ export interface LearnerMetrics {
   observeEval(e: LearnerEvalSample): void;
   /** One weights version uploaded: wall seconds from the first frame to the last, payload bytes. */
   observePublish(seconds: number, bytes: number): void;
+  /** One worker result refused with `code` (group-check.ts, batch.ts). */
+  observeRefused(code: string): void;
 }
 
 const nonNegative = (x: number): number => (Number.isFinite(x) && x > 0 ? x : 0);
@@ -139,6 +142,9 @@ export function learnerMetrics(registry: Registry, opts: LearnerMetricsOptions):
     observePublish(seconds, bytes) {
       histogram('publishSeconds').observe(nonNegative(seconds));
       counter('publishedBytes').inc(nonNegative(bytes));
+    },
+    observeRefused(code) {
+      counter('refusedGroups').inc({ reason: refusalReason(code) });
     },
   };
 }

@@ -51,10 +51,11 @@ function runSpec(runId: string, taskName: string, retries = 2): RunSpec {
     runId,
     model: config as unknown as Record<string, unknown>,
     tokenizer: tok.toJSON(),
-    task: { name: taskName, seed: 7, options: {} },
+    specialTokens: { bosId: tok.bosId, eosId: tok.eosId, padId: tok.padId },
+    task: { name: taskName, seed: 7, options: {}, jsOnly: false },
     rewardWeights: {},
     sampling: { temperature: 1, topK: 0, topP: 1, maxNewTokens: 6, seed: 11 },
-    rewards: { timeoutMs: 5_000, retries },
+    rewards: { timeoutMs: 5_000, retries, functions: [] },
   };
 }
 

@@ -47,10 +47,11 @@ beforeAll(async () => {
       runId: 'metrics-run',
       model: config as unknown as Record<string, unknown>,
       tokenizer: tok.toJSON(),
-      task: { name: 'arithmetic', seed: 3, options: {} },
+      specialTokens: { bosId: tok.bosId, eosId: tok.eosId, padId: tok.padId },
+      task: { name: 'arithmetic', seed: 3, options: {}, jsOnly: false },
       rewardWeights: {},
       sampling: { temperature: 1, topK: 0, topP: 1, maxNewTokens: 4, seed: 5 },
-      rewards: { timeoutMs: 5_000, retries: 0 },
+      rewards: { timeoutMs: 5_000, retries: 0, functions: [] },
     },
   });
   await learner.publishWeights(weights, 0, 'f32');

@@ -11,6 +11,7 @@ import { encodeWeights, weightsMessages } from '../../src/shared/weights-wire.js
 import { ProtocolClient } from '../../src/shared/ws-client.js';
 import type { ProtocolClientOptions, ReceivedWeights } from '../../src/shared/ws-client.js';
 import { rolloutFor, sleep, spec, startTestCoordinator, until } from '../coordinator/helpers.js';
+import { SAMPLES } from './protocol-samples.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -26,6 +27,8 @@ async function coordinator(opts: Parameters<typeof startTestCoordinator>[0] = {}
 function client(opts: Partial<ProtocolClientOptions> & Pick<ProtocolClientOptions, 'url' | 'role'>): ProtocolClient {
   const c = new ProtocolClient({ name: opts.role, token: null, reconnectInitialMs: 20, reconnectMaxMs: 100, ...opts });
   cleanup.push(() => c.close());
+  // as the real learner does: a RunSpec after every Welcome (workers get weights only after one)
+  if (opts.role === 'learner') c.onEvent('welcome', () => c.send(SAMPLES[Kind.RunSpec]));
   return c;
 }
 

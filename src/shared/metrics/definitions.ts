@@ -84,6 +84,9 @@ export const LEARNER_METRICS = {
   waitSeconds: histogram('grpo_learner_data_wait_seconds', 'Time one step waited for enough admitted groups.', WAIT_SECONDS_BUCKETS),
   trainedTokens: counter('grpo_learner_trained_tokens_total', 'Completion tokens trained on (mask 1), summed over steps.'),
   trainedGroups: counter('grpo_learner_trained_groups_total', 'Admitted groups the learner trained on.'),
+  refusedGroups: counter('grpo_learner_groups_refused_total', 'Worker results the learner refused (the worker gets the coded reason), by reason.', {
+    reason: ['reward_names', 'prompt_tokens', 'bad_rollout'],
+  }),
   staleness: histogram('grpo_learner_group_staleness', 'Policy versions between sampling a group and the step that trained on it.', STALENESS_BUCKETS),
   stalenessMax: gauge('grpo_learner_staleness_max', 'Largest staleness among the newest step\'s groups, policy versions.'),
   stalenessLimit: gauge('grpo_learner_staleness_limit', 'Largest staleness admitted (config max_staleness), policy versions.'),
