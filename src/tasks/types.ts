@@ -88,6 +88,12 @@ export interface Task {
    */
   answerOf?(completion: string): string;
   /**
+   * Optional: the meta of a problem read from a dataset file, from the text of its answer field
+   * (e.g. GSM8K's "... #### 42"). Throws a GrpoError for an answer the task cannot use; the
+   * dataset reader reports it with the file, line and field. Tasks without it take no answer field.
+   */
+  answerMeta?(answer: string): unknown;
+  /**
    * Optional grammar constraint: the sampler hook for one batch, whose row r continues the prompt
    * text `prompts[r]` (so a grammar may depend on the problem, e.g. Countdown's numbers). Workers,
    * `grpo eval` and the learner's evals sample under it; SFT checks its targets against it. See
