@@ -27,6 +27,7 @@ import { GrpoError, toGrpoError } from '../shared/errors.js';
 import { parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
 import { validateLlamaWeights } from './llama-params.js';
 import { decodeSafetensors, safetensorsChunks } from './safetensors.js';
+import { HfTokenizer } from './hf-tokenizer.js';
 import { loadTokenizer } from './tokenizer.js';
 import type { LlamaConfig, NamedHostTensors, Tokenizer } from './types.js';
 
@@ -316,6 +317,10 @@ function tokenizerConfigFor(tokenizer: Tokenizer, json: unknown, config: LlamaCo
     pad_token: text(tokenizer.padId),
     clean_up_tokenization_spaces: false,
     model_max_length: config.max_position_embeddings,
+    // a pretrained model's chat template stays with its fine-tuned checkpoints (prompts must be wrapped alike)
+    ...(tokenizer instanceof HfTokenizer && tokenizer.tokenizerConfig.chat_template !== undefined
+      ? { chat_template: tokenizer.tokenizerConfig.chat_template }
+      : {}),
   };
 }
 

@@ -47,11 +47,20 @@ export class HfTokenizer implements Tokenizer {
   readonly bosId: number | null;
   readonly eosId: number;
   readonly padId: number;
+  /** The tokenizer_config.json it was built with ({} without one): its chat_template travels with checkpoints. */
+  readonly tokenizerConfig: Readonly<Record<string, unknown>>;
   private readonly json: Record<string, unknown>;
   private readonly tok: HfJsTokenizer;
 
-  private constructor(json: Record<string, unknown>, tok: HfJsTokenizer, ids: { bos: number | null; eos: number; pad: number }, vocabSize: number) {
+  private constructor(
+    json: Record<string, unknown>,
+    tok: HfJsTokenizer,
+    ids: { bos: number | null; eos: number; pad: number },
+    vocabSize: number,
+    tokenizerConfig: Record<string, unknown>,
+  ) {
     this.json = json;
+    this.tokenizerConfig = Object.freeze(structuredClone(tokenizerConfig));
     this.tok = tok;
     this.vocabSize = vocabSize;
     this.bosId = ids.bos;
@@ -78,7 +87,7 @@ export class HfTokenizer implements Tokenizer {
     for (const id of tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
     const vocabSize = maxId + 1;
     const ids = resolveSpecialIds(tok, copy, opts, vocabSize);
-    return new HfTokenizer(copy, tok, ids, vocabSize);
+    return new HfTokenizer(copy, tok, ids, vocabSize, opts.tokenizerConfig ?? {});
   }
 
   encode(text: string): number[] {

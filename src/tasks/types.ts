@@ -78,6 +78,12 @@ export interface Task {
    * prompt of one split ever appears in the other. Cheap enough to call per batch row.
    */
   example(split: Split, index: number): TaskExample;
+  /**
+   * Optional: the number of distinct examples per split, for tasks read from a file (generated
+   * tasks are unbounded). Train positions past it wrap around (epochs); evaluation reads each
+   * test example once.
+   */
+  readonly size?: { readonly train: number; readonly test: number };
   readonly rewards: readonly TaskReward[];
   /** Exact correctness for evaluation (accuracy, pass@k). */
   isCorrect(prompt: string, completion: string, meta: unknown): boolean;
