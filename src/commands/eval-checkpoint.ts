@@ -3,16 +3,25 @@
  * (flags over the run saved in its trainer_state.json, else the config defaults), the evaluation
  * settings of the flags, and scoring one loaded checkpoint.
  */
-import { DEFAULT_CONFIG, parseConfig, type Config } from '../shared/config.js';
+import { DEFAULT_CONFIG, parseConfig, type Config, type ConfigKey } from '../shared/config.js';
 import { coerceFlag } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
 import { evaluate, type EvalOptions, type EvalResult } from '../eval/eval.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
 import { loadTask, type Task } from '../tasks/index.js';
+import { loadRunTask } from '../tasks/run-task.js';
 
 export interface EvalCommandOptions {
   checkpoint?: string;
+  model?: string; // a pretrained checkpoint: the same as --checkpoint
+  dataset?: string;
+  testDataset?: string;
+  testFraction?: string;
+  promptField?: string;
+  answerField?: string;
+  systemPrompt?: string;
+  applyChatTemplate?: string;
   compare?: string[];
   names?: string;
   out?: string;
@@ -52,8 +61,23 @@ export function savedConfig(state: { config?: unknown } | undefined, dir: string
   }
 }
 
-/** The task a checkpoint is evaluated on: flags over the run's saved task (see the file comment). */
-export async function evalTask(opts: EvalCommandOptions, saved: Config): Promise<{ task: Task; seed: number }> {
+/** Data and prompt keys a flag may set over the run's saved ones (`--dataset`, `--system-prompt`, ...). */
+const DATA_FLAGS = {
+  dataset: 'dataset',
+  testDataset: 'test_dataset',
+  testFraction: 'test_fraction',
+  promptField: 'prompt_field',
+  answerField: 'answer_field',
+  systemPrompt: 'system_prompt',
+  applyChatTemplate: 'apply_chat_template',
+} as const satisfies Partial<Record<keyof EvalCommandOptions, ConfigKey>>;
+
+/**
+ * The task a checkpoint is evaluated on: flags over the run's saved task (see the file comment),
+ * its prompts formatted for `ckpt`'s chat template, and with a dataset its held-out rows
+ * (`test_dataset`, else the share of `dataset` the run held out under the same seed).
+ */
+export async function evalTask(opts: EvalCommandOptions, saved: Config, ckpt?: Pick<Checkpoint, 'tokenizer' | 'config'>): Promise<{ task: Task; seed: number }> {
   const sameTask = opts.task === undefined || opts.task === saved.task;
   const taskName = opts.task ?? saved.task;
   const taskOptions =
@@ -63,7 +87,21 @@ export async function evalTask(opts: EvalCommandOptions, saved: Config): Promise
         ? saved.task_options
         : {};
   const seed = integer('--seed', opts.seed, saved.seed);
-  return { task: await loadTask(taskName, { seed, options: taskOptions }), seed };
+  const data: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(DATA_FLAGS)) {
+    const v = opts[flag as keyof typeof DATA_FLAGS];
+    if (v !== undefined) data[key] = coerceFlag(key, v);
+  }
+  const raw: Record<string, unknown> = { ...saved, task: taskName, task_options: taskOptions, seed, ...data };
+  if (opts.task === undefined && data.dataset !== undefined && saved.dataset === null) {
+    // a --dataset without --task reads math-answer problems (as train does), whatever the saved run's task was
+    delete raw.task; // parseConfig implies math-answer
+    if (opts.taskOptions === undefined) raw.task_options = {};
+  }
+  const config = parseConfig(raw, 'eval flags');
+  if (ckpt === undefined) return { task: await loadTask(config.task, { seed, options: config.task_options }), seed };
+  const task = await loadRunTask(config, { tokenizer: ckpt.tokenizer, contextTokens: ckpt.config.max_position_embeddings });
+  return { task, seed };
 }
 
 /** The evaluation settings of the flags; `saved` supplies the default number of problems. */

@@ -2,6 +2,7 @@
  * `grpo eval`: greedy accuracy, pass@k, mean@k and majority@k of a checkpoint on a task's
  * held-out problems (src/eval/eval.ts defines the metrics).
  *
+ *   grpo eval --model DIR --dataset FILE [--test-dataset FILE] [--system-prompt TEXT] ...
  *   grpo eval --checkpoint DIR [--task arithmetic] [--samples N] [--k K] [--n N]
  *             [--temperature T] [--json] [--backend ...]
  *   grpo eval --compare A B [--names baseline,grpo] [--out FILE.json] [same flags]
@@ -24,12 +25,16 @@ import { startEngine, type CommandIO } from './io.js';
 export type { EvalCommandOptions, EvalReport } from './eval-checkpoint.js';
 
 export async function evalCommand(opts: EvalCommandOptions, io: CommandIO): Promise<EvalReport> {
-  if (opts.checkpoint === undefined) throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', 'give --checkpoint DIR, or --compare A B');
+  if (opts.model !== undefined && opts.checkpoint !== undefined && opts.model !== opts.checkpoint) {
+    throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', '--model and --checkpoint both given; they name the same thing, give one');
+  }
+  opts = { ...opts, checkpoint: opts.checkpoint ?? opts.model };
+  if (opts.checkpoint === undefined) throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', 'give --checkpoint DIR (or --model DIR), or --compare A B');
   const backend = (opts.backend !== undefined ? coerceFlag('backend', opts.backend) : 'auto') as BackendChoice;
   const engine = await startEngine(backend, io);
   const ckpt = await loadCheckpoint(opts.checkpoint);
   const saved = savedConfig(ckpt.trainerState, opts.checkpoint);
-  const { task, seed } = await evalTask(opts, saved);
+  const { task, seed } = await evalTask(opts, saved, ckpt);
   const report = await evaluateCheckpoint(opts.checkpoint, ckpt, task, evalOptions(opts, saved, seed), seed, engine.backend);
   io.out(opts.json ? JSON.stringify(report) : formatReport(report));
   return report;
@@ -67,6 +72,14 @@ export function registerEval(program: Command, io: () => CommandIO): void {
     new Command('eval')
       .description('held-out accuracy (greedy), pass@k, mean@k and majority@k of a checkpoint, or of two side by side')
       .option('--checkpoint <dir>', 'checkpoint directory')
+      .option('--model <dir>', 'a pretrained Hugging Face checkpoint directory (the same as --checkpoint)')
+      .option('--dataset <file>', 'JSONL/JSON/CSV/Parquet problems: evaluated on the share held out by --test-fraction and --seed (default: the run\'s)')
+      .option('--test-dataset <file>', 'evaluate on every row of this file')
+      .option('--test-fraction <x>', 'share of --dataset held out (default: the run\'s, else 0.1)')
+      .option('--prompt-field <path>', 'dotted path of the prompt in each record')
+      .option('--answer-field <path>', 'dotted path of the reference answer')
+      .option('--system-prompt <text>', 'a system message before each prompt')
+      .option('--apply-chat-template <true|false>', 'wrap prompts in the checkpoint\'s chat template (default true)')
       .option('--compare <dirs...>', 'two checkpoint directories A B: both on the same problems, printed side by side')
       .option('--names <a,b>', 'column names for --compare (default: the directory names)')
       .option('--out <file>', 'with --compare: also write the comparison to this JSON file')

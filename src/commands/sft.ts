@@ -5,6 +5,8 @@
  *   grpo sft --task arithmetic --out runs/sft [--steps N] [--model-size tiny|small|medium|base]
  *            [--batch-size B] [--lr LR] [--seed S] [--backend auto|tensorflow|wasm|cpu]
  *   grpo sft --resume runs/sft [--steps N]         continue at the saved step on the same data
+ *   grpo sft --model DIR --dataset FILE [--completion-field F] --out runs/sft
+ *                                                  fine-tune a pretrained checkpoint on a file's completions
  *
  * --steps, --batch-size and --lr are short for the config keys sft_steps, sft_batch_size and
  * sft_lr; every other SFT-relevant config key is a flag too (--task-options, --grad-clip, ...).
@@ -37,6 +39,16 @@ export const SFT_KEYS: readonly ConfigKey[] = [
   'grad_clip',
   'save_interval',
   'eval_samples',
+  // a pretrained checkpoint fine-tuned on a file of prompts and completions
+  'model',
+  'dataset',
+  'test_dataset',
+  'test_fraction',
+  'prompt_field',
+  'answer_field',
+  'completion_field',
+  'apply_chat_template',
+  'system_prompt',
 ];
 
 /**
@@ -140,7 +152,7 @@ function pick(config: Config, keys: readonly ConfigKey[]): Record<string, unknow
 
 export function registerSft(program: Command, io: () => CommandIO): void {
   const cmd = new Command('sft')
-    .description('supervised warm start on a task\'s generated data; writes a resumable checkpoint to --out')
+    .description('supervised warm start on a task\'s generated data, or (--model DIR --dataset FILE) fine-tuning of a pretrained checkpoint on a file\'s completions; writes a resumable checkpoint to --out')
     .option('--steps <n>', 'SFT optimizer steps (config key sft_steps)')
     .option('--batch-size <n>', 'examples per step (config key sft_batch_size)')
     .option('--lr <lr>', 'peak learning rate (config key sft_lr)')

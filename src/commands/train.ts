@@ -3,7 +3,7 @@
  *
  *   grpo train [--config FILE] [--out DIR] [any config flag]      (no arguments: the arithmetic demo)
  *
- * 1. SFT warm start into <out>/sft when no --checkpoint is given (reused when <out>/sft already
+ * 1. SFT warm start into <out>/sft when no --checkpoint or --model is given (reused when <out>/sft already
  *    holds a finished SFT run with the same task, model and SFT settings);
  * 2. a coordinator on 127.0.0.1, port chosen by the OS, with a random token for this run;
  * 3. `workers` rollout workers as child processes (`node <dist>/cli.js worker`, real WebSockets,
@@ -137,7 +137,10 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
   io.log('info', 'config', { command: 'train', ...publicConfig(given), out });
 
   let sft: WarmStart | null = null;
-  let checkpoint = given.checkpoint;
+  if (given.model !== null && given.checkpoint !== null && resolve(given.model) !== resolve(given.checkpoint)) {
+    throw new GrpoError('GRPO_ERR_CONFIG', `--model ${given.model} and --checkpoint ${given.checkpoint} both name the start policy; give one`);
+  }
+  let checkpoint = given.checkpoint ?? given.model; // a pretrained --model starts GRPO directly, no SFT warm start
   if (checkpoint === null) {
     sft = await warmStart(given, out, io, signal);
     if (sft.interrupted) {

@@ -28,7 +28,8 @@ import { LlamaModel } from '../model/llama.js';
 import type { Tokenizer } from '../model/types.js';
 import { Kind, silentLogger, type ProtocolLogger, type RemoteRewardSpec, type RewardFunctionSpec, type RunSpec } from '../shared/protocol.js';
 import { Rng } from '../shared/rng.js';
-import { loadRewardModule, loadTask, promptIds, runRewardDefaults } from '../tasks/index.js';
+import { loadRewardModule, promptIds, runRewardDefaults } from '../tasks/index.js';
+import { loadRunTask } from '../tasks/run-task.js';
 import type { Task, TaskReward } from '../tasks/types.js';
 import { looksLikeModulePath } from '../tasks/user-module.js';
 import { ProtocolClient } from '../shared/ws-client.js';
@@ -200,7 +201,13 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
   const progress = opts.progressStream ? learnerProgressBar(opts.progressStream, baseLog) : null;
   const log = progress?.log ?? baseLog;
   try {
-    const task = await loadTask(config.task, { seed: config.seed, options: config.task_options });
+    // prompts formatted for the checkpoint (chat template, system_prompt); a dataset file's rows when one is given
+    const task = await loadRunTask(config, {
+      tokenizer: loaded.tokenizer,
+      contextTokens: policy.config.max_position_embeddings,
+      source: opts.checkpoint,
+      log,
+    });
     const curriculum = await LearnerCurriculum.create(config, point?.state.curriculum); // null without one
     if (config.max_gen_len < task.maxCompletionTokens) {
       // under a grammar a cut completion is never a whole word: it scores as invalid

@@ -10,6 +10,10 @@
  * trainer_state.json. A checkpoint holds everything needed to continue at the same step on the
  * same data: weights, AdamW moments, and the data cursor.
  *
+ * Start: a fresh model of `model_size` for the task's character alphabet, or (`model`) a pretrained
+ * checkpoint's weights and tokenizer, or (`resumeFrom`) an SFT checkpoint with its optimizer.
+ * Examples come from the task, or with `dataset` from a file's prompt and completion fields.
+ *
  * Hyperparameters come from the shared config: sft_steps, sft_batch_size, sft_lr, model_size,
  * seed, task, task_options, weight_decay, adam_beta1/2, adam_eps, grad_clip, min_lr_ratio,
  * save_interval, eval_samples. The schedule is fixed for SFT: linear warm-up over the first 5% of
@@ -20,13 +24,13 @@ import { resolve } from 'node:path';
 import { publicConfig, type Config } from '../shared/config.js';
 import { GrpoError } from '../shared/errors.js';
 import { evaluate, type EvalResult } from '../eval/eval.js';
-import { saveCheckpoint, type Checkpoint, type TrainerState } from '../model/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, type Checkpoint, type TrainerState } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
 import { presetConfig } from '../model/presets.js';
 import type { Tokenizer } from '../model/types.js';
 import { progressBar, type ProgressBar } from '../shared/progress-bar.js';
 import { silentLogger, type ProtocolLogger } from '../shared/protocol.js';
-import { loadTask } from '../tasks/index.js';
+import { loadRunTask } from '../tasks/run-task.js';
 import { tokenizerForTask } from '../tasks/encoding.js';
 import { checkSftTargets } from '../tasks/grammar-batch.js';
 import type { Task } from '../tasks/types.js';
@@ -104,9 +108,20 @@ interface Run {
 
 async function startRun(o: SftOptions): Promise<Run> {
   const config = o.config;
-  const task = await loadTask(config.task, { seed: config.seed, options: config.task_options });
   const adam = { beta1: config.adam_beta1, beta2: config.adam_beta2, eps: config.adam_eps, weightDecay: config.weight_decay };
+  // the task with prompts formatted for the tokenizer's chat template, and rows from `dataset` when given
+  const runTask = (tokenizer: Tokenizer | null, contextTokens?: number, source?: string): Promise<Task> =>
+    loadRunTask(config, { tokenizer, needCompletion: true, log: o.log, ...(contextTokens === undefined ? {} : { contextTokens }), ...(source ? { source } : {}) });
+  if (!o.resumeFrom && config.model !== null) {
+    // fine-tune a pretrained checkpoint: its weights, tokenizer and chat template; a fresh optimizer
+    const ckpt = await loadCheckpoint(config.model);
+    const task = await runTask(ckpt.tokenizer, ckpt.config.max_position_embeddings, config.model);
+    checkSftTargets(task, ckpt.tokenizer, SFT_GRAMMAR_CHECK_EXAMPLES);
+    const model = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights);
+    return { config, task, tokenizer: ckpt.tokenizer, model, optimizer: new AdamW(model.variables(), adam), step: 0, cursor: 0 };
+  }
   if (!o.resumeFrom) {
+    const task = await runTask(null);
     const tokenizer = tokenizerForTask(task);
     checkSftTargets(task, tokenizer, SFT_GRAMMAR_CHECK_EXAMPLES); // never teach what sampling forbids
     const modelConfig = presetConfig(config.model_size, tokenizer, {
@@ -124,6 +139,7 @@ async function startRun(o: SftOptions): Promise<Run> {
   if (!ckpt.optimizer) {
     throw new GrpoError('GRPO_ERR_RESUME', 'the checkpoint has no optimizer.safetensors; an SFT run cannot continue without its AdamW state');
   }
+  const task = await runTask(ckpt.tokenizer, ckpt.config.max_position_embeddings);
   checkSftTargets(task, ckpt.tokenizer, SFT_GRAMMAR_CHECK_EXAMPLES);
   const model = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights);
   const optimizer = new AdamW(model.variables(), adam);
