@@ -25,10 +25,16 @@ export function completionIds(tokenizer: Tokenizer, completion: string, opts: { 
   return opts.eos === false ? ids : [...ids, tokenizer.eosId];
 }
 
-/** Generated ids to completion text: everything before the first EOS, specials dropped. */
+/**
+ * Generated ids to completion text: everything before the first EOS, specials dropped. Ids past
+ * the tokenizer's vocabulary decode to nothing, as in transformers: pretrained models pad their
+ * embedding matrix (Qwen2.5's 151,936 rows for 151,665 tokens), and a sampled padding row is
+ * still the policy's action, just not text.
+ */
 export function decodeCompletion(tokenizer: Tokenizer, ids: readonly number[]): string {
   const end = ids.indexOf(tokenizer.eosId);
-  return tokenizer.decode(end < 0 ? [...ids] : ids.slice(0, end));
+  const kept = (end < 0 ? ids : ids.slice(0, end)).filter((id) => id < tokenizer.vocabSize);
+  return tokenizer.decode(kept);
 }
 
 /** The character tokenizer of a task with an alphabet: <pad>=0, <bos>=1, <eos>=2, then the characters. */

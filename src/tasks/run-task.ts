@@ -60,8 +60,9 @@ export async function loadRunTask(config: Config, o: RunTaskOptions): Promise<Ta
     testFraction: config.test_fraction,
     seed: config.seed,
     fields: { prompt: config.prompt_field, answer: config.answer_field, completion: config.completion_field, needCompletion: o.needCompletion ?? false },
-    // the prompt and max_gen_len generated tokens must fit the model's context
-    maxPromptLength: byTokens ? o.contextTokens! - config.max_gen_len : base.maxPromptChars,
+    // the prompt and the longest generation must fit the model's context: max_gen_len when sampling
+    // for GRPO, the task's completion bound when evaluating
+    maxPromptLength: byTokens ? o.contextTokens! - Math.max(config.max_gen_len, base.maxCompletionTokens) : base.maxPromptChars,
     ...(byTokens ? { measure: (text: string) => promptIds(tokenizer!, text).length } : {}),
     log,
   });
