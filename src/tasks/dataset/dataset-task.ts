@@ -18,6 +18,8 @@
  * prompt is longer than the limit are dropped, counted and logged (`dataset_rows_dropped`), never
  * silently skipped.
  */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { GrpoError, isGrpoError } from '../../shared/errors.js';
 import { Rng } from '../../shared/rng.js';
 import type { ProtocolLogger } from '../../shared/protocol.js';
@@ -47,6 +49,8 @@ interface Prepared {
 export interface DatasetInfo {
   file: string;
   testFile: string | null;
+  /** Hex SHA-256 of each file's bytes: the row order depends on them, so a resumed run can be checked against its log. */
+  sha256: { file: string; testFile: string | null };
   fields: ResolvedFields;
   train: number; // rows kept
   test: number;
@@ -85,6 +89,7 @@ export async function loadDatasetTask(base: Task, fmt: PromptFormat, spec: Datas
   const info: DatasetInfo = {
     file: spec.file,
     testFile: spec.testFile,
+    sha256: { file: await sha256Of(spec.file), testFile: spec.testFile === null ? null : await sha256Of(spec.testFile) },
     fields,
     train: train.kept.length,
     test: test.kept.length,
@@ -147,6 +152,10 @@ function prepare(base: Task, fmt: PromptFormat, rows: DatasetRow[], split: Split
     });
   }
   return { kept, dropped };
+}
+
+async function sha256Of(file: string): Promise<string> {
+  return createHash('sha256').update(await readFile(file)).digest('hex');
 }
 
 /** Position -> row under a per-epoch shuffle; keeps the current epoch's permutation. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -211,7 +212,12 @@ describe('dataset task: rows dropped for length are counted and logged', () => {
       ['warn', 'dataset_rows_dropped', { split: 'train', reason: 'prompt_too_long', dropped: 2, kept: 2, limit: 20, first: `${p} line 2`, firstLength: 50 }],
       ['warn', 'dataset_rows_dropped', { split: 'test', reason: 'prompt_too_long', dropped: 2, kept: 2, limit: 20, first: `${p} line 2`, firstLength: 50 }],
     ]);
-    expect(logged.find(([, e]) => e === 'dataset_loaded')?.[2]).toMatchObject({ train: 2, test: 2, dropped: { train: 2, test: 2 } });
+    expect(logged.find(([, e]) => e === 'dataset_loaded')?.[2]).toMatchObject({
+      train: 2,
+      test: 2,
+      dropped: { train: 2, test: 2 },
+      sha256: { file: createHash('sha256').update(readFileSync(p)).digest('hex') },
+    });
   });
 
   it('measures with the given function (tokens) and fails when every row is too long', async () => {
