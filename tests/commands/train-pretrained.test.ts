@@ -17,6 +17,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 const CLI = resolve('dist/cli.js');
 const SAMPLE = resolve('examples/data/math-sample.jsonl');
 const FIXTURE = resolve('tests/fixtures/hf-tiny-llama');
+/** A tiny Qwen2 (q/k/v biases, tied embeddings) when the model loader ships its fixture. */
+const QWEN2 = resolve('tests/fixtures/hf-tiny-qwen2');
 const TEMPLATE = "{% for m in messages %}{{ '<s>' if loop.first else '' }}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}";
 
 function grpo(args: string[], timeout = 120_000) {
@@ -28,12 +30,19 @@ const events = (stderr: string, event: string): Record<string, unknown>[] =>
 
 const root = mkdtempSync(join(tmpdir(), 'grpo-pretrained-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-const model = join(root, 'model');
-cpSync(FIXTURE, model, { recursive: true });
+
+/** A copy of a fixture checkpoint with a 512-position context and a chat template. */
+function pretrained(fixture: string, name: string): string {
+  const dir = join(root, name);
+  cpSync(fixture, dir, { recursive: true });
+  const c = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...c, max_position_embeddings: 512 }));
+  const t = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8'));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ ...t, chat_template: TEMPLATE, model_max_length: 512 }));
+  return dir;
+}
+const model = pretrained(FIXTURE, 'model');
 const config = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8'));
-writeFileSync(join(model, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 512 }));
-const tokConfig = JSON.parse(readFileSync(join(model, 'tokenizer_config.json'), 'utf8'));
-writeFileSync(join(model, 'tokenizer_config.json'), JSON.stringify({ ...tokConfig, chat_template: TEMPLATE, model_max_length: 512 }));
 
 describe.skipIf(!existsSync(CLI))('pretrained checkpoint + dataset file (compiled CLI)', () => {
   const out = join(root, 'run');
@@ -66,6 +75,21 @@ describe.skipIf(!existsSync(CLI))('pretrained checkpoint + dataset file (compile
     const state = JSON.parse(readFileSync(join(out, 'checkpoint', 'trainer_state.json'), 'utf8'));
     expect(state.config).toMatchObject({ task: 'math-answer', dataset: SAMPLE, model, system_prompt: 'think, then answer' });
     expect(state.dataCursor.next).toBeGreaterThanOrEqual(4);
+  }, 240_000);
+
+  it.skipIf(!existsSync(QWEN2))('grpo train --model DIR --dataset FILE on the tiny Qwen2 fixture', () => {
+    const qwen = pretrained(QWEN2, 'qwen2');
+    const qOut = join(root, 'run-qwen2');
+    // prettier-ignore
+    const r = grpo([
+      'train', '--model', qwen, '--dataset', SAMPLE, '--out', qOut, '--backend', 'cpu', '--steps', '2',
+      '--workers', '1', '--worker-capacity', '2', '--prompts-per-step', '2', '--group-size', '2',
+      '--max-gen-len', '4', '--task-options', 'max_completion_tokens=4', '--eval-samples', '2', '--dynamic-sampling', 'false',
+    ]);
+    expect(r.stderr).not.toMatch(/^error GRPO_ERR/m);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(readFileSync(join(qOut, 'summary.json'), 'utf8'))).toMatchObject({ task: 'math-answer', steps: 2, sft: null });
+    expect(JSON.parse(readFileSync(join(qOut, 'checkpoint', 'config.json'), 'utf8')).model_type).toBe('qwen2');
   }, 240_000);
 
   it('grpo eval reads the run\'s dataset and template from the checkpoint', () => {
