@@ -10,7 +10,7 @@ import { silentLogger, type ProtocolLogger } from '../shared/protocol.js';
 import { HfTokenizer } from '../model/hf-tokenizer.js';
 import type { Tokenizer } from '../model/types.js';
 import { loadDatasetTask } from './dataset/dataset-task.js';
-import { promptIds } from './encoding.js';
+import { completionIds, promptIds } from './encoding.js';
 import { loadTask } from './index.js';
 import { PLAIN, promptFormatOf, withPromptFormat, type PromptFormat } from './prompt-format.js';
 import type { Task } from './types.js';
@@ -64,6 +64,8 @@ export async function loadRunTask(config: Config, o: RunTaskOptions): Promise<Ta
     // for GRPO, the task's completion bound when evaluating
     maxPromptLength: byTokens ? o.contextTokens! - Math.max(config.max_gen_len, base.maxCompletionTokens) : base.maxPromptChars,
     ...(byTokens ? { measure: (text: string) => promptIds(tokenizer!, text).length } : {}),
+    // SFT trains on prompt + completion + EOS in one sequence: it must fit the context
+    ...(byTokens && o.needCompletion ? { maxSequenceLength: o.contextTokens!, measureCompletion: (text: string) => completionIds(tokenizer!, text).length } : {}),
     log,
   });
 }

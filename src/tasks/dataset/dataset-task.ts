@@ -15,8 +15,9 @@
  *
  * Every row is checked when the file is loaded, not when it is first drawn: its fields, its answer
  * (the base task's answerMeta), and its prompt rendered through the prompt format. Rows whose
- * prompt is longer than the limit are dropped, counted and logged (`dataset_rows_dropped`), never
- * silently skipped.
+ * prompt is longer than the limit (`prompt_too_long`), or for SFT whose prompt and completion do
+ * not fit the context together (`sequence_too_long`), are dropped, counted and logged
+ * (`dataset_rows_dropped`, one line per split and reason), never silently skipped.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -38,6 +39,12 @@ export interface DatasetSpec {
   /** Longest prompt kept, in whatever unit `measure` returns (tokens with a tokenizer, else characters). */
   maxPromptLength: number;
   measure?: (text: string) => number;
+  /**
+   * SFT: the longest prompt + completion kept, with the completion's length (EOS included) in the
+   * same unit; rows over it are dropped as `sequence_too_long`. Unset: completions are not measured.
+   */
+  maxSequenceLength?: number;
+  measureCompletion?: (text: string) => number;
   log?: ProtocolLogger;
 }
 
@@ -54,7 +61,7 @@ export interface DatasetInfo {
   fields: ResolvedFields;
   train: number; // rows kept
   test: number;
-  dropped: { train: number; test: number }; // rows over the prompt length limit
+  dropped: { train: number; test: number }; // rows over the prompt (or, for SFT, prompt + completion) length limit
 }
 
 /** The task with problems from files. Throws GRPO_ERR_DATASET* with the file, line and field. */
@@ -79,7 +86,7 @@ export async function loadDatasetTask(base: Task, fmt: PromptFormat, spec: Datas
   const test = prepare(base, fmt, testRows, 'test', spec);
   for (const [split, p] of [['train', train], ['test', test]] as const) {
     if (p.kept.length === 0) {
-      const why = p.dropped > 0 ? `all ${p.dropped} rows have prompts over ${spec.maxPromptLength}` : 'no row fell in it';
+      const why = p.dropped > 0 ? `all ${p.dropped} rows are too long for the model's context (see dataset_rows_dropped)` : 'no row fell in it';
       throw new GrpoError(
         'GRPO_ERR_DATASET',
         `dataset ${spec.file}: the ${split} split is empty (${why}); ${split === 'test' ? 'raise test_fraction or give test_dataset' : 'give more rows or a larger model context'}`,
@@ -114,19 +121,30 @@ export async function loadDatasetTask(base: Task, fmt: PromptFormat, spec: Datas
   });
 }
 
-/** Rows to examples: answer meta, SFT target, formatted prompt; drops (and counts) over-long prompts. */
+/** Rows to examples: answer meta, SFT target, formatted prompt; drops (and counts) over-long rows. */
 function prepare(base: Task, fmt: PromptFormat, rows: DatasetRow[], split: Split, spec: DatasetSpec): { kept: Prepared[]; dropped: number } {
   const kept: Prepared[] = [];
   const measure = spec.measure ?? ((t: string) => t.length);
-  let dropped = 0;
-  let firstDropped: { where: string; length: number } | null = null;
+  // per reason: how many, the limit, and the first such row (for the log line)
+  const drops = new Map<string, { count: number; limit: number; first: string; firstLength: number }>();
+  const drop = (reason: string, limit: number, where: string, length: number): void => {
+    const d = drops.get(reason);
+    if (d) d.count++;
+    else drops.set(reason, { count: 1, limit, first: where, firstLength: length });
+  };
   for (const row of rows) {
     const prompt = formatPrompt(fmt, row.prompt, row.where);
     const length = measure(prompt);
     if (length > spec.maxPromptLength) {
-      dropped++;
-      firstDropped ??= { where: row.where, length };
+      drop('prompt_too_long', spec.maxPromptLength, row.where, length);
       continue;
+    }
+    if (spec.maxSequenceLength !== undefined && spec.measureCompletion && row.completion !== null && split === 'train') {
+      const total = length + spec.measureCompletion(row.completion);
+      if (total > spec.maxSequenceLength) {
+        drop('sequence_too_long', spec.maxSequenceLength, row.where, total);
+        continue;
+      }
     }
     let meta: unknown = row.answer === null ? {} : { answer: row.answer };
     if (row.answer !== null && base.answerMeta) {
@@ -140,15 +158,17 @@ function prepare(base: Task, fmt: PromptFormat, rows: DatasetRow[], split: Split
     const example: TaskExample = { prompt, meta, ...(row.completion === null ? {} : { target: row.completion }) };
     kept.push({ example, where: row.where });
   }
-  if (dropped > 0) {
+  let dropped = 0;
+  for (const [reason, d] of drops) {
+    dropped += d.count;
     spec.log?.('warn', 'dataset_rows_dropped', {
       split,
-      reason: 'prompt_too_long',
-      dropped,
+      reason,
+      dropped: d.count,
       kept: kept.length,
-      limit: spec.maxPromptLength,
-      first: firstDropped!.where,
-      firstLength: firstDropped!.length,
+      limit: d.limit,
+      first: d.first,
+      firstLength: d.firstLength,
     });
   }
   return { kept, dropped };

@@ -223,6 +223,30 @@ describe('dataset task: rows dropped for length are counted and logged', () => {
   it('measures with the given function (tokens) and fails when every row is too long', async () => {
     const p = file('alllong.jsonl', jsonl([{ question: 'a b c d', answer: '1' }]));
     const err = await failure(loadDatasetTask(math, PLAIN, spec({ file: p, testFile: p, maxPromptLength: 3, measure: (s) => s.split(' ').length })));
-    expect(err.message).toMatch(/the train split is empty \(all 1 rows have prompts over 3\)/);
+    expect(err.message).toMatch(/the train split is empty \(all 1 rows are too long for the model's context/);
+  });
+
+  it('for SFT drops train rows whose prompt and completion together overflow the context', async () => {
+    const p = file('sftlong.jsonl', jsonl([
+      { question: 'a b', answer: '1', completion: 'c d' },
+      { question: 'a b', answer: '2', completion: 'c d e f g h' },
+    ]));
+    const logged: Logged[] = [];
+    const words = (s: string) => s.split(' ').length;
+    const t = await loadDatasetTask(math, PLAIN, spec({
+      file: p,
+      testFile: p,
+      maxPromptLength: 10,
+      measure: words,
+      maxSequenceLength: 5,
+      measureCompletion: (s) => words(s) + 1, // + EOS
+      fields: { prompt: null, answer: null, completion: null, needCompletion: true },
+      log: (level, event, fields) => logged.push([level, event, fields ?? {}]),
+    }));
+    expect(t.size).toEqual({ train: 1, test: 2 }); // held-out rows are prompts only
+    expect(t.example('train', 0).target).toBe('c d');
+    expect(logged.filter(([, e]) => e === 'dataset_rows_dropped')).toEqual([
+      ['warn', 'dataset_rows_dropped', { split: 'train', reason: 'sequence_too_long', dropped: 1, kept: 1, limit: 5, first: `${p} line 2`, firstLength: 9 }],
+    ]);
   });
 });
