@@ -4,7 +4,8 @@
  *
  *   .jsonl .ndjson   one JSON object per line; blank lines are allowed and skipped; `line N`
  *   .json            an array of objects, or an object whose one array-valued key holds them
- *                    (`{"data": [...]}`); `record N` (0-based index in the array)
+ *                    (`{"data": [...]}`); `record N` (0-based index in the array). A .json file
+ *                    of one object per line (what `datasets`' to_json() writes) is read as JSONL
  *   .csv             RFC 4180: a header row, "quoted" fields with "" escapes and newlines inside
  *                    quotes, CRLF or LF; every value is a string; `line N` of the record's start
  *   .parquet         through `hyparquet` (uncompressed or snappy); INT64 values become numbers
@@ -67,7 +68,9 @@ function readJson(file: string, text: string): DatasetRecord[] {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw formatError(file, `not valid JSON: ${(err as Error).message} (for one object per line name the file .jsonl)`, err);
+    // datasets' to_json() writes JSON Lines under a .json name by default: read it as such
+    if (text.trimStart().startsWith('{')) return readJsonl(file, text);
+    throw formatError(file, `not valid JSON: ${(err as Error).message}`, err);
   }
   if (isObject(value)) {
     const arrays = Object.entries(value).filter(([, v]) => Array.isArray(v));

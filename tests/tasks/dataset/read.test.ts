@@ -31,6 +31,15 @@ describe('readDatasetFile: formats', () => {
     expect((await readDatasetFile(file('c.json', '{"version": 2, "data": [{"q": "x"}]}'))).map((r) => r.value)).toEqual([{ q: 'x' }]);
   });
 
+  it("reads a .json file of one object per line (datasets' to_json default) as JSONL", async () => {
+    expect(await readDatasetFile(file('lines.json', '{"q": "x"}\n{"q": "y"}\n'))).toEqual([
+      { value: { q: 'x' }, where: 'line 1' },
+      { value: { q: 'y' }, where: 'line 2' },
+    ]);
+    await expect(readDatasetFile(file('lines-bad.json', '{"q": "x"}\n{"q": \n'))).rejects.toThrow(/lines-bad\.json: line 2 is not valid JSON/);
+    await expect(readDatasetFile(file('bad.json', '[{"q": 1},'))).rejects.toThrow(/bad\.json: not valid JSON/);
+  });
+
   it('reads CSV: quotes, escaped quotes, commas and newlines in fields, CRLF, a BOM, no final newline', async () => {
     const p = file('d.csv', '\uFEFFquestion,answer\r\n"Say ""hi"", then\ncount to 3",3\r\nplain,"1,000"');
     expect(await readDatasetFile(p)).toEqual([
