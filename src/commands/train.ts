@@ -141,6 +141,9 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     throw new GrpoError('GRPO_ERR_CONFIG', `--model ${given.model} and --checkpoint ${given.checkpoint} both name the start policy; give one`);
   }
   let checkpoint = given.checkpoint ?? given.model; // a pretrained --model starts GRPO directly, no SFT warm start
+  if (checkpoint === null && given.dataset !== null) {
+    throw new GrpoError('GRPO_ERR_CONFIG', `--dataset ${given.dataset} needs a model that can read it: give --model DIR (a pretrained Hugging Face checkpoint); the SFT warm start trains only character-level models of the built-in tasks`);
+  }
   if (checkpoint === null) {
     sft = await warmStart(given, out, io, signal);
     if (sft.interrupted) {

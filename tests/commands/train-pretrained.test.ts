@@ -124,6 +124,12 @@ describe.skipIf(!existsSync(CLI))('pretrained checkpoint + dataset file (compile
     expect(JSON.parse(readFileSync(join(sftOut, 'config.json'), 'utf8')).hidden_size).toBe(config.hidden_size); // the pretrained shape, not a preset
   }, 120_000);
 
+  it('asks for --model when a dataset is given without a checkpoint', () => {
+    const r = grpo(['train', '--dataset', SAMPLE, '--out', join(root, 'nomodel'), '--backend', 'cpu']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error GRPO_ERR_CONFIG: --dataset .* needs a model that can read it: give --model DIR/m);
+  }, 60_000);
+
   it('names the field when a dataset row lacks it, before any work', () => {
     const bad = join(root, 'bad.jsonl');
     writeFileSync(bad, '{"question": "a", "answer": "1"}\n{"question": "b"}\n');
