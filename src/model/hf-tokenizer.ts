@@ -47,6 +47,7 @@ export class HfTokenizer implements Tokenizer {
   readonly bosId: number | null;
   readonly eosId: number;
   readonly padId: number;
+  readonly addsBos: boolean;
   /** The tokenizer_config.json it was built with ({} without one): its chat_template travels with checkpoints. */
   readonly tokenizerConfig: Readonly<Record<string, unknown>>;
   private readonly json: Record<string, unknown>;
@@ -61,6 +62,9 @@ export class HfTokenizer implements Tokenizer {
   ) {
     this.json = json;
     this.tokenizerConfig = Object.freeze(structuredClone(tokenizerConfig));
+    // transformers adds BOS only when tokenizer.json's post-processor does (a TemplateProcessing
+    // with the BOS token); Qwen2's ByteLevel post-processor adds none though config.json names one
+    this.addsBos = ids.bos !== null && tok.encode('a', { add_special_tokens: true }).ids[0] === ids.bos;
     this.tok = tok;
     this.vocabSize = vocabSize;
     this.bosId = ids.bos;

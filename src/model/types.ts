@@ -36,6 +36,11 @@ export interface Tokenizer {
   readonly kind: 'char' | 'hf';
   readonly vocabSize: number;
   readonly bosId: number | null;
+  /**
+   * Whether a prompt starts with BOS, as the tokenizer's own post-processor decides (Llama: yes,
+   * Qwen2: no, though its config names a bos_token_id). Absent = true when there is a bosId.
+   */
+  readonly addsBos?: boolean;
   readonly eosId: number;
   readonly padId: number;
   encode(text: string): number[];

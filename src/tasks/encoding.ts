@@ -4,8 +4,8 @@
  *
  *   [BOS] encode(prompt) | encode(completion) [EOS]
  *
- * BOS is left out for tokenizers without one, and not repeated when the prompt text starts with
- * it (a chat template that writes bos_token). A generated completion is read up to (not
+ * BOS is left out for tokenizers without one or whose post-processor adds none (Qwen2), and not
+ * repeated when the prompt text starts with it (a chat template that writes bos_token). A generated completion is read up to (not
  * including) its first EOS.
  */
 import { GrpoError } from '../shared/errors.js';
@@ -16,7 +16,8 @@ import type { Task } from './types.js';
 export function promptIds(tokenizer: Tokenizer, prompt: string): number[] {
   const ids = tokenizer.encode(prompt);
   // a prompt rendered by a chat template may start with BOS already (Llama-3's "<|begin_of_text|>")
-  return tokenizer.bosId === null || ids[0] === tokenizer.bosId ? ids : [tokenizer.bosId, ...ids];
+  if (tokenizer.bosId === null || tokenizer.addsBos === false || ids[0] === tokenizer.bosId) return ids;
+  return [tokenizer.bosId, ...ids];
 }
 
 /** The completion's tokens, with EOS appended when `eos` (the default) is true. */
