@@ -214,7 +214,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     sft: sft === null ? null : { dir: sft.dir, reused: sft.reused, accuracy: sft.accuracy },
     checkpoint: learner.checkpoint,
     best: learner.best,
-    evalSamples: config.eval_samples,
+    evalSamples: (await evaluatedSamples(learner.checkpoint)) ?? config.eval_samples,
     rewards: await rewardTrendsOfFile(join(out, 'metrics.jsonl')),
   };
   const path = join(out, 'summary.json');
@@ -222,6 +222,20 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
   io.log('info', 'train_done', { ...summary, summary: path });
   io.out(formatSummary(summary, path));
   return summary;
+}
+
+/**
+ * Held-out problems the last evaluation scored, from the checkpoint's trainer_state.json: fewer
+ * than eval_samples when a dataset's test split is smaller. null when it cannot be read.
+ */
+async function evaluatedSamples(checkpoint: string): Promise<number | null> {
+  try {
+    const state = JSON.parse(await readFile(join(checkpoint, 'trainer_state.json'), 'utf8')) as { lastEval?: { samples?: unknown } | null };
+    const n = state.lastEval?.samples;
+    return typeof n === 'number' ? n : null;
+  } catch {
+    return null; // no checkpoint written (interrupted before one): the configured count stands
+  }
 }
 
 const pct = (x: number | null): string => (x === null ? 'n/a' : `${(100 * x).toFixed(1)}%`);

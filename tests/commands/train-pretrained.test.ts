@@ -52,16 +52,18 @@ describe.skipIf(!existsSync(CLI))('pretrained checkpoint + dataset file (compile
     const r = grpo([
       'train', '--model', model, '--dataset', SAMPLE, '--out', out, '--backend', 'cpu', '--steps', '2',
       '--workers', '1', '--worker-capacity', '2', '--prompts-per-step', '2', '--group-size', '2',
-      '--max-gen-len', '4', '--task-options', 'max_completion_tokens=4', '--eval-samples', '2',
-      '--dynamic-sampling', 'false', '--system-prompt', 'think, then answer',
+      '--max-gen-len', '4', '--task-options', 'max_completion_tokens=4', '--eval-samples', '500',
+      '--dynamic-sampling', 'false', '--system-prompt', 'think, then answer', '--test-fraction', '0.02',
     ]);
     expect(r.stderr).not.toMatch(/^error GRPO_ERR/m);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/held-out accuracy on 2 math-answer problems/);
     const loaded = events(r.stderr, 'dataset_loaded');
     expect(loaded).toHaveLength(1);
     expect(loaded[0]).toMatchObject({ file: SAMPLE, fields: { prompt: 'question', answer: 'answer' }, dropped: { train: 0, test: 0 } });
     expect((loaded[0].train as number) + (loaded[0].test as number)).toBe(240);
+    // eval_samples 500 asks for more than the held-out split has: each held-out row is scored once
+    expect(loaded[0].test as number).toBeLessThan(15);
+    expect(r.stdout).toContain(`held-out accuracy on ${loaded[0].test as number} math-answer problems`);
     expect(r.stderr).toMatch(/"event":"joined","worker":0/);
 
     const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
