@@ -3,7 +3,7 @@
  * resumable checkpoint to --out (see src/offline/sft.ts for the loop).
  *
  *   grpo sft --task arithmetic --out runs/sft [--steps N] [--model-size tiny|small|medium|base]
- *            [--batch-size B] [--lr LR] [--seed S] [--backend auto|tensorflow|wasm|cpu]
+ *            [--batch-size B] [--lr LR] [--seed S] [--backend auto|tensorflow|webgpu|wasm|cpu] [--device N]
  *   grpo sft --resume runs/sft [--steps N]         continue at the saved step on the same data
  *
  * --steps, --batch-size and --lr are short for the config keys sft_steps, sft_batch_size and
@@ -25,6 +25,7 @@ export const SFT_KEYS: readonly ConfigKey[] = [
   'out',
   'seed',
   'backend',
+  'device',
   'model_size',
   'sft_steps',
   'sft_batch_size',
@@ -56,7 +57,7 @@ export const SFT_IDENTITY_KEYS: readonly ConfigKey[] = SFT_KEYS.filter((k) => !S
 const ALIASES: Record<string, ConfigKey> = { steps: 'sft_steps', batchSize: 'sft_batch_size', lr: 'sft_lr' };
 
 /** Keys a resumed run may change: how long it runs, where it writes, how it reports and on what. */
-const RESUME_OVERRIDABLE = new Set<ConfigKey>(['sft_steps', 'out', 'backend', 'save_interval', 'eval_samples']);
+const RESUME_OVERRIDABLE = new Set<ConfigKey>(['sft_steps', 'out', 'backend', 'device', 'save_interval', 'eval_samples']);
 
 export interface SftCommandOptions {
   config?: string; // --config FILE
@@ -121,7 +122,7 @@ export async function sftCommand(opts: SftCommandOptions, io: CommandIO, signal?
       );
     }
   }
-  await startEngine(config.backend, io);
+  await startEngine(config.backend, io, config.device);
   io.log('info', 'config', { command: 'sft', ...pick(config, SFT_KEYS), resume: opts.resume ?? null });
 
   const bar = io.progressStream ? sftProgressBar(io.progressStream, io.log) : null;
