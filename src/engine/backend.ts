@@ -21,6 +21,7 @@ import { replacedKernels } from './kernels/registry.js';
 import { loadNativeAddon } from './native-addon.js';
 import { tf } from './tf.js';
 import { isWasmBackend } from './wasm-heap.js';
+import { gpuDeviceNodes } from './vulkan-probe.js';
 import { chooseAdapter, describeProbe, probeGpu, registerWebgpu } from './webgpu.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
@@ -96,7 +97,9 @@ async function select(requested: BackendChoice, device: number | null, log: (lin
   let info: EngineInfo | null = null;
   let notice: string | undefined;
   if (requested === 'auto') info = await tryTensorflow(requested, ['@tensorflow/tfjs-node-gpu']);
-  if (!info && (requested === 'auto' || requested === 'webgpu')) {
+  if (!info && requested === 'auto' && device === null && gpuDeviceNodes().length === 0) {
+    notice = `webgpu not used: no GPU device node (/dev/nvidia*, /dev/dri/renderD*); using the CPU route`;
+  } else if (!info && (requested === 'auto' || requested === 'webgpu')) {
     const probe = await probeGpu();
     const hardware = probe.adapters.some((a) => !a.software);
     if (requested === 'webgpu' || hardware || device !== null) info = await useWebgpu(requested, chooseAdapter(probe, device));

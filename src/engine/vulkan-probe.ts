@@ -89,6 +89,25 @@ export function probeVulkan(env: NodeJS.ProcessEnv = process.env): VulkanProbe {
   return { loader, icds: files.map(readManifest), searched, outside };
 }
 
+/**
+ * The device nodes a hardware Vulkan driver opens: /dev/nvidia0.. (NVIDIA), /dev/dri/renderD*
+ * (Mesa: AMD, Intel), /dev/dxg (WSL). Without one no hardware adapter can exist, so `auto` skips
+ * loading Dawn (~0.4 s) and says so; `--backend webgpu` probes regardless (lavapipe needs none).
+ */
+export function gpuDeviceNodes(): string[] {
+  const nodes: string[] = [];
+  const list = (dir: string, re: RegExp): void => {
+    try {
+      for (const f of readdirSync(dir)) if (re.test(f)) nodes.push(join(dir, f));
+    } catch {
+      // no such directory: no nodes there
+    }
+  };
+  list('/dev', /^(nvidia\d+|dxg)$/);
+  list('/dev/dri', /^renderD\d+$/);
+  return nodes;
+}
+
 /** One line for errors and notices: "loader /usr/lib/.../libvulkan.so.1, ICDs lvp_icd.json (software)". */
 export function describeVulkan(v: VulkanProbe): string {
   const icds = v.icds.length ? v.icds.map((i) => `${i.path.split('/').pop()}${i.software ? ' (software)' : ''}`).join(', ') : `none in ${v.searched.join(':')}`;
