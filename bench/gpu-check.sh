@@ -80,7 +80,7 @@ GRPO=(node "$APP/dist/cli.js")
 run doctor 60 "$OUT/doctor.log" "${GRPO[@]}" doctor
 
 # benches: the CLI's when it has them (h9's grpo bench), else the dist-bench scripts
-if "${GRPO[@]}" bench --help >/dev/null 2>&1; then
+if "${GRPO[@]}" --help 2>/dev/null | grep -E '^ +bench( |$)' >/dev/null; then
   STEP=("${GRPO[@]}" bench step)
   SAMPLE=("${GRPO[@]}" bench sample)
 else
