@@ -44,7 +44,7 @@ export const SFT_KEYS: readonly ConfigKey[] = [
  * SFT keys that do not change the weights an SFT run produces: where it writes, on which engine,
  * how often it saves and how many problems it is scored on. Every other SFT key is an identity key.
  */
-export const SFT_NON_IDENTITY_KEYS: readonly ConfigKey[] = ['out', 'backend', 'save_interval', 'eval_samples'];
+export const SFT_NON_IDENTITY_KEYS: readonly ConfigKey[] = ['out', 'backend', 'device', 'save_interval', 'eval_samples'];
 
 /**
  * Config keys that decide what an SFT run produces: `grpo train` reuses a finished <out>/sft only
