@@ -44,7 +44,7 @@ export async function learnerCommand(opts: LearnerCommandOptions, io: CommandIO,
     throw new GrpoError('GRPO_ERR_CONFIG', 'grpo learner needs --checkpoint DIR (the initial policy, e.g. the output of grpo sft)');
   }
   if (config.coordinator === null) throw new GrpoError('GRPO_ERR_CONFIG', 'grpo learner needs --coordinator ws://host:port');
-  await startEngine(config.backend, io);
+  await startEngine(config.backend, io, config.device);
   const s = await runLearner(config, {
     checkpoint: config.checkpoint,
     out: config.out,

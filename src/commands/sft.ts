@@ -3,7 +3,7 @@
  * resumable checkpoint to --out (see src/offline/sft.ts for the loop).
  *
  *   grpo sft --task arithmetic --out runs/sft [--steps N] [--model-size tiny|small|medium|base]
- *            [--batch-size B] [--lr LR] [--seed S] [--backend auto|tensorflow|wasm|cpu]
+ *            [--batch-size B] [--lr LR] [--seed S] [--backend auto|tensorflow|webgpu|wasm|cpu] [--device N]
  *   grpo sft --resume runs/sft [--steps N]         continue at the saved step on the same data
  *   grpo sft --model DIR --dataset FILE [--completion-field F] --out runs/sft
  *                                                  fine-tune a pretrained checkpoint on a file's completions
@@ -27,6 +27,7 @@ export const SFT_KEYS: readonly ConfigKey[] = [
   'out',
   'seed',
   'backend',
+  'device',
   'model_size',
   'sft_steps',
   'sft_batch_size',
@@ -55,7 +56,7 @@ export const SFT_KEYS: readonly ConfigKey[] = [
  * SFT keys that do not change the weights an SFT run produces: where it writes, on which engine,
  * how often it saves and how many problems it is scored on. Every other SFT key is an identity key.
  */
-export const SFT_NON_IDENTITY_KEYS: readonly ConfigKey[] = ['out', 'backend', 'save_interval', 'eval_samples'];
+export const SFT_NON_IDENTITY_KEYS: readonly ConfigKey[] = ['out', 'backend', 'device', 'save_interval', 'eval_samples'];
 
 /**
  * Config keys that decide what an SFT run produces: `grpo train` reuses a finished <out>/sft only
@@ -68,7 +69,7 @@ export const SFT_IDENTITY_KEYS: readonly ConfigKey[] = SFT_KEYS.filter((k) => !S
 const ALIASES: Record<string, ConfigKey> = { steps: 'sft_steps', batchSize: 'sft_batch_size', lr: 'sft_lr' };
 
 /** Keys a resumed run may change: how long it runs, where it writes, how it reports and on what. */
-const RESUME_OVERRIDABLE = new Set<ConfigKey>(['sft_steps', 'out', 'backend', 'save_interval', 'eval_samples']);
+const RESUME_OVERRIDABLE = new Set<ConfigKey>(['sft_steps', 'out', 'backend', 'device', 'save_interval', 'eval_samples']);
 
 export interface SftCommandOptions {
   config?: string; // --config FILE
@@ -133,7 +134,7 @@ export async function sftCommand(opts: SftCommandOptions, io: CommandIO, signal?
       );
     }
   }
-  await startEngine(config.backend, io);
+  await startEngine(config.backend, io, config.device);
   io.log('info', 'config', { command: 'sft', ...pick(config, SFT_KEYS), resume: opts.resume ?? null });
 
   const bar = io.progressStream ? sftProgressBar(io.progressStream, io.log) : null;

@@ -133,7 +133,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
   }
   const metricsPorts = given.metrics_port > 0 ? localMetricsPorts(given.metrics_port, given.workers) : null; // checked before SFT
   const out = resolve(given.out);
-  const engine = await startEngine(given.backend, io);
+  const engine = await startEngine(given.backend, io, given.device);
   io.log('info', 'config', { command: 'train', ...publicConfig(given), out });
 
   let sft: WarmStart | null = null;
@@ -166,7 +166,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     count: config.workers,
     url: coord.url,
     token,
-    args: ['--backend', config.backend, '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads)],
+    args: ['--backend', config.backend, ...(config.device === null ? [] : ['--device', String(config.device)]), '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads)],
     argsOf: (i) => (metricsPorts === null ? [] : ['--metrics-port', String(metricsPorts.workers[i]), '--metrics-host', config.metrics_host]),
     log: sideLog(io),
     onAllExited: (err) => {

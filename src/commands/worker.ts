@@ -4,7 +4,7 @@
  * coordinator's address and the token:
  *
  *   grpo worker --coordinator ws://host:7070 [--token T] [--name N] [--worker-capacity N]
- *               [--reward-threads N] [--backend auto|tensorflow|wasm|cpu] [--config FILE]
+ *               [--reward-threads N] [--backend auto|tensorflow|webgpu|wasm|cpu] [--config FILE]
  *               [--metrics-port P [--metrics-host H]]     GET /metrics and /healthz on P
  *
  * GRPO_TOKEN is used when no token is given. SIGTERM or SIGINT stop it cleanly (the batch in
@@ -25,6 +25,7 @@ export const WORKER_CONFIG_KEYS = [
   'worker_capacity',
   'reward_threads',
   'backend',
+  'device',
   'metrics_port',
   'metrics_host',
 ] as const satisfies readonly ConfigKey[];
@@ -46,6 +47,7 @@ export function workerOptionsFrom(config: Config, name: string | undefined): Omi
     capacity: config.worker_capacity,
     rewardThreads: config.reward_threads,
     backend: config.backend,
+    device: config.device,
     metricsPort: config.metrics_port,
     metricsHost: config.metrics_host,
   };

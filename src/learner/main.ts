@@ -189,7 +189,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
   config = parseConfig({ ...config, out, checkpoint: opts.checkpoint, steps: opts.steps ?? config.steps }, 'learner config');
   if (config.coordinator === null) throw new GrpoError('GRPO_ERR_CONFIG', 'the learner needs --coordinator ws://host:port');
   const baseLog = opts.log ?? silentLogger;
-  await initEngine({ backend: config.backend, log: () => {} });
+  await initEngine({ backend: config.backend, device: config.device, log: () => {} });
 
   const loaded = await loadModels(config, opts);
   const { policy, point } = loaded;

@@ -28,7 +28,8 @@ export const CurriculumSchema = z.strictObject({
 
 export const ConfigSchema = z.strictObject({
   // --- run ---
-  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
+  backend: z.enum(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
+  device: int().nonnegative().nullable().default(null), // WebGPU adapter index as `grpo doctor` lists them; null = the first GPU
   seed: int().default(1234), // seeds data, init and sampling; a run is reproducible for the same seed
   out: z.string().default('runs/grpo'), // output directory: checkpoints, logs, summary.json
   // --- task ---
