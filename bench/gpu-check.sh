@@ -57,6 +57,8 @@ export PATH="$WORK/bin:$PATH"
 export LD_LIBRARY_PATH="$WORK/lib/blas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # the machine's own Vulkan loader when it has one, else the carried one (Debian's libvulkan1)
 if ! ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1 ' >/dev/null; then LD_LIBRARY_PATH="$WORK/lib/vulkan:$LD_LIBRARY_PATH"; fi
+# NVIDIA's Vulkan ICD (libGLX_nvidia.so.0) needs GLVND's libGLdispatch.so.0: the carried one when the machine has none
+if ! ldconfig -p 2>/dev/null | grep 'libGLdispatch\.so\.0 ' >/dev/null && [ -d "$WORK/lib/glvnd" ]; then LD_LIBRARY_PATH="$WORK/lib/glvnd:$LD_LIBRARY_PATH"; fi
 # NVIDIA's container mount: its ICD manifest is off the loader's search path, its libraries too
 if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && ! ls /etc/vulkan/icd.d/nvidia*.json /usr/share/vulkan/icd.d/nvidia*.json >/dev/null 2>&1 \
   && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then

@@ -84,10 +84,13 @@ rm -rf "$nm"/webgpu/build
 log "compressing the app ($(du -sh "$app" | cut -f1) unpacked)"
 tar -C "$stage" -cf - app | xz -T0 -6 > "$DEST/app.tar.xz"
 
-# 5. Shared libraries: OpenBLAS for the native addon (lib/blas), the Vulkan loader (lib/vulkan,
-#    used there only when the machine has none of its own)
+# 5. Shared libraries: OpenBLAS for the native addon (lib/blas), the Vulkan loader (lib/vulkan)
+#    and GLVND's dispatch libraries (lib/glvnd), each used there only when the machine has none of
+#    its own. NVIDIA's Vulkan ICD is libGLX_nvidia.so.0, which needs libGLdispatch.so.0: on an H200
+#    machine without GLVND the loader reported "Could not get 'vkCreateInstance' via
+#    'vk_icdGetInstanceProcAddr' for ICD libGLX_nvidia.so.0" and Dawn saw no adapter.
 lib=$stage/lib
-mkdir -p "$lib/blas" "$lib/vulkan"
+mkdir -p "$lib/blas" "$lib/vulkan" "$lib/glvnd"
 if [ -f native/build/Release/grpo_native.node ]; then
   for so in libopenblas.so.0 libgfortran.so.5 libquadmath.so.0; do
     path=$(ldd native/build/Release/grpo_native.node | awk -v so="$so" '$1 == so { print $3 }')
@@ -96,11 +99,12 @@ if [ -f native/build/Release/grpo_native.node ]; then
 fi
 (
   cd "$stage"
-  if apt-get download libvulkan1 >/dev/null 2>&1; then
-    dpkg -x libvulkan1_*.deb vk
+  if apt-get download libvulkan1 libglvnd0 libglx0 libegl1 >/dev/null 2>&1; then
+    for deb in *.deb; do dpkg -x "$deb" vk; done
     cp -L vk/usr/lib/*/libvulkan.so.1 "$lib/vulkan/"
+    cp -L vk/usr/lib/*/libGLdispatch.so.0 vk/usr/lib/*/libGLX.so.0 vk/usr/lib/*/libEGL.so.1 "$lib/glvnd/"
   else
-    log "apt-get download libvulkan1 failed: the GPU machine must have its own Vulkan loader"
+    log "apt-get download libvulkan1 libglvnd0 libglx0 libegl1 failed: the GPU machine must have its own Vulkan loader and GLVND"
   fi
 )
 tar -C "$stage" -cf - lib | xz -T0 -6 > "$DEST/lib.tar.xz"
