@@ -274,9 +274,9 @@ describe('validation on load', () => {
     const cases: [(j: Record<string, unknown>) => void, string][] = [
       [(j) => (j.hidden_size = '8'), 'hidden_size'],
       [(j) => delete j.vocab_size, 'vocab_size is missing'],
-      [(j) => (j.model_type = 'mistral'), 'model_type'],
-      [(j) => (j.rope_scaling = { type: 'linear', factor: 2 }), 'rope_scaling'],
-      [(j) => (j.attention_bias = true), 'attention_bias'],
+      [(j) => (j.rope_scaling = { type: 'yarn', factor: 2 }), 'rope_scaling.rope_type is "yarn"'],
+      [(j) => (j.rope_scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1 }), 'high_freq_factor'],
+      [(j) => (j.attention_bias = 'yes'), 'attention_bias'],
       [(j) => (j.hidden_act = 'gelu'), 'hidden_act'],
       [(j) => (j.eos_token_id = 'x'), 'eos_token_id'],
       [(j) => (j.num_key_value_heads = 3), 'num_key_value_heads'],
@@ -287,6 +287,13 @@ describe('validation on load', () => {
       await tamper(dir, 'config.json', editJson(edit));
       await expectCode(loadCheckpoint(dir), 'GRPO_ERR_CHECKPOINT_CONFIG', fragment);
     }
+  });
+
+  it('rejects an unknown model_type with GRPO_ERR_MODEL_TYPE listing the supported ones', async () => {
+    const dir = join(root, 'mt');
+    await saveCheckpoint(dir, makeCheckpoint(1));
+    await tamper(dir, 'config.json', editJson((j) => (j.model_type = 'mistral')));
+    await expectCode(loadCheckpoint(dir), 'GRPO_ERR_MODEL_TYPE', 'model_type is "mistral"; supported: llama, qwen2, qwen3, gemma2');
   });
 
   it('accepts Hugging Face extras and fills transformers defaults', async () => {
