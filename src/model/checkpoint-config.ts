@@ -111,3 +111,31 @@ export function parseTrainerState(input: unknown, source = 'trainer_state.json')
   }
   return raw as TrainerState;
 }
+
+/** Fields transformers types as float: a whole number must still be written 3.0, not 3. */
+const FLOAT_FIELDS = new Set([
+  'rms_norm_eps',
+  'rope_theta',
+  'initializer_range',
+  'attn_logit_softcapping',
+  'final_logit_softcapping',
+  'factor',
+  'low_freq_factor',
+  'high_freq_factor',
+]);
+const FLOAT_MARK = '__grpo_float__';
+
+/**
+ * config.json text for a config. transformers 5 validates configs strictly, and JSON.stringify
+ * writes 3.0 as 3, which it rejects for a float field ("expected float, got int"); whole
+ * numbers in FLOAT_FIELDS are therefore written with a ".0".
+ */
+export function configJsonText(config: object): string {
+  const text = JSON.stringify(
+    config,
+    (key, value: unknown) =>
+      FLOAT_FIELDS.has(key) && typeof value === 'number' && Number.isInteger(value) && Math.abs(value) < 1e21 ? `${FLOAT_MARK}${value}` : value,
+    2,
+  );
+  return text.replace(new RegExp(`"${FLOAT_MARK}(-?\\d+)"`, 'g'), '$1.0') + '\n';
+}

@@ -26,7 +26,7 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
-import { parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
+import { configJsonText, parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
 import { readWeightFiles, SHARD_FILE, weightFiles, type WeightsDtype } from './checkpoint-weights.js';
 import { validateLlamaWeights } from './llama-params.js';
 import { readSafetensorsFile, safetensorsChunks } from './safetensors.js';
@@ -118,7 +118,7 @@ async function saveNow(target: string, ckpt: Checkpoint, opts: SaveOptions): Pro
   try {
     const tokenizerJson = ckpt.tokenizer.toJSON();
     const files: [string, Uint8Array[]][] = [
-      [CHECKPOINT_FILES.config, [jsonBytes({ ...config, torch_dtype: dtype })]],
+      [CHECKPOINT_FILES.config, [Buffer.from(configJsonText({ ...config, torch_dtype: dtype }), 'utf8')]],
       ...weights,
       [CHECKPOINT_FILES.tokenizer, [jsonBytes(tokenizerJson)]],
       [CHECKPOINT_FILES.tokenizerConfig, [jsonBytes(tokenizerConfigFor(ckpt.tokenizer, tokenizerJson, config))]],
