@@ -29,10 +29,19 @@ interface Expected {
   logits: { ids: number[]; logits: number[][] }[];
 }
 
-/** True when /usr/bin/python3 can import torch and numpy (Debian python3-torch, python3-numpy). */
+/**
+ * True when /usr/bin/python3 can import torch and numpy (Debian python3-torch, python3-numpy).
+ * Without them the Python check is skipped with a warning, unless GRPO_REQUIRE_TOOLS=1 (.ci/run
+ * sets it and installs them), so CI cannot pass by skipping.
+ */
 const hasTorch = (() => {
-  if (!existsSync('/usr/bin/python3')) return false;
-  return spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy'], { stdio: 'ignore' }).status === 0;
+  const ok = existsSync('/usr/bin/python3') && spawnSync('/usr/bin/python3', ['-c', 'import torch, numpy'], { stdio: 'ignore' }).status === 0;
+  if (!ok) {
+    const why = 'the Python re-read of saved checkpoints needs /usr/bin/python3 with torch and numpy (apt-get install python3-torch python3-numpy)';
+    if (process.env.GRPO_REQUIRE_TOOLS === '1') throw new Error(`${why}, and GRPO_REQUIRE_TOOLS=1`);
+    console.warn(`skipping: ${why}`);
+  }
+  return ok;
 })();
 
 /** Largest |ours - reference| over the fixture's cases. */
