@@ -10,7 +10,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,5 +123,20 @@ describe.each(FAMILIES)('Hugging Face tiny %s fixture', (family) => {
     expect((await readdir(out)).filter((f) => f.endsWith('.safetensors')).length).toBeGreaterThan(1);
     const stdout = execFileSync('/usr/bin/python3', [SCRIPT, '--check', out], { encoding: 'utf8' });
     expect(stdout).toContain('max |logit diff|');
+  });
+});
+
+describe('a checkpoint whose tensors are of another family', () => {
+  it.each([
+    ['qwen2', { model_type: 'llama' }, 'unexpected parameter model.layers.0.self_attn.q_proj.bias for this llama config'],
+    ['qwen3', { model_type: 'llama', head_dim: 8 }, 'parameter model.layers.0.self_attn.q_proj.weight has shape [64,32], config expects [32,32]'],
+    ['llama3', { model_type: 'qwen3' }, 'missing parameter model.layers.0.self_attn.q_norm.weight (the qwen3 config expects shape [12])'],
+    ['gemma2', { num_hidden_layers: 4 }, 'missing parameter model.layers.3.input_layernorm.weight'],
+  ])('%s weights under %o fail naming the first mismatch', async (family, edit, message) => {
+    const dir = join(scratch, `mismatch-${family}`);
+    await cp(join(FIXTURES, `hf-tiny-${family}`), dir, { recursive: true });
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ ...config, ...edit }));
+    await expect(loadCheckpoint(dir)).rejects.toMatchObject({ code: 'GRPO_ERR_CHECKPOINT_MISMATCH', message: expect.stringContaining(message) });
   });
 });
