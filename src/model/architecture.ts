@@ -89,8 +89,8 @@ export function archOf(c: ModelConfig): Arch {
         queryScale: 1 / Math.sqrt(c.query_pre_attn_scalar ?? hd),
         attnSoftcap: c.attn_logit_softcapping ?? null,
         finalSoftcap: c.final_logit_softcapping ?? null,
-        // transformers: layer i slides when i is even (layer_types "sliding_attention")
-        windows: plain.windows.map((_, i) => (i % 2 === 0 ? w : null)),
+        // transformers: layer_types, by default "sliding_attention" on even layers
+        windows: plain.windows.map((_, i) => ((c.layer_types?.[i] ?? (i % 2 === 0 ? 'sliding_attention' : 'full_attention')) === 'sliding_attention' ? w : null)),
       };
     }
     default:

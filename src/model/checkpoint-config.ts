@@ -72,7 +72,7 @@ export function parseLlamaConfig(input: unknown, source = 'config.json'): ModelC
     num_key_value_heads: positiveInt(raw, source, 'num_key_value_heads', numHeads), // absent = plain MHA
     max_position_embeddings: positiveInt(raw, source, 'max_position_embeddings', DEFAULTS[type].maxPos),
     rms_norm_eps: positiveNumber(raw, source, 'rms_norm_eps', 1e-6),
-    rope_theta: positiveNumber(raw, source, 'rope_theta', 10_000),
+    rope_theta: 10_000, // familyFields reads rope_theta or rope_parameters
     tie_word_embeddings: tie,
     hidden_act: 'silu',
     bos_token_id: tokenId(raw, source, 'bos_token_id'),

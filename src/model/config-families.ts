@@ -49,17 +49,15 @@ function headDimField(raw: Raw, source: string, fallback?: number): { head_dim?:
 }
 
 /**
- * rope_scaling: null or rope_type "default" mean none; "linear" and "llama3" are computed (see
- * rope.ts); dynamic NTK, yarn, longrope and the rest are rejected, since positions past the
- * original context would silently differ from transformers'.
+ * A rope_scaling object (or transformers 5's flat rope_parameters): rope_type "default" means
+ * none; "linear" and "llama3" are computed (see rope.ts); dynamic NTK, yarn, longrope and the
+ * rest are rejected, since positions past the original context would silently differ from
+ * transformers'.
  */
-export function parseRopeScaling(raw: Raw, source: string): RopeScaling | null {
-  const s = raw.rope_scaling;
-  if (s === undefined || s === null) return null;
-  if (typeof s !== 'object' || Array.isArray(s)) throw configError(source, 'rope_scaling', s, 'null or an object');
-  const r = s as Raw;
-  const type = r.rope_type ?? r.type;
-  const num = (field: string, fallback?: number): number => positiveNumber(r, `${source} rope_scaling`, field, fallback as number);
+function scalingOf(r: Raw, source: string, field: string): RopeScaling | null {
+  const type = r.rope_type ?? r.type ?? 'default';
+  const where = `${source} ${field}`;
+  const num = (key: string, fallback?: number): number => positiveNumber(r, where, key, fallback as number);
   switch (type) {
     case 'default':
       return null;
@@ -71,11 +69,59 @@ export function parseRopeScaling(raw: Raw, source: string): RopeScaling | null {
         factor: num('factor'),
         low_freq_factor: num('low_freq_factor', 1),
         high_freq_factor: num('high_freq_factor', 4),
-        original_max_position_embeddings: positiveInt(r, `${source} rope_scaling`, 'original_max_position_embeddings', 8192),
+        original_max_position_embeddings: positiveInt(r, where, 'original_max_position_embeddings', 8192),
       };
     default:
-      throw configError(source, 'rope_scaling.rope_type', type, '"default", "linear" or "llama3" (other scalings are not supported)');
+      throw configError(source, `${field}.rope_type`, type, '"default", "linear" or "llama3" (other scalings are not supported)');
   }
+}
+
+/**
+ * rope_theta and rope_scaling, from transformers 4's top-level fields or transformers 5's
+ * `rope_parameters` ({rope_theta, rope_type, factor, ...}); a file with both must agree.
+ * A per-layer-type rope_parameters (keyed by attention kind, as Gemma 3 has) is refused.
+ */
+export function parseRope(raw: Raw, source: string): { rope_theta: number; rope_scaling?: RopeScaling } {
+  const legacyScaling = raw.rope_scaling ?? null;
+  if (legacyScaling !== null && (typeof legacyScaling !== 'object' || Array.isArray(legacyScaling))) {
+    throw configError(source, 'rope_scaling', legacyScaling, 'null or an object');
+  }
+  let theta = positiveNumber(raw, source, 'rope_theta', 10_000);
+  let scaling = legacyScaling === null ? null : scalingOf(legacyScaling as Raw, source, 'rope_scaling');
+  const p = raw.rope_parameters ?? null;
+  if (p !== null) {
+    if (typeof p !== 'object' || Array.isArray(p) || !('rope_theta' in p || 'rope_type' in p)) {
+      throw configError(source, 'rope_parameters', p, 'an object with rope_theta and rope_type (per-layer-type rotary parameters are not supported)');
+    }
+    const pTheta = positiveNumber(p as Raw, `${source} rope_parameters`, 'rope_theta', theta);
+    const pScaling = scalingOf(p as Raw, source, 'rope_parameters');
+    if (raw.rope_theta !== undefined && raw.rope_theta !== null && pTheta !== theta) {
+      throw configError(source, 'rope_parameters.rope_theta', pTheta, `the top-level rope_theta ${theta}, or no top-level rope_theta`);
+    }
+    if (legacyScaling !== null && JSON.stringify(pScaling) !== JSON.stringify(scaling)) {
+      throw configError(source, 'rope_parameters', p, `the same scaling as rope_scaling ${JSON.stringify(legacyScaling)}, or no rope_scaling`);
+    }
+    theta = pTheta;
+    scaling = pScaling;
+  }
+  return scaling === null ? { rope_theta: theta } : { rope_theta: theta, rope_scaling: scaling };
+}
+
+/**
+ * transformers 5's per-layer attention kinds. Gemma2 keeps them (its windows follow them; absent,
+ * even layers slide); any other family must have full attention everywhere.
+ */
+function layerTypes(type: ModelType, raw: Raw, source: string): { layer_types?: ('sliding_attention' | 'full_attention')[] } {
+  const v = raw.layer_types;
+  if (v === undefined || v === null) return {};
+  const n = raw.num_hidden_layers;
+  const kinds = ['sliding_attention', 'full_attention'];
+  if (!Array.isArray(v) || v.length !== n || !v.every((k) => kinds.includes(k as string))) {
+    throw configError(source, 'layer_types', v, `a list of num_hidden_layers (${n}) entries, each "sliding_attention" or "full_attention"`);
+  }
+  if (type === 'gemma2') return { layer_types: v as ('sliding_attention' | 'full_attention')[] };
+  if (v.includes('sliding_attention')) throw configError(source, 'layer_types', v, `"full_attention" for every layer (a ${type} model with sliding-window layers is not supported)`);
+  return {};
 }
 
 /** Qwen's optional sliding window is off in every released Qwen2/2.5/3 config; on, we refuse. */
@@ -85,8 +131,8 @@ function noQwenWindow(raw: Raw, source: string): void {
 
 /** The family's own fields of a config.json (hidden_act included), to spread over the common ones. */
 export function familyFields(type: ModelType, raw: Raw, source: string): Partial<ModelConfig> {
-  const rope = parseRopeScaling(raw, source);
-  const ropeField = rope === null ? {} : { rope_scaling: rope };
+  const ropeField = parseRope(raw, source);
+  const layers = layerTypes(type, raw, source);
   switch (type) {
     case 'llama':
       mustBe(raw, source, 'hidden_act', 'silu', 'the Llama MLP uses SiLU');
@@ -123,6 +169,7 @@ export function familyFields(type: ModelType, raw: Raw, source: string): Partial
         attn_logit_softcapping: capOrNull(raw, source, 'attn_logit_softcapping', 50),
         final_logit_softcapping: capOrNull(raw, source, 'final_logit_softcapping', 30),
         sliding_window: raw.sliding_window === null ? null : positiveInt(raw, source, 'sliding_window', 4096),
+        ...layers,
         ...ropeField,
       };
     }

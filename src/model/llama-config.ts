@@ -96,6 +96,11 @@ function checkFamilyOptions(c: ModelConfig, fail: (msg: string) => never): void 
   only('attn_logit_softcapping', ['gemma2']);
   only('final_logit_softcapping', ['gemma2']);
   only('sliding_window', ['gemma2']);
+  only('layer_types', ['gemma2']);
+  const kinds = c.layer_types;
+  if (kinds !== undefined && (kinds.length !== c.num_hidden_layers || !kinds.every((k) => k === 'sliding_attention' || k === 'full_attention'))) {
+    fail(`layer_types has ${kinds.length} entries for ${c.num_hidden_layers} layers, each must be "sliding_attention" or "full_attention"`);
+  }
   for (const key of ['attn_logit_softcapping', 'final_logit_softcapping'] as const) {
     if (c[key] !== undefined && c[key] !== null) positive(key, c[key], false);
   }

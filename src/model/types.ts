@@ -50,7 +50,8 @@ export interface ModelConfig {
   query_pre_attn_scalar?: number; // gemma2: attention scores scale by its -1/2 power, not head_dim's
   attn_logit_softcapping?: number | null; // gemma2: scores -> cap * tanh(scores / cap)
   final_logit_softcapping?: number | null; // gemma2: logits -> cap * tanh(logits / cap)
-  sliding_window?: number | null; // gemma2: even layers see only the last sliding_window positions
+  sliding_window?: number | null; // gemma2: sliding layers see only the last sliding_window positions
+  layer_types?: ('sliding_attention' | 'full_attention')[]; // gemma2: which layers slide (default: even ones)
   bos_token_id: number | null;
   eos_token_id: number | number[] | null;
   pad_token_id: number | null;

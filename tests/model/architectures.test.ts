@@ -4,6 +4,8 @@
  * and gradients reaching every parameter of every family. Logits against PyTorch are in
  * hf-families.test.ts.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tf } from '../../src/engine/tf.js';
 import { archOf, SUPPORTED_MODEL_TYPES } from '../../src/model/architecture.js';
@@ -83,6 +85,26 @@ describe('config.json of each family', () => {
     expect(configJsonText(small('llama'))).toContain('"factor": 4.0');
   });
 
+  it('reads transformers 5 configs (rope_parameters, layer_types) as the transformers 4 files they were saved from', () => {
+    // tests/fixtures/hf-v5-configs: each fixture's config.json loaded and saved by transformers 5.17.0
+    for (const family of ['llama3', 'qwen2', 'qwen3', 'gemma2']) {
+      const read = (path: string) => JSON.parse(readFileSync(join(import.meta.dirname, '../fixtures', path), 'utf8'));
+      const v5 = read(`hf-v5-configs/${family}.json`);
+      expect(v5).toHaveProperty('rope_parameters');
+      expect(v5).not.toHaveProperty('rope_theta');
+      const { layer_types: kinds, ...fromV5 } = parseModelConfig(v5);
+      expect(fromV5, family).toEqual(parseModelConfig(read(`hf-tiny-${family}/config.json`)));
+      if (family === 'gemma2') expect(kinds).toEqual(['sliding_attention', 'full_attention', 'sliding_attention']);
+    }
+    const scaled = parseModelConfig(raw('llama', { rope_parameters: { rope_type: 'linear', factor: 2, rope_theta: 5e5 } }));
+    expect(scaled).toMatchObject({ rope_theta: 5e5, rope_scaling: { rope_type: 'linear', factor: 2 } });
+    // Gemma2's sliding layers follow layer_types when a file gives them
+    const g = small('gemma2');
+    expect(archOf({ ...g, layer_types: ['full_attention', 'sliding_attention', 'sliding_attention'] }).windows).toEqual([null, 3, 3]);
+    const custom = { ...g, layer_types: ['full_attention', 'full_attention', 'sliding_attention'] as const };
+    expect(parseModelConfig(JSON.parse(configJsonText(custom))).layer_types).toEqual(custom.layer_types);
+  });
+
   it('refuses what it cannot compute, naming the field; an unknown model_type lists the supported ones', () => {
     const cases: [Record<string, unknown>, string][] = [
       [raw('gemma2', { hidden_activation: 'gelu' }), 'hidden_activation'],
@@ -93,6 +115,12 @@ describe('config.json of each family', () => {
       [raw('gemma2', { attn_logit_softcapping: -1 }), 'attn_logit_softcapping'],
       [raw('gemma2', { sliding_window: 2.5 }), 'sliding_window'],
       [raw('qwen3', { attention_bias: 1 }), 'attention_bias'],
+      [raw('llama', { rope_theta: 1e4, rope_parameters: { rope_type: 'default', rope_theta: 5e5 } }), 'rope_parameters.rope_theta'],
+      [raw('llama', { rope_scaling: { rope_type: 'linear', factor: 2 }, rope_parameters: { rope_type: 'default' } }), 'rope_parameters'],
+      [raw('llama', { rope_parameters: { rope_type: 'yarn', factor: 2 } }), 'rope_parameters.rope_type is "yarn"'],
+      [raw('gemma2', { rope_parameters: { full_attention: { rope_type: 'default' } } }), 'per-layer-type'],
+      [raw('qwen2', { layer_types: ['full_attention', 'sliding_attention', 'full_attention'] }), 'layer_types'],
+      [raw('gemma2', { layer_types: ['full_attention'] }), 'layer_types'],
     ];
     for (const [input, field] of cases) expectCode(() => parseModelConfig(input, 'x.json'), 'GRPO_ERR_CHECKPOINT_CONFIG', field);
     expectCode(() => parseModelConfig(raw('mistral'), 'x.json'), 'GRPO_ERR_MODEL_TYPE', 'x.json: model_type is "mistral"; supported: llama, qwen2, qwen3, gemma2');
