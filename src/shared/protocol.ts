@@ -150,7 +150,7 @@ export interface ReadyMsg {
  */
 export interface RunSpec {
   runId: string; // changes when the learner restarts with another run
-  model: Record<string, unknown>; // LlamaConfig (config.json)
+  model: Record<string, unknown>; // ModelConfig (config.json of a supported model_type)
   tokenizer: unknown; // tokenizer.json contents
   /**
    * The learner's special token ids: a prompt is [bosId] + encode(prompt) (no BOS when null; the
