@@ -8,6 +8,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { registerCoordinatorCommand } from './commands/coordinator.js';
+import { registerDoctor } from './commands/doctor.js';
 import { registerEval } from './commands/eval.js';
 import { registerExport } from './commands/export.js';
 import { processIO, type CommandIO } from './commands/io.js';
@@ -43,6 +44,7 @@ export function buildProgram(io: () => CommandIO = processIO): Command {
   registerEval(program, io);
   registerScore(program, io);
   registerJudgeTrain(program, io);
+  registerDoctor(program, io);
   registerExport(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: () => {} });
   return program;

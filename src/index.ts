@@ -11,11 +11,21 @@ export { tf } from './engine/tf.js';
 export { LlamaModel } from './model/llama.js';
 export { sample } from './model/sampling.js';
 export { presetConfig, REFERENCE_CONFIG, type ModelSize } from './model/presets.js';
-export { saveCheckpoint, loadCheckpoint, isCompleteCheckpoint, type Checkpoint, type TrainerState } from './model/checkpoint.js';
+export {
+  saveCheckpoint,
+  loadCheckpoint,
+  isCompleteCheckpoint,
+  parseModelConfig,
+  type Checkpoint,
+  type SaveOptions,
+  type TrainerState,
+  type WeightsDtype,
+} from './model/checkpoint.js';
+export { SUPPORTED_MODEL_TYPES } from './model/architecture.js';
 export { CharTokenizer } from './model/char-tokenizer.js';
 export { loadTokenizer } from './model/tokenizer.js';
 export { encodeSafetensors, decodeSafetensors } from './model/safetensors.js';
-export type { LlamaConfig, Tokenizer, SampleOptions, SampleResult, HostTensor, NamedHostTensors } from './model/types.js';
+export type { LlamaConfig, ModelConfig, ModelType, RopeScaling, Tokenizer, SampleOptions, SampleResult, HostTensor, NamedHostTensors } from './model/types.js';
 export {
   grammarHook,
   rowGrammarHook,

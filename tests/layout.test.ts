@@ -48,6 +48,13 @@ function relativeImports(file: string): string[] {
   return specs.map((s) => path.resolve(path.dirname(file), s));
 }
 
+/** The relative imports and re-exports that load a module at run time (`import type` is erased). */
+function runtimeImports(file: string): string[] {
+  const text = fs.readFileSync(file, 'utf8');
+  const specs = [...text.matchAll(/^(?:import|export)\s+(?!type\b)[^;]*?from\s*['"](\.{1,2}\/[^'"]+)['"]/gms)].map((m) => m[1]!);
+  return specs.map((s) => path.resolve(path.dirname(file), s).replace(/\.js$/, '.ts'));
+}
+
 describe('src/ layout', () => {
   const files = sourceFiles(SRC);
 
@@ -67,6 +74,16 @@ describe('src/ layout', () => {
       }
     }
     expect(violations).toEqual([]);
+  });
+
+  it('no two files of src/ load each other (commands/eval.ts and eval-compare.ts share eval-checkpoint.ts)', () => {
+    const imports = new Map(files.map((f) => [f, new Set(runtimeImports(f))]));
+    const mutual: string[] = [];
+    for (const [a, targets] of imports) {
+      for (const b of targets) if (a < b && imports.get(b)?.has(a)) mutual.push(`${path.relative(SRC, a)} <-> ${path.relative(SRC, b)}`);
+    }
+    expect(imports.get(path.join(SRC, 'commands/eval.ts'))).toContain(path.join(SRC, 'commands/eval-compare.ts')); // the check sees imports
+    expect(mutual).toEqual([]);
   });
 
   it('the rule catches a violation (the checker itself works)', () => {

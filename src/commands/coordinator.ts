@@ -14,6 +14,7 @@ import { startCoordinator, type CoordinatorHandle, type CoordinatorOptions } fro
 import { resolveConfig, type Config, type ConfigKey } from '../shared/config.js';
 import { addConfigOptions, flagsToRawConfig } from '../shared/config-flags.js';
 import { PROTOCOL_DEFAULTS, type ProtocolLogger } from '../shared/protocol.js';
+import { commandAction } from './action.js';
 import { processIO, type CommandIO } from './io.js';
 
 export const COORDINATOR_KEYS: readonly ConfigKey[] = [
@@ -73,38 +74,9 @@ export async function coordinatorCommand(opts: CoordinatorCommandOptions, io: Co
   );
 }
 
-/** AbortSignal fired by the first SIGINT or SIGTERM; `dispose` removes the handlers. */
-export function shutdownSignal(log: ProtocolLogger): { signal: AbortSignal; dispose: () => void } {
-  const abort = new AbortController();
-  const onSignal = (name: NodeJS.Signals) => {
-    // first signal: stop cleanly; a second one gets Node's default (immediate exit)
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    log('info', 'shutdown_requested', { signal: name });
-    abort.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    signal: abort.signal,
-    dispose: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
-
 export function registerCoordinatorCommand(program: Command, io: () => CommandIO = processIO): void {
   const cmd = new Command('coordinator').description('the hub: leases prompt groups to workers, forwards results and weights (HTTP /healthz + WebSocket on one port)');
   addConfigOptions(cmd, COORDINATOR_KEYS);
-  cmd.action(async (opts: CoordinatorCommandOptions) => {
-    const cio = io();
-    const shutdown = shutdownSignal(cio.log);
-    try {
-      await coordinatorCommand(opts, cio, shutdown.signal);
-    } finally {
-      shutdown.dispose();
-    }
-  });
+  cmd.action(commandAction(io, coordinatorCommand));
   program.addCommand(cmd);
 }

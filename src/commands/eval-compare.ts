@@ -20,7 +20,7 @@ import { coerceFlag } from '../shared/config-flags.js';
 import type { BackendChoice } from '../engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
-import { evalOptions, evalTask, evaluateCheckpoint, savedConfig, type EvalCommandOptions, type EvalReport } from './eval.js';
+import { evalOptions, evalTask, evaluateCheckpoint, savedConfig, type EvalCommandOptions, type EvalReport } from './eval-checkpoint.js';
 import { startEngine, type CommandIO } from './io.js';
 
 export interface CompareRow {
@@ -98,7 +98,7 @@ export async function compareCommand(opts: EvalCommandOptions, io: CommandIO): P
       `${pair[0]} was trained on task ${savedA.task} and ${pair[1]} on ${savedB.task}; pick the task to compare them on with --task`,
     );
   }
-  const { task, seed } = await evalTask(opts, savedA);
+  const { task, seed } = await evalTask(opts, savedA, ckptA);
   const o = evalOptions(opts, savedA, seed);
   const a = await evaluateCheckpoint(pair[0], ckptA, task, o, seed, engine.backend);
   const b = await evaluateCheckpoint(pair[1], ckptB, task, o, seed, engine.backend);

@@ -2,6 +2,7 @@
  * `grpo eval`: greedy accuracy, pass@k, mean@k and majority@k of a checkpoint on a task's
  * held-out problems (src/eval/eval.ts defines the metrics).
  *
+ *   grpo eval --model DIR --dataset FILE [--test-dataset FILE] [--system-prompt TEXT] ...
  *   grpo eval --checkpoint DIR [--task arithmetic] [--samples N] [--k K] [--n N]
  *             [--temperature T] [--json] [--backend ...]
  *   grpo eval --compare A B [--names baseline,grpo] [--out FILE.json] [same flags]
@@ -9,110 +10,31 @@
  * The task, its options and its seed default to the ones saved in the checkpoint's
  * trainer_state.json (so a run is scored on the problems it held out), else the config defaults.
  * --compare evaluates two checkpoints on the same problems with the same sampling seed and
- * prints them side by side (./eval-compare.ts).
+ * prints them side by side (./eval-compare.ts). What both share (flags, the saved run's task,
+ * scoring one checkpoint) is in ./eval-checkpoint.ts, so neither imports the other.
  */
 import { Command } from 'commander';
-import { DEFAULT_CONFIG, parseConfig, type Config } from '../shared/config.js';
 import { coerceFlag } from '../shared/config-flags.js';
 import type { BackendChoice } from '../engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
-import { evaluate, type EvalOptions, type EvalResult } from '../eval/eval.js';
-import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
-import { LlamaModel } from '../model/llama.js';
-import { loadTask, type Task } from '../tasks/index.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
 import { compareCommand } from './eval-compare.js';
+import { evalOptions, evalTask, evaluateCheckpoint, savedConfig, type EvalCommandOptions, type EvalReport } from './eval-checkpoint.js';
 import { startEngine, type CommandIO } from './io.js';
 
-export interface EvalCommandOptions {
-  checkpoint?: string;
-  compare?: string[];
-  names?: string;
-  out?: string;
-  task?: string;
-  taskOptions?: string;
-  seed?: string;
-  samples?: string;
-  k?: string;
-  n?: string;
-  temperature?: string;
-  batchSize?: string;
-  backend?: string;
-  json?: boolean;
-}
-
-export interface EvalReport extends EvalResult {
-  checkpoint: string;
-  seed: number;
-  taskOptions: Record<string, unknown>;
-  backend: string;
-}
-
-function integer(flag: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', `${flag} is "${value}"; it must be an integer`);
-  return n;
-}
-
-/** The run config saved with the checkpoint, or the defaults when it has none. */
-export function savedConfig(state: { config?: unknown } | undefined, dir: string): Config {
-  if (state?.config === undefined) return DEFAULT_CONFIG;
-  try {
-    return parseConfig(state.config, `${dir}/trainer_state.json`);
-  } catch {
-    return DEFAULT_CONFIG; // written by another tool or version: fall back to flags and defaults
-  }
-}
-
-/** The task a checkpoint is evaluated on: flags over the run's saved task (see the file comment). */
-export async function evalTask(opts: EvalCommandOptions, saved: Config): Promise<{ task: Task; seed: number }> {
-  const sameTask = opts.task === undefined || opts.task === saved.task;
-  const taskName = opts.task ?? saved.task;
-  const taskOptions =
-    opts.taskOptions !== undefined
-      ? (coerceFlag('task_options', opts.taskOptions) as Record<string, unknown>)
-      : sameTask
-        ? saved.task_options
-        : {};
-  const seed = integer('--seed', opts.seed, saved.seed);
-  return { task: await loadTask(taskName, { seed, options: taskOptions }), seed };
-}
-
-/** The evaluation settings of the flags; `saved` supplies the default number of problems. */
-export function evalOptions(opts: EvalCommandOptions, saved: Config, seed: number): EvalOptions {
-  const k = integer('--k', opts.k, 1);
-  const temperature = opts.temperature === undefined ? 1 : Number(opts.temperature);
-  if (!Number.isFinite(temperature) || temperature < 0) {
-    throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', `--temperature is "${opts.temperature}"; it must be a number >= 0`);
-  }
-  return {
-    samples: integer('--samples', opts.samples, saved.eval_samples),
-    k,
-    n: integer('--n', opts.n, k),
-    temperature,
-    seed,
-    batchSize: integer('--batch-size', opts.batchSize, 64),
-  };
-}
-
-/** Evaluates the checkpoint in `dir` on `task` (loaded, scored, disposed). */
-export async function evaluateCheckpoint(dir: string, ckpt: Checkpoint, task: Task, o: EvalOptions, seed: number, backend: string): Promise<EvalReport> {
-  const model = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights, { trainable: false });
-  try {
-    const result = await evaluate(model, ckpt.tokenizer, task, o);
-    return { checkpoint: dir, seed, taskOptions: { ...task.options }, backend, ...result };
-  } finally {
-    model.dispose();
-  }
-}
+export type { EvalCommandOptions, EvalReport } from './eval-checkpoint.js';
 
 export async function evalCommand(opts: EvalCommandOptions, io: CommandIO): Promise<EvalReport> {
-  if (opts.checkpoint === undefined) throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', 'give --checkpoint DIR, or --compare A B');
+  if (opts.model !== undefined && opts.checkpoint !== undefined && opts.model !== opts.checkpoint) {
+    throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', '--model and --checkpoint both given; they name the same thing, give one');
+  }
+  opts = { ...opts, checkpoint: opts.checkpoint ?? opts.model };
+  if (opts.checkpoint === undefined) throw new GrpoError('GRPO_ERR_EVAL_OPTIONS', 'give --checkpoint DIR (or --model DIR), or --compare A B');
   const backend = (opts.backend !== undefined ? coerceFlag('backend', opts.backend) : 'auto') as BackendChoice;
   const engine = await startEngine(backend, io);
   const ckpt = await loadCheckpoint(opts.checkpoint);
   const saved = savedConfig(ckpt.trainerState, opts.checkpoint);
-  const { task, seed } = await evalTask(opts, saved);
+  const { task, seed } = await evalTask(opts, saved, ckpt);
   const report = await evaluateCheckpoint(opts.checkpoint, ckpt, task, evalOptions(opts, saved, seed), seed, engine.backend);
   io.out(opts.json ? JSON.stringify(report) : formatReport(report));
   return report;
@@ -150,6 +72,14 @@ export function registerEval(program: Command, io: () => CommandIO): void {
     new Command('eval')
       .description('held-out accuracy (greedy), pass@k, mean@k and majority@k of a checkpoint, or of two side by side')
       .option('--checkpoint <dir>', 'checkpoint directory')
+      .option('--model <dir>', 'a pretrained Hugging Face checkpoint directory (the same as --checkpoint)')
+      .option('--dataset <file>', 'JSONL/JSON/CSV/Parquet problems: evaluated on the share held out by --test-fraction and --seed (default: the run\'s)')
+      .option('--test-dataset <file>', 'evaluate on every row of this file')
+      .option('--test-fraction <x>', 'share of --dataset held out (default: the run\'s, else 0.1)')
+      .option('--prompt-field <path>', 'dotted path of the prompt in each record')
+      .option('--answer-field <path>', 'dotted path of the reference answer')
+      .option('--system-prompt <text>', 'a system message before each prompt')
+      .option('--apply-chat-template <true|false>', 'wrap prompts in the checkpoint\'s chat template (default true)')
       .option('--compare <dirs...>', 'two checkpoint directories A B: both on the same problems, printed side by side')
       .option('--names <a,b>', 'column names for --compare (default: the directory names)')
       .option('--out <file>', 'with --compare: also write the comparison to this JSON file')
@@ -161,7 +91,7 @@ export function registerEval(program: Command, io: () => CommandIO): void {
       .option('--n <n>', 'completions sampled per problem for pass@k (default k)')
       .option('--temperature <t>', 'sampling temperature for pass@k', '1')
       .option('--batch-size <n>', 'sequences per sampler call', '64')
-      .option('--backend <auto|tensorflow|wasm|cpu>', 'tensor engine', 'auto')
+      .option('--backend <auto|tensorflow|webgpu|wasm|cpu>', 'tensor engine', 'auto')
       .option('--json', 'print one JSON object')
       .action(async (opts: EvalCommandOptions) => {
         if (opts.compare !== undefined) await compareCommand(opts, io());

@@ -22,8 +22,8 @@ export function processIO(): CommandIO {
 }
 
 /** Starts the tensor engine and logs its choice (and any slowdown warning) as one event each. */
-export async function startEngine(backend: BackendChoice, io: CommandIO): Promise<EngineInfo> {
-  const info = await initEngine({ backend, log: () => {} });
+export async function startEngine(backend: BackendChoice, io: CommandIO, device: number | null = null): Promise<EngineInfo> {
+  const info = await initEngine({ backend, device, log: () => {} });
   io.log('info', 'engine', {
     requested: info.requested,
     backend: info.backend,
@@ -32,26 +32,9 @@ export async function startEngine(backend: BackendChoice, io: CommandIO): Promis
     ...(info.threads !== undefined ? { threads: info.threads } : {}),
     ...(info.blasCore ? { blas: info.blasCore } : {}),
     kernels: info.kernels.length,
+    ...(info.adapter ? { adapter: info.adapter } : {}),
   });
+  if (info.notice) io.log('info', 'engine_fallback', { notice: info.notice });
   if (info.warning) io.log('warn', 'engine_degraded', { warning: info.warning });
   return info;
-}
-
-/**
- * Runs `fn` with a signal that the first Ctrl-C (SIGINT) aborts, so a training command can stop
- * after its current step and save; the listener is removed at once, so a second Ctrl-C gets
- * Node's default and exits immediately.
- */
-export async function runInterruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const abort = new AbortController();
-  const onSignal = (): void => {
-    process.off('SIGINT', onSignal);
-    abort.abort();
-  };
-  process.on('SIGINT', onSignal);
-  try {
-    return await fn(abort.signal);
-  } finally {
-    process.off('SIGINT', onSignal);
-  }
 }

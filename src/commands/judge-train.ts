@@ -18,7 +18,8 @@ import { GrpoError } from '../shared/errors.js';
 import { isCompleteCheckpoint } from '../model/checkpoint.js';
 import { MODEL_SIZES, type ModelSize } from '../model/presets.js';
 import { JUDGE_DEFAULTS, trainJudge, type JudgeTrainResult } from '../offline/judge-train.js';
-import { runInterruptible, startEngine, type CommandIO } from './io.js';
+import { commandAction } from './action.js';
+import { startEngine, type CommandIO } from './io.js';
 
 export interface JudgeTrainCommandOptions {
   out: string;
@@ -79,10 +80,8 @@ export function registerJudgeTrain(program: Command, io: () => CommandIO): void 
       .option('--model-size <size>', `tiny|small|medium|base (default ${JUDGE_DEFAULTS.modelSize})`)
       .option('--seed <n>', `fixes the sentences and the initial weights (default ${DEFAULT_CONFIG.seed})`)
       .option('--eval-pairs <n>', `held-out pairs in the final check (default ${JUDGE_DEFAULTS.evalPairs})`)
-      .option('--backend <auto|tensorflow|wasm|cpu>', 'tensor engine', 'auto')
-      // first Ctrl-C: stop after the current step, check and save; a second one exits at once
-      .action(async (opts: JudgeTrainCommandOptions) => {
-        await runInterruptible((signal) => judgeTrainCommand(opts, io(), signal));
-      }),
+      .option('--backend <auto|tensorflow|webgpu|wasm|cpu>', 'tensor engine', 'auto')
+      // first Ctrl-C or SIGTERM: stop after the current step, check and save; a second one exits at once
+      .action(commandAction(io, judgeTrainCommand)),
   );
 }

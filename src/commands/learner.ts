@@ -16,7 +16,7 @@ import { savedRunConfig } from '../learner/checkpointing.js';
 import { parseConfig, readConfigFile, resolveConfig, type Config, type RawConfig } from '../shared/config.js';
 import { addConfigOptions, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
-import { shutdownSignal } from './coordinator.js';
+import { commandAction } from './action.js';
 import { processIO, startEngine, type CommandIO } from './io.js';
 
 export interface LearnerCommandOptions {
@@ -44,7 +44,7 @@ export async function learnerCommand(opts: LearnerCommandOptions, io: CommandIO,
     throw new GrpoError('GRPO_ERR_CONFIG', 'grpo learner needs --checkpoint DIR (the initial policy, e.g. the output of grpo sft)');
   }
   if (config.coordinator === null) throw new GrpoError('GRPO_ERR_CONFIG', 'grpo learner needs --coordinator ws://host:port');
-  await startEngine(config.backend, io);
+  await startEngine(config.backend, io, config.device);
   const s = await runLearner(config, {
     checkpoint: config.checkpoint,
     out: config.out,
@@ -67,14 +67,6 @@ export function registerLearnerCommand(program: Command, io: () => CommandIO = p
     .description('the learner: trains on groups from the coordinator\'s workers, publishes weights, evaluates, checkpoints')
     .option('--resume <dir>', 'continue the run checkpointed in this directory (<out>/checkpoint)');
   addConfigOptions(cmd);
-  cmd.action(async (opts: LearnerCommandOptions) => {
-    const cio = io();
-    const shutdown = shutdownSignal(cio.log);
-    try {
-      await learnerCommand(opts, cio, shutdown.signal);
-    } finally {
-      shutdown.dispose();
-    }
-  });
+  cmd.action(commandAction(io, learnerCommand));
   program.addCommand(cmd);
 }

@@ -3,8 +3,10 @@
  * resumable checkpoint to --out (see src/offline/sft.ts for the loop).
  *
  *   grpo sft --task arithmetic --out runs/sft [--steps N] [--model-size tiny|small|medium|base]
- *            [--batch-size B] [--lr LR] [--seed S] [--backend auto|tensorflow|wasm|cpu]
+ *            [--batch-size B] [--lr LR] [--seed S] [--backend auto|tensorflow|webgpu|wasm|cpu] [--device N]
  *   grpo sft --resume runs/sft [--steps N]         continue at the saved step on the same data
+ *   grpo sft --model DIR --dataset FILE [--completion-field F] --out runs/sft
+ *                                                  fine-tune a pretrained checkpoint on a file's completions
  *
  * --steps, --batch-size and --lr are short for the config keys sft_steps, sft_batch_size and
  * sft_lr; every other SFT-relevant config key is a flag too (--task-options, --grad-clip, ...).
@@ -15,9 +17,9 @@ import { readConfigFile, resolveConfig, parseConfig, type Config, type ConfigKey
 import { addConfigOptions, coerceFlag, flagName, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
 import { isCompleteCheckpoint, loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
-import { trainSft, type SftResult } from '../offline/sft.js';
-import { runInterruptible, startEngine, type CommandIO } from './io.js';
-import { sftProgressBar } from './progress.js';
+import { sftProgressBar, trainSft, type SftResult } from '../offline/sft.js';
+import { commandAction } from './action.js';
+import { startEngine, type CommandIO } from './io.js';
 
 export const SFT_KEYS: readonly ConfigKey[] = [
   'task',
@@ -25,6 +27,7 @@ export const SFT_KEYS: readonly ConfigKey[] = [
   'out',
   'seed',
   'backend',
+  'device',
   'model_size',
   'sft_steps',
   'sft_batch_size',
@@ -37,13 +40,36 @@ export const SFT_KEYS: readonly ConfigKey[] = [
   'grad_clip',
   'save_interval',
   'eval_samples',
+  // a pretrained checkpoint fine-tuned on a file of prompts and completions
+  'model',
+  'dataset',
+  'test_dataset',
+  'test_fraction',
+  'prompt_field',
+  'answer_field',
+  'completion_field',
+  'apply_chat_template',
+  'system_prompt',
 ];
+
+/**
+ * SFT keys that do not change the weights an SFT run produces: where it writes, on which engine,
+ * how often it saves and how many problems it is scored on. Every other SFT key is an identity key.
+ */
+export const SFT_NON_IDENTITY_KEYS: readonly ConfigKey[] = ['out', 'backend', 'device', 'save_interval', 'eval_samples'];
+
+/**
+ * Config keys that decide what an SFT run produces: `grpo train` reuses a finished <out>/sft only
+ * when they all match. Derived from SFT_KEYS, so a key added there is an identity key unless it
+ * is listed as a non-identity one.
+ */
+export const SFT_IDENTITY_KEYS: readonly ConfigKey[] = SFT_KEYS.filter((k) => !SFT_NON_IDENTITY_KEYS.includes(k));
 
 /** Short flags of the brief and the seeds, mapped onto config keys. */
 const ALIASES: Record<string, ConfigKey> = { steps: 'sft_steps', batchSize: 'sft_batch_size', lr: 'sft_lr' };
 
 /** Keys a resumed run may change: how long it runs, where it writes, how it reports and on what. */
-const RESUME_OVERRIDABLE = new Set<ConfigKey>(['sft_steps', 'out', 'backend', 'save_interval', 'eval_samples']);
+const RESUME_OVERRIDABLE = new Set<ConfigKey>(['sft_steps', 'out', 'backend', 'device', 'save_interval', 'eval_samples']);
 
 export interface SftCommandOptions {
   config?: string; // --config FILE
@@ -108,7 +134,7 @@ export async function sftCommand(opts: SftCommandOptions, io: CommandIO, signal?
       );
     }
   }
-  await startEngine(config.backend, io);
+  await startEngine(config.backend, io, config.device);
   io.log('info', 'config', { command: 'sft', ...pick(config, SFT_KEYS), resume: opts.resume ?? null });
 
   const bar = io.progressStream ? sftProgressBar(io.progressStream, io.log) : null;
@@ -127,15 +153,13 @@ function pick(config: Config, keys: readonly ConfigKey[]): Record<string, unknow
 
 export function registerSft(program: Command, io: () => CommandIO): void {
   const cmd = new Command('sft')
-    .description('supervised warm start on a task\'s generated data; writes a resumable checkpoint to --out')
+    .description('supervised warm start on a task\'s generated data, or (--model DIR --dataset FILE) fine-tuning of a pretrained checkpoint on a file\'s completions; writes a resumable checkpoint to --out')
     .option('--steps <n>', 'SFT optimizer steps (config key sft_steps)')
     .option('--batch-size <n>', 'examples per step (config key sft_batch_size)')
     .option('--lr <lr>', 'peak learning rate (config key sft_lr)')
     .option('--resume <dir>', 'continue the SFT run saved in this checkpoint directory');
   addConfigOptions(cmd, SFT_KEYS);
-  // first Ctrl-C: finish the step, checkpoint, evaluate; a second one exits at once
-  cmd.action(async (opts: SftCommandOptions) => {
-    await runInterruptible((signal) => sftCommand(opts, io(), signal));
-  });
+  // first Ctrl-C or SIGTERM: finish the step, checkpoint, evaluate; a second one exits at once
+  cmd.action(commandAction(io, sftCommand));
   program.addCommand(cmd);
 }

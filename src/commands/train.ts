@@ -3,7 +3,7 @@
  *
  *   grpo train [--config FILE] [--out DIR] [any config flag]      (no arguments: the arithmetic demo)
  *
- * 1. SFT warm start into <out>/sft when no --checkpoint is given (reused when <out>/sft already
+ * 1. SFT warm start into <out>/sft when no --checkpoint or --model is given (reused when <out>/sft already
  *    holds a finished SFT run with the same task, model and SFT settings);
  * 2. a coordinator on 127.0.0.1, port chosen by the OS, with a random token for this run;
  * 3. `workers` rollout workers as child processes (`node <dist>/cli.js worker`, real WebSockets,
@@ -31,34 +31,18 @@ import { startCoordinator } from '../coordinator/main.js';
 import { publicConfig } from '../learner/checkpointing.js';
 import { runLearner, type LearnerSummary } from '../learner/main.js';
 import { formatRewardTrends, rewardTrendsOfFile, type RewardTrends } from '../learner/reward-summary.js';
-import { parseConfig, resolveConfig, type Config, type ConfigKey } from '../shared/config.js';
+import { parseConfig, resolveConfig, type Config } from '../shared/config.js';
 import { addConfigOptions, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
 import { localMetricsPorts } from '../shared/metrics/server.js';
 import { isCompleteCheckpoint } from '../model/checkpoint.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
-import { trainSft } from '../offline/sft.js';
-import { coordinatorOptions, shutdownSignal } from './coordinator.js';
+import { sftProgressBar, trainSft } from '../offline/sft.js';
+import { commandAction } from './action.js';
+import { coordinatorOptions } from './coordinator.js';
 import { processIO, startEngine, type CommandIO } from './io.js';
 import { startLocalWorkers } from './local-workers.js';
-import { sftProgressBar } from './progress.js';
-
-/** Config keys that decide what an SFT run produces: a finished <out>/sft with the same ones is reused. */
-export const SFT_IDENTITY_KEYS: readonly ConfigKey[] = [
-  'task',
-  'task_options',
-  'seed',
-  'model_size',
-  'sft_steps',
-  'sft_batch_size',
-  'sft_lr',
-  'min_lr_ratio',
-  'weight_decay',
-  'adam_beta1',
-  'adam_beta2',
-  'adam_eps',
-  'grad_clip',
-];
+import { SFT_IDENTITY_KEYS } from './sft.js';
 
 export interface TrainSummary {
   task: string;
@@ -149,11 +133,17 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
   }
   const metricsPorts = given.metrics_port > 0 ? localMetricsPorts(given.metrics_port, given.workers) : null; // checked before SFT
   const out = resolve(given.out);
-  const engine = await startEngine(given.backend, io);
+  const engine = await startEngine(given.backend, io, given.device);
   io.log('info', 'config', { command: 'train', ...publicConfig(given), out });
 
   let sft: WarmStart | null = null;
-  let checkpoint = given.checkpoint;
+  if (given.model !== null && given.checkpoint !== null && resolve(given.model) !== resolve(given.checkpoint)) {
+    throw new GrpoError('GRPO_ERR_CONFIG', `--model ${given.model} and --checkpoint ${given.checkpoint} both name the start policy; give one`);
+  }
+  let checkpoint = given.checkpoint ?? given.model; // a pretrained --model starts GRPO directly, no SFT warm start
+  if (checkpoint === null && given.dataset !== null) {
+    throw new GrpoError('GRPO_ERR_CONFIG', `--dataset ${given.dataset} needs a model that can read it: give --model DIR (a pretrained Hugging Face checkpoint); the SFT warm start trains only character-level models of the built-in tasks`);
+  }
   if (checkpoint === null) {
     sft = await warmStart(given, out, io, signal);
     if (sft.interrupted) {
@@ -176,7 +166,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     count: config.workers,
     url: coord.url,
     token,
-    args: ['--backend', config.backend, '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads)],
+    args: ['--backend', config.backend, ...(config.device === null ? [] : ['--device', String(config.device)]), '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads)],
     argsOf: (i) => (metricsPorts === null ? [] : ['--metrics-port', String(metricsPorts.workers[i]), '--metrics-host', config.metrics_host]),
     log: sideLog(io),
     onAllExited: (err) => {
@@ -224,7 +214,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     sft: sft === null ? null : { dir: sft.dir, reused: sft.reused, accuracy: sft.accuracy },
     checkpoint: learner.checkpoint,
     best: learner.best,
-    evalSamples: config.eval_samples,
+    evalSamples: (await evaluatedSamples(learner.checkpoint)) ?? config.eval_samples,
     rewards: await rewardTrendsOfFile(join(out, 'metrics.jsonl')),
   };
   const path = join(out, 'summary.json');
@@ -232,6 +222,20 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
   io.log('info', 'train_done', { ...summary, summary: path });
   io.out(formatSummary(summary, path));
   return summary;
+}
+
+/**
+ * Held-out problems the last evaluation scored, from the checkpoint's trainer_state.json: fewer
+ * than eval_samples when a dataset's test split is smaller. null when it cannot be read.
+ */
+async function evaluatedSamples(checkpoint: string): Promise<number | null> {
+  try {
+    const state = JSON.parse(await readFile(join(checkpoint, 'trainer_state.json'), 'utf8')) as { lastEval?: { samples?: unknown } | null };
+    const n = state.lastEval?.samples;
+    return typeof n === 'number' ? n : null;
+  } catch {
+    return null; // no checkpoint written (interrupted before one): the configured count stands
+  }
 }
 
 const pct = (x: number | null): string => (x === null ? 'n/a' : `${(100 * x).toFixed(1)}%`);
@@ -252,14 +256,6 @@ export function formatSummary(s: TrainSummary, path: string): string {
 export function registerTrainCommand(program: Command, io: () => CommandIO = processIO): void {
   const cmd = new Command('train').description('coordinator, learner and local workers on loopback as one command (no arguments: the arithmetic demo)');
   addConfigOptions(cmd);
-  cmd.action(async (opts: TrainCommandOptions) => {
-    const cio = io();
-    const shutdown = shutdownSignal(cio.log);
-    try {
-      await trainCommand(opts, cio, shutdown.signal);
-    } finally {
-      shutdown.dispose();
-    }
-  });
+  cmd.action(commandAction(io, trainCommand));
   program.addCommand(cmd);
 }

@@ -4,7 +4,7 @@
  * coordinator's address and the token:
  *
  *   grpo worker --coordinator ws://host:7070 [--token T] [--name N] [--worker-capacity N]
- *               [--reward-threads N] [--backend auto|tensorflow|wasm|cpu] [--config FILE]
+ *               [--reward-threads N] [--backend auto|tensorflow|webgpu|wasm|cpu] [--config FILE]
  *               [--metrics-port P [--metrics-host H]]     GET /metrics and /healthz on P
  *
  * GRPO_TOKEN is used when no token is given. SIGTERM or SIGINT stop it cleanly (the batch in
@@ -15,6 +15,7 @@ import { resolveConfig, type Config, type ConfigKey } from '../shared/config.js'
 import { addConfigOptions, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
 import { runWorker, type WorkerOptions } from '../rollout-worker/main.js';
+import { commandAction } from './action.js';
 import { processIO, type CommandIO } from './io.js';
 
 /** The config keys a worker reads; each is also a flag. */
@@ -24,6 +25,7 @@ export const WORKER_CONFIG_KEYS = [
   'worker_capacity',
   'reward_threads',
   'backend',
+  'device',
   'metrics_port',
   'metrics_host',
 ] as const satisfies readonly ConfigKey[];
@@ -45,6 +47,7 @@ export function workerOptionsFrom(config: Config, name: string | undefined): Omi
     capacity: config.worker_capacity,
     rewardThreads: config.reward_threads,
     backend: config.backend,
+    device: config.device,
     metricsPort: config.metrics_port,
     metricsHost: config.metrics_host,
   };
@@ -69,39 +72,11 @@ export async function workerCommand(opts: WorkerCommandOptions, io: CommandIO, s
   await runWorker({ ...options, log: io.log, signal });
 }
 
-/** First SIGTERM/SIGINT: abort (clean stop). Second: exit at once. Returns the remover. */
-function stopOnSignals(controller: AbortController, io: CommandIO): () => void {
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (!controller.signal.aborted) {
-      io.log('info', 'worker_stopping', { signal: sig });
-      controller.abort();
-      return;
-    }
-    io.log('warn', 'worker_forced_exit', { signal: sig });
-    process.exit(130);
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  return () => {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
-  };
-}
-
 export function registerWorkerCommand(program: Command, io: () => CommandIO = processIO): void {
   const cmd = new Command('worker')
     .description('rollout worker: samples and scores groups leased by the coordinator')
     .option('--name <name>', 'name shown in the coordinator logs (default worker-<pid>@<host>)');
   addConfigOptions(cmd, WORKER_CONFIG_KEYS);
-  cmd.action(async (opts: WorkerCommandOptions) => {
-    const controller = new AbortController();
-    const commandIO = io();
-    const removeHandlers = stopOnSignals(controller, commandIO);
-    try {
-      await workerCommand(opts, commandIO, controller.signal);
-    } finally {
-      removeHandlers();
-    }
-  });
+  cmd.action(commandAction(io, workerCommand));
   program.addCommand(cmd);
 }

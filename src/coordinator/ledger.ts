@@ -69,6 +69,7 @@ export interface LedgerCounters {
   failed: number; // Verdict failed
   repeatVerdicts: number; // a Verdict for a group already done (ignored)
   unknownVerdicts: number; // a Verdict for an id never seen (answered with an Error)
+  refusedResults: number; // results the learner refused with a code (forwarded to their worker)
 }
 
 export interface LedgerGauges {
@@ -114,7 +115,7 @@ export class Ledger {
     enqueued: 0, duplicateEnqueues: 0, leases: 0, leased: 0, redispatched: 0, expiredLeases: 0,
     releasedLeases: 0, staleLeaseResults: 0, duplicates: 0, strayResults: 0, invalidResults: 0,
     groupFailures: 0, completed: 0, exhausted: 0, delivered: 0, redelivered: 0, admitted: 0,
-    droppedStale: 0, droppedDuplicate: 0, failed: 0, repeatVerdicts: 0, unknownVerdicts: 0,
+    droppedStale: 0, droppedDuplicate: 0, failed: 0, repeatVerdicts: 0, unknownVerdicts: 0, refusedResults: 0,
   };
 
   constructor(private readonly opts: LedgerOptions) {
@@ -372,6 +373,12 @@ export class Ledger {
   /** The learner connection closed: everything it has not judged is sent again to the next one. */
   learnerLost(): void {
     for (const e of this.outbox.values()) e.sent = false;
+  }
+
+  /** The worker session whose result awaits a verdict for `groupId`, if one does. */
+  resultSession(groupId: string): string | null {
+    const e = this.outbox.get(groupId);
+    return e !== undefined && e.msg.kind === Kind.GroupResult ? e.msg.sessionId : null;
   }
 
   /** The learner's judgement of an outbox entry; the group is done after it. */

@@ -5,46 +5,26 @@
  *   const metrics = coordinatorMetrics(registry, () => coord.stats());
  *   metrics.observeBroadcast(seconds);   // one worker received one weights version (Begin..End)
  *
- * CoordinatorStatsSample is the part of CoordinatorStats (src/coordinator/router.ts) read here.
+ * CoordinatorStatsSample picks the fields read here from CoordinatorStats (router.ts) and its parts.
  */
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { COORDINATOR_METRICS, type CoordinatorMetricKey } from '../shared/metrics/definitions.js';
 import { createMetric, perScrape, setCounter, setOrClear, type AnyMetric } from '../shared/metrics/registry.js';
+import type { LedgerCounters, LedgerGauges } from './ledger.js';
+import type { CoordinatorStats } from './router.js';
+import type { WeightsStats } from './weights.js';
 
+/** The part of the coordinator's CoordinatorStats (router.ts) read here. */
 export interface CoordinatorStatsSample {
-  workers: readonly { ready: boolean; capacity: number }[];
-  learner: object | null;
-  policyVersion: number | null;
-  ledger: {
-    // gauges
-    queued: number;
-    leasedGroups: number;
-    activeLeases: number;
-    awaiting: number;
-    // cumulative counters
-    leases: number;
-    expiredLeases: number;
-    enqueued: number;
-    completed: number;
-    redispatched: number;
-    exhausted: number;
-    groupFailures: number;
-    admitted: number;
-    droppedStale: number;
-    droppedDuplicate: number;
-    failed: number;
-    duplicates: number;
-    invalidResults: number;
-  };
-  weights: {
-    version: number | null;
-    bytes: number; // newest complete version's payload
-    versionsReceived: number;
-    uploadErrors: number;
-    transfersCompleted: number;
-    transfersAbandoned: number;
-    bytesSent: number;
-  };
+  workers: readonly Pick<CoordinatorStats['workers'][number], 'ready' | 'capacity'>[];
+  learner: CoordinatorStats['learner'];
+  policyVersion: CoordinatorStats['policyVersion'];
+  ledger: Pick<
+    LedgerCounters & LedgerGauges,
+    | 'queued' | 'leasedGroups' | 'activeLeases' | 'awaiting' | 'leases' | 'expiredLeases' | 'enqueued' | 'completed' | 'redispatched'
+    | 'exhausted' | 'groupFailures' | 'admitted' | 'droppedStale' | 'droppedDuplicate' | 'failed' | 'duplicates' | 'invalidResults'
+  >;
+  weights: Omit<WeightsStats, 'transfersStarted' | 'framesSent'>;
 }
 
 export interface CoordinatorMetrics {

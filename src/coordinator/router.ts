@@ -120,8 +120,12 @@ export class Router implements ServerHooks {
     this.opts.log('info', 'joined', { session: peer.sessionId, role: msg.role, name: msg.name, capacity: peer.capacity, remote: peer.remote });
     if (msg.role === 'worker') {
       this.workers.set(peer.sessionId, peer);
-      if (this.runSpec) peer.send(this.runSpec); // before any weights: the worker builds its model from it
-      this.fanout.attach(peer, msg.policyVersion); // a late joiner gets the current weights at once
+      // RunSpec before any weights (the worker builds its model from it); with no RunSpec yet the
+      // worker gets weights only after the first one arrives (case Kind.RunSpec)
+      if (this.runSpec) {
+        peer.send(this.runSpec);
+        this.fanout.attach(peer, msg.policyVersion); // a late joiner gets the current weights at once
+      }
     } else {
       this.learner = peer;
       this.deliver(); // results held while no learner was connected
@@ -152,11 +156,16 @@ export class Router implements ServerHooks {
         peer.policyVersion = msg.policyVersion;
         this.schedule(now);
         return;
-      case Kind.RunSpec:
+      case Kind.RunSpec: {
+        const first = this.runSpec === null;
         this.runSpec = msg;
         this.opts.log('info', 'run_spec', { run: msg.spec.runId, task: msg.spec.task.name });
-        for (const w of this.workers.values()) w.send(msg);
+        for (const w of this.workers.values()) {
+          w.send(msg);
+          if (first) this.fanout.attach(w, w.policyVersion); // workers that joined before any RunSpec
+        }
         return;
+      }
       case Kind.Enqueue:
         this.ledger.enqueue(msg.groups);
         this.schedule(now);
@@ -182,12 +191,15 @@ export class Router implements ServerHooks {
         this.schedule(now);
         return;
       }
-      case Kind.Verdict:
+      case Kind.Verdict: {
+        const from = this.ledger.resultSession(msg.groupId);
         if (this.ledger.verdict(msg.groupId, msg.reason) === 'unknown') {
           throw new GrpoError(WireError.UnknownGroup, `Verdict for group ${msg.groupId}, which awaits no verdict`);
         }
+        if (from !== null && msg.code !== undefined) this.refused(from, msg.groupId, msg.code, msg.message ?? '');
         this.schedule(now);
         return;
+      }
       case Kind.PolicyVersion:
         this.announce(msg.version);
         return;
@@ -244,6 +256,16 @@ export class Router implements ServerHooks {
     }
     this.deliver();
     this.schedule(now);
+  }
+
+  /**
+   * The learner refused a worker's result: the worker that sent it learns why (if it is still
+   * connected; its session ended otherwise, and so did its lease).
+   */
+  private refused(sessionId: string, groupId: string, code: string, message: string): void {
+    this.ledger.counters.refusedResults += 1;
+    this.opts.log('warn', 'result_refused', { session: sessionId, group: groupId, code, error: message });
+    this.workers.get(sessionId)?.send({ kind: Kind.Error, code, message: `the learner refused your result: ${message}`, ref: groupId });
   }
 
   /** The learner announced a version (or its weights completed): tell the workers if it is new. */

@@ -10,10 +10,10 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
-import { decodeMessage } from '../shared/codec.js';
+import { claimedKind, decodeMessage } from '../shared/codec.js';
 import { GrpoError, isGrpoError } from '../shared/errors.js';
 import { handleMetricsRequest } from '../shared/metrics/server.js';
-import { ACCEPTED_FROM, CloseCode, Kind, kindName, WireError } from '../shared/protocol.js';
+import { ACCEPTED_FROM, CloseCode, isKind, Kind, kindName, WireError } from '../shared/protocol.js';
 import type { HelloMsg, Message, ProtocolLogger } from '../shared/protocol.js';
 import { refuseUpgrade, TokenCheck } from './auth.js';
 import { Peer } from './peer.js';
@@ -121,28 +121,30 @@ export class CoordinatorServer {
   }
 
   private onFrame(peer: Peer, data: Uint8Array, isBinary: boolean): void {
+    if (!peer.open) return; // closing (e.g. after a bad Hello): nothing more is read on this socket
     const now = Date.now();
     peer.lastSeen = now;
+    if (peer.role === null) {
+      this.firstFrame(peer, data, isBinary, now);
+      return;
+    }
     let msg: Message;
     try {
       if (!isBinary) throw new GrpoError(WireError.BadFrame, 'text frame; every message is a binary frame');
       msg = decodeMessage(data);
     } catch (err) {
-      this.rejectFrame(peer, isGrpoError(err) ? err : new GrpoError(WireError.BadFrame, String(err)));
-      return;
-    }
-    if (peer.role === null) {
-      if (msg.kind !== Kind.Hello) {
-        peer.send({ kind: Kind.Error, code: WireError.HelloRequired, message: `first message must be Hello, got ${kindName(msg.kind)}` });
-        peer.close(CloseCode.HelloRequired, 'Hello required');
-        return;
+      const e = isGrpoError(err) ? err : new GrpoError(WireError.BadFrame, String(err));
+      // the role is checked before the fields: a kind this role may not send is unexpected, well-formed or not
+      const claimed = e.code === WireError.BadMessage ? claimedKind(data) : null;
+      if (claimed !== null && isKind(claimed) && !ACCEPTED_FROM[peer.role].has(claimed)) {
+        this.rejectFrame(peer, this.unexpected(peer, claimed));
+      } else {
+        this.rejectFrame(peer, e);
       }
-      this.hooks.hello(peer, msg, now);
       return;
     }
     if (!ACCEPTED_FROM[peer.role].has(msg.kind)) {
-      const why = msg.kind === Kind.Hello ? 'a second Hello' : `${kindName(msg.kind)} from a ${peer.role}`;
-      this.rejectFrame(peer, new GrpoError(WireError.UnexpectedMessage, `${why} is not accepted; see docs/protocol.md`));
+      this.rejectFrame(peer, this.unexpected(peer, msg.kind));
       return;
     }
     try {
@@ -152,6 +154,44 @@ export class CoordinatorServer {
       const e = isGrpoError(err) ? err : new GrpoError('GRPO_ERR_INTERNAL', `coordinator failed on ${kindName(msg.kind)}: ${String(err)}`);
       peer.send({ kind: Kind.Error, code: e.code, message: e.message });
     }
+  }
+
+  private unexpected(peer: Peer, kind: number): GrpoError {
+    const why = kind === Kind.Hello ? 'a second Hello' : `${kindName(kind)} from a ${peer.role}`;
+    return new GrpoError(WireError.UnexpectedMessage, `${why} is not accepted; see docs/protocol.md`);
+  }
+
+  /**
+   * The first frame must be a valid Hello. Anything else is answered with one coded Error and the
+   * connection is closed with 4001 (docs/protocol.md sections 5 and 8): HELLO_REQUIRED for a frame that
+   * is not a Hello (a text frame, an undecodable one, another kind), BAD_MESSAGE for a Hello with
+   * a missing or mistyped field. Frames after it on that socket are not read (onFrame).
+   */
+  private firstFrame(peer: Peer, data: Uint8Array, isBinary: boolean, now: number): void {
+    const refuse = (code: string, message: string): void => {
+      this.badFrames += 1;
+      this.opts.log('warn', 'bad_hello', { session: peer.sessionId, code, error: message });
+      peer.send({ kind: Kind.Error, code, message });
+      peer.close(CloseCode.HelloRequired, code === WireError.BadMessage ? 'bad Hello' : 'Hello required');
+    };
+    if (!isBinary) {
+      refuse(WireError.HelloRequired, 'first message must be Hello, got a text frame; every message is a binary frame');
+      return;
+    }
+    let msg: Message;
+    try {
+      msg = decodeMessage(data);
+    } catch (err) {
+      const e = isGrpoError(err) ? err : new GrpoError(WireError.BadFrame, String(err));
+      if (claimedKind(data) === Kind.Hello) refuse(WireError.BadMessage, `${e.message}; see docs/protocol.md section 4`);
+      else refuse(WireError.HelloRequired, `first message must be Hello, got a frame that is not one (${e.code}: ${e.message})`);
+      return;
+    }
+    if (msg.kind !== Kind.Hello) {
+      refuse(WireError.HelloRequired, `first message must be Hello, got ${kindName(msg.kind)}`);
+      return;
+    }
+    this.hooks.hello(peer, msg, now);
   }
 
   /** Answers a bad frame with a coded Error; too many of them close the connection. */

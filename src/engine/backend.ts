@@ -1,10 +1,13 @@
 /**
  * Backend selection. `initEngine` picks the TensorFlow.js backend once per process and logs one
  * line saying what it chose:
- * - auto: @tensorflow/tfjs-node-gpu, then @tensorflow/tfjs-node when installed (optional, never
- *   required: users on GPU clusters have them, this machine cannot install them); else the wasm
- *   backend with the native OpenBLAS/C++ kernels; else stock wasm with a warning.
+ * - auto: @tensorflow/tfjs-node-gpu when installed; else webgpu when a hardware GPU adapter
+ *   exists (./webgpu.ts); else @tensorflow/tfjs-node when installed (optional, never required:
+ *   this machine cannot install it); else the wasm backend with the native OpenBLAS/C++ kernels;
+ *   else stock wasm with a warning. Skipping webgpu logs one notice line saying why.
  * - tensorflow: tfjs-node(-gpu) or GRPO_ERR_BACKEND_UNAVAILABLE.
+ * - webgpu: adapter `device` (default: the first hardware one, else lavapipe), or
+ *   GRPO_ERR_NO_GPU_ADAPTER naming what was probed.
  * - wasm: wasm with the native kernels when the addon is built, stock wasm (warning) otherwise.
  * - cpu: the stock cpu backend (slow; a reference for tests).
  * On wasm a few portable JS kernels are always installed (UnsortedSegmentSum is missing there and
@@ -18,12 +21,16 @@ import { replacedKernels } from './kernels/registry.js';
 import { loadNativeAddon } from './native-addon.js';
 import { tf } from './tf.js';
 import { isWasmBackend } from './wasm-heap.js';
+import { gpuDeviceNodes } from './vulkan-probe.js';
+import { chooseAdapter, describeProbe, probeGpu, registerWebgpu } from './webgpu.js';
 
-export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
 
 export interface EngineOptions {
   backend?: BackendChoice; // default 'auto'
+  /** WebGPU adapter index (`--device N`, as `grpo doctor` lists them); null/undefined = first GPU. */
+  device?: number | null;
   log?: (line: string) => void; // receives the one start-up line (and the warning, if any)
 }
 
@@ -42,11 +49,16 @@ export interface EngineInfo {
   blasCore?: string;
   /** Set when the engine runs in a degraded mode: what is slow and how to fix it. */
   warning?: string;
+  /** webgpu only: the adapter used (index, name, vendor, architecture). */
+  adapter?: { index: number; name: string; vendor: string; architecture: string; description: string; software: boolean };
+  /** auto only: why webgpu was not used (no GPU adapter, with what was probed). */
+  notice?: string;
 }
 
 const NATIVE_FIX = 'apt-get install libopenblas-dev && npm run build:native';
 
 let current: EngineInfo | null = null;
+let currentDevice: number | null = null; // the `device` current was selected with
 let pending: Promise<EngineInfo> | null = null;
 
 /**
@@ -59,10 +71,12 @@ export async function initEngine(opts: EngineOptions = {}): Promise<EngineInfo> 
     throw new GrpoError('GRPO_ERR_BACKEND_UNAVAILABLE', `unknown backend ${JSON.stringify(requested)}; use one of ${BACKEND_CHOICES.join(', ')}`);
   }
   while (pending) await pending.catch(() => undefined);
-  if (current && current.requested === requested && tf.getBackend() === current.backend) return current;
-  pending = select(requested, opts.log ?? ((line) => console.error(line)));
+  const device = opts.device ?? null;
+  if (current && current.requested === requested && currentDevice === device && tf.getBackend() === current.backend) return current;
+  pending = select(requested, device, opts.log ?? ((line) => console.error(line)));
   try {
     current = await pending;
+    currentDevice = device;
     return current;
   } finally {
     pending = null;
@@ -79,9 +93,20 @@ export function activeBackend(): string {
   return tf.getBackend();
 }
 
-async function select(requested: BackendChoice, log: (line: string) => void): Promise<EngineInfo> {
+async function select(requested: BackendChoice, device: number | null, log: (line: string) => void): Promise<EngineInfo> {
   let info: EngineInfo | null = null;
-  if (requested === 'auto' || requested === 'tensorflow') info = await tryTensorflow(requested);
+  let notice: string | undefined;
+  if (requested === 'auto') info = await tryTensorflow(requested, ['@tensorflow/tfjs-node-gpu']);
+  if (!info && requested === 'auto' && device === null && gpuDeviceNodes().length === 0) {
+    notice = `webgpu not used: no GPU device node (/dev/nvidia*, /dev/dri/renderD*); using the CPU route`;
+  } else if (!info && (requested === 'auto' || requested === 'webgpu')) {
+    const probe = await probeGpu();
+    const hardware = probe.adapters.some((a) => !a.software);
+    if (requested === 'webgpu' || hardware || device !== null) info = await useWebgpu(requested, chooseAdapter(probe, device));
+    else notice = `webgpu not used: no GPU adapter (${describeProbe(probe)}); using the CPU route`;
+  }
+  if (!info && requested === 'auto') info = await tryTensorflow(requested, ['@tensorflow/tfjs-node']);
+  if (!info && requested === 'tensorflow') info = await tryTensorflow(requested, ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']);
   if (!info && requested === 'tensorflow') {
     throw new GrpoError(
       'GRPO_ERR_BACKEND_UNAVAILABLE',
@@ -91,13 +116,30 @@ async function select(requested: BackendChoice, log: (line: string) => void): Pr
   }
   if (!info && requested === 'cpu') info = await useCpu();
   if (!info) info = await useWasm(requested);
+  if (notice) info = { ...info, notice };
   log(describe(info));
+  if (info.notice) log(`[engine] notice: ${info.notice}`);
   if (info.warning) log(`[engine] warning: ${info.warning}`);
   return info;
 }
 
-async function tryTensorflow(requested: BackendChoice): Promise<EngineInfo | null> {
-  for (const provider of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+async function useWebgpu(requested: BackendChoice, adapter: Parameters<typeof registerWebgpu>[0]): Promise<EngineInfo> {
+  const sel = await registerWebgpu(adapter);
+  await setBackendOrThrow('webgpu');
+  const info: EngineInfo = {
+    requested,
+    backend: 'webgpu',
+    provider: '@tensorflow/tfjs-backend-webgpu',
+    native: false,
+    kernels: [],
+    adapter: { index: adapter.index, name: adapter.name, vendor: sel.vendor, architecture: sel.architecture, description: sel.description, software: adapter.software },
+  };
+  if (adapter.software) info.warning = `adapter ${adapter.index} (${adapter.name}) is a software Vulkan driver: correct but slower than --backend wasm; for tests, not training`;
+  return info;
+}
+
+async function tryTensorflow(requested: BackendChoice, providers: string[]): Promise<EngineInfo | null> {
+  for (const provider of providers) {
     try {
       await import(provider); // registers the 'tensorflow' backend with the shared tfjs-core
     } catch {
@@ -169,5 +211,6 @@ function describe(info: EngineInfo): string {
     if (info.blasCore) parts.push(`blas=${info.blasCore}`);
     parts.push(`kernels=${info.kernels.join(',') || 'stock'}`);
   }
+  if (info.adapter) parts.push(`adapter=${info.adapter.index}:${JSON.stringify(info.adapter.name)}`);
   return parts.join(' ');
 }

@@ -159,10 +159,12 @@ export async function evaluate(model: LlamaModel, tokenizer: Tokenizer, task: Ta
   checkOptions(o, n);
   const t0 = performance.now();
   const temperature = o.temperature ?? 1;
-  const problems: TaskExample[] = Array.from({ length: o.samples }, (_, i) => task.example('test', i));
+  // a task read from a file has a finite held-out set: each problem once, not the set repeated
+  const samples = Math.min(o.samples, task.size?.test ?? o.samples);
+  const problems: TaskExample[] = Array.from({ length: samples }, (_, i) => task.example('test', i));
   const prompts = problems.map((p) => promptIds(tokenizer, p.prompt));
   const texts = problems.map((p) => p.prompt);
-  const progress = { done: 0, total: o.samples * (n > 1 ? n + 1 : 1) };
+  const progress = { done: 0, total: samples * (n > 1 ? n + 1 : 1) };
 
   const greedy = await decodeAll(model, tokenizer, task, prompts, texts, 1, 0, o, progress);
   const correct = greedy.map((g, i) => task.isCorrect(problems[i].prompt, g.text, problems[i].meta));
@@ -189,9 +191,9 @@ export async function evaluate(model: LlamaModel, tokenizer: Tokenizer, task: Ta
 
   return {
     task: task.name,
-    samples: o.samples,
+    samples,
     correct: numCorrect,
-    accuracy: numCorrect / o.samples,
+    accuracy: numCorrect / samples,
     k: o.k,
     n,
     temperature,

@@ -44,7 +44,7 @@ import {
 import { buildAllowedMask, type AllowedMask } from '../model/allowed-mask.js';
 import type { LlamaConfig } from '../model/types.js';
 import type { Completion, GroupRollout } from '../shared/protocol.js';
-import { meanStd, type BatchStats } from './step-metrics.js';
+import { meanStd, type BatchStats, type CompletionOutcomes } from './step-metrics.js';
 
 /** Name of the overlong-shaping reward column (overlong_cache_len > 0). */
 export const OVERLONG_REWARD = 'overlong_penalty';
@@ -79,6 +79,7 @@ export interface StepBatch {
   completions: number; // rows over all micro-batches
   trainTokens: number; // sum of every mask: dapo's numItemsInBatch
   stats: BatchStats;
+  outcomes: CompletionOutcomes; // per completion of `groups`, for the logs
 }
 
 export interface MicroBatchTensors {
@@ -165,8 +166,13 @@ export function buildStepBatch(groups: readonly GroupRollout[], o: BatchOptions)
     microBatches.push(layoutRows(idx.map((i) => rows[i]), idx.map((_, j) => adv!.advantages[s + j]), o));
   }
   const trainTokens = microBatches.reduce((a, mb) => a + mb.tokens, 0);
+  const outcomes: CompletionOutcomes = { rewards: all?.totals ?? new Float64Array(0), advantages: new Float32Array(rows.length) };
+  kept.forEach((row, j) => (outcomes.advantages[row] = adv!.advantages[j]));
   const stats = batchStats(groups, rows.map((r) => r.c), rewards, all, dropped, kept.length, trainTokens);
-  return { microBatches, completions: kept.length, trainTokens, stats };
+  const trained = meanStd(adv?.advantages ?? []);
+  stats.advantageMean = trained.mean;
+  stats.advantageStd = trained.std;
+  return { microBatches, completions: kept.length, trainTokens, stats, outcomes };
 }
 
 /** The tensors of one micro-batch; the caller disposes ids, mask and oldLogp. */
@@ -336,5 +342,19 @@ function batchStats(
     truncatedShare: n > 0 ? completions.filter((c) => c.finishReason === 'length').length / n : NaN,
     completionTokens: lengths.reduce((a, b) => a + b, 0),
     trainTokens,
+    advantageMean: NaN, // set by buildStepBatch from the trained advantages
+    advantageStd: 0,
+    logprobMean: meanLogprob(completions),
   };
+}
+
+/** Mean of every sampled token's behaviour log-probability, nats/token; NaN without tokens. */
+function meanLogprob(completions: readonly Completion[]): number {
+  let sum = 0;
+  let n = 0;
+  for (const c of completions) {
+    for (const lp of c.logprobs) sum += lp;
+    n += c.logprobs.length;
+  }
+  return n > 0 ? sum / n : NaN;
 }

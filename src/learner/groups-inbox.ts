@@ -21,9 +21,11 @@
  *               of this learner's lineage, is stale too);
  *   - stale     its prompt is re-queued in the data cursor and handed out again under a new
  *               group id by the next fill();
- *   - failed    GroupExhausted (the coordinator gave up on it) or a malformed result: its prompt
- *               is SKIPPED (marked consumed in the cursor, never trained), logged and counted, so
- *               a prompt that breaks every worker cannot loop forever;
+ *   - failed    GroupExhausted (the coordinator gave up on it) or a refused result (malformed, or
+ *               not the run's: group-check.ts): its prompt is SKIPPED (marked consumed in the
+ *               cursor, never trained), logged and counted, so a prompt that breaks every worker
+ *               cannot loop forever. A refusal's Verdict carries its code and message, which the
+ *               coordinator forwards to the worker that sent the result;
  *   - a group id this process never enqueued (a result of an earlier learner process, held by the
  *               coordinator across the restart) is answered 'stale' and counted `unknown`; its
  *               prompt is in the restored cursor's pending list and goes out again anyway.
@@ -31,7 +33,7 @@
  */
 import type { DataCursor } from './data-cursor.js';
 import { GrpoError, isGrpoError } from '../shared/errors.js';
-import { Kind } from '../shared/protocol.js';
+import { Kind, VERDICT_MESSAGE_CHARS } from '../shared/protocol.js';
 import type {
   GroupExhaustedMsg,
   GroupResultMsg,
@@ -57,8 +59,13 @@ export interface InboxOptions {
    */
   example: (promptIndex: number) => { prompt: string; meta: unknown; level?: number; taskOptions?: Record<string, unknown> };
   send: (msg: Message) => boolean; // false while disconnected: resync() re-sends on the next Welcome
-  /** Throws GRPO_ERR_BAD_ROLLOUT (or any coded error) for a group that cannot be trained. */
-  validate?: (group: GroupRollout) => void;
+  /**
+   * Throws a coded error (GRPO_ERR_BAD_ROLLOUT, GRPO_ERR_REWARD_NAMES, GRPO_ERR_PROMPT_TOKENS, ...)
+   * for a group the learner refuses; `spec` is what it leased.
+   */
+  validate?: (group: GroupRollout, spec: GroupSpec) => void;
+  /** A result was refused with `code` (counted in Prometheus by the caller). */
+  onRefused?: (code: string) => void;
   log: ProtocolLogger;
   policyVersion: number; // version of the learner's weights now
   counts?: InboxCounts; // counters carried over from the checkpoint of a resumed run
@@ -69,6 +76,11 @@ export interface InboxOptions {
    */
   maxFailedInRow?: number;
   onStuck?: (err: GrpoError) => void;
+}
+
+interface Judgement {
+  reason: VerdictReason;
+  why?: { code: string; message: string }; // a refused result's coded reason
 }
 
 export interface AdmittedGroup {
@@ -83,7 +95,8 @@ export interface InboxCounts {
   admitted: number; // Verdict ok
   trained: number; // admitted groups a step has trained on
   droppedStale: number; // Verdict stale for this process's groups (prompt re-queued)
-  failed: number; // Verdict failed: exhausted at the coordinator or malformed (prompt skipped)
+  failed: number; // Verdict failed: exhausted at the coordinator or refused (prompt skipped)
+  refused: number; // results refused (a subset of failed): malformed or not the run's, the worker told why
   duplicates: number; // repeated results answered with their earlier Verdict
   unknown: number; // results for group ids this process never enqueued (answered stale)
 }
@@ -94,6 +107,7 @@ export const EMPTY_COUNTS: Readonly<InboxCounts> = Object.freeze({
   trained: 0,
   droppedStale: 0,
   failed: 0,
+  refused: 0,
   duplicates: 0,
   unknown: 0,
 });
@@ -101,7 +115,7 @@ export const EMPTY_COUNTS: Readonly<InboxCounts> = Object.freeze({
 export class GroupsInbox {
   private readonly outstanding = new Map<string, GroupSpec>(); // enqueued, no result yet
   private buffer: AdmittedGroup[] = []; // admitted, not trained; FIFO
-  private readonly judged = new Map<string, VerdictReason>();
+  private readonly judged = new Map<string, Judgement>(); // a refusal keeps its code for repeats
   private readonly attempts = new Map<number, number>(); // promptIndex -> group ids made for it
   private training = 0; // groups in the step being computed
   private version: number;
@@ -174,7 +188,7 @@ export class GroupsInbox {
     const earlier = this.judged.get(id);
     if (earlier !== undefined) {
       this.counters.duplicates += 1;
-      this.verdict(id, earlier);
+      this.verdict(id, earlier.reason, earlier.why);
       return;
     }
     const spec = this.outstanding.get(id);
@@ -186,10 +200,13 @@ export class GroupsInbox {
     }
     this.outstanding.delete(id);
     try {
-      this.o.validate?.(g);
+      this.o.validate?.(g, spec);
     } catch (err) {
       if (!isGrpoError(err)) throw err;
-      this.skip(spec, 'group_malformed', { code: err.code, error: err.message, worker: msg.workerName });
+      this.counters.refused += 1;
+      this.o.onRefused?.(err.code);
+      const why = { code: err.code, message: err.message.slice(0, VERDICT_MESSAGE_CHARS) };
+      this.skip(spec, 'group_refused', { code: err.code, error: err.message, worker: msg.workerName, session: msg.sessionId }, why);
       return;
     }
     const trainVersion = this.version + (this.training > 0 ? 1 : 0) + Math.floor(this.buffer.length / this.o.promptsPerStep);
@@ -214,7 +231,7 @@ export class GroupsInbox {
     const earlier = this.judged.get(msg.groupId);
     if (earlier !== undefined) {
       this.counters.duplicates += 1;
-      this.verdict(msg.groupId, earlier);
+      this.verdict(msg.groupId, earlier.reason, earlier.why);
       return;
     }
     const spec = this.outstanding.get(msg.groupId);
@@ -280,12 +297,12 @@ export class GroupsInbox {
   }
 
   /** Verdict failed; the prompt is consumed without training (see the file comment). */
-  private skip(spec: GroupSpec, event: string, fields: Record<string, unknown>): void {
+  private skip(spec: GroupSpec, event: string, fields: Record<string, unknown>, why?: { code: string; message: string }): void {
     this.counters.failed += 1;
     this.o.cursor.admit(spec.promptIndex);
     this.attempts.delete(spec.promptIndex);
     this.o.log('warn', event, { group: spec.groupId, prompt: spec.promptIndex, ...fields });
-    this.judge(spec.groupId, 'failed');
+    this.judge(spec.groupId, 'failed', why);
     this.failedInRow += 1;
     this.lastFailure = `${fields.code ?? event}: ${fields.error ?? ''}`;
     const limit = this.o.maxFailedInRow ?? 0;
@@ -302,14 +319,18 @@ export class GroupsInbox {
     this.fill();
   }
 
-  private judge(groupId: string, reason: VerdictReason): void {
-    this.judged.set(groupId, reason);
+  private judge(groupId: string, reason: VerdictReason, why?: { code: string; message: string }): void {
+    this.judged.set(groupId, why === undefined ? { reason } : { reason, why });
     if (this.judged.size > JUDGED_MEMORY) this.judged.delete(this.judged.keys().next().value as string);
-    this.verdict(groupId, reason);
+    this.verdict(groupId, reason, why);
   }
 
-  private verdict(groupId: string, reason: VerdictReason): void {
-    this.o.send({ kind: Kind.Verdict, groupId, admitted: reason === 'ok', reason });
+  /**
+   * A repeat carries the refusal's code again: the first Verdict may have been lost with the
+   * connection, and the coordinator forwards only the Verdict that finishes the group.
+   */
+  private verdict(groupId: string, reason: VerdictReason, why?: { code: string; message: string }): void {
+    this.o.send({ kind: Kind.Verdict, groupId, admitted: reason === 'ok', reason, ...why });
   }
 
   private wake(): void {

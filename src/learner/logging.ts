@@ -11,8 +11,8 @@
  */
 import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import cliProgress from 'cli-progress';
 import { TrainingStatsWriter } from '../shared/metrics/files.js';
+import { progressBar, type ProgressBar } from '../shared/progress-bar.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import type { InboxCounts } from './groups-inbox.js';
 import type { StepMetrics } from './step-metrics.js';
@@ -37,6 +37,9 @@ export interface StepRecord {
   lengthMean: number; // completion tokens
   lengthMax: number;
   truncated: number; // share cut at max_gen_len
+  advantageMean: number; // over the completions trained
+  advantageStd: number;
+  logprobMean: number; // mean log-probability of the sampled tokens (the workers'), nats/token
   stalenessMean: number; // versions between sampling and this update
   stalenessMax: number;
   groupsAdmitted: number; // cumulative
@@ -84,6 +87,9 @@ export function stepRecord(
     lengthMean: b.lengthMean,
     lengthMax: b.lengthMax,
     truncated: b.truncatedShare,
+    advantageMean: b.advantageMean,
+    advantageStd: b.advantageStd,
+    logprobMean: b.logprobMean,
     stalenessMean: m.stalenessMean,
     stalenessMax: m.stalenessMax,
     groupsAdmitted: x.counts.admitted,
@@ -150,53 +156,24 @@ export class MetricsWriter {
   }
 }
 
-export interface LearnerProgress {
-  start(total: number, from: number): void;
-  update(r: StepRecord): void;
-  stop(): void;
-  /** A logger that prints through the bar while it is drawn. */
-  log: ProtocolLogger;
-}
+/** The learner's progress bar (a TTY only); its `log` prints through the bar while it is drawn. */
+export type LearnerProgress = ProgressBar<StepRecord>;
 
 const fmt = (x: number, digits = 3): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 
-/** A cli-progress bar for the learner's steps on `stream` (a TTY). */
+/** The progress bar of the learner's steps on `stream` (a TTY). */
 export function learnerProgressBar(stream: NodeJS.WriteStream, inner: ProtocolLogger): LearnerProgress {
-  const multi = new cliProgress.MultiBar(
-    {
-      stream,
-      format: 'grpo {bar} {value}/{total} | v{version} | reward {reward} | acc {acc} | kl {kl} | {tps} tok/s | eta {eta_formatted}',
-      hideCursor: true,
-      clearOnComplete: false,
-      etaBuffer: 10,
+  return progressBar<StepRecord>(stream, inner, {
+    label: 'grpo',
+    columns: 'v{version} | reward {reward} | acc {acc} | kl {kl} | {tps} tok/s',
+    fields: {
+      version: (r) => r.version,
+      reward: (r) => fmt(r.rewardMean),
+      acc: (r) => fmt(r.accuracy, 2),
+      kl: (r) => fmt(r.kl, 4),
+      tps: (r) => Math.round(r.tokensPerSecond),
     },
-    cliProgress.Presets.shades_classic,
-  );
-  let bar: cliProgress.SingleBar | null = null;
-  let stopped = false;
-  const payload = (r?: StepRecord) => ({
-    version: r ? r.version : '-',
-    reward: r ? fmt(r.rewardMean) : '-',
-    acc: r ? fmt(r.accuracy, 2) : '-',
-    kl: r ? fmt(r.kl, 4) : '-',
-    tps: r ? Math.round(r.tokensPerSecond) : '-',
+    value: (r) => r.step,
+    etaBuffer: 10,
   });
-  return {
-    start(total, from) {
-      bar = multi.create(total, from, payload());
-    },
-    update(r) {
-      bar?.update(r.step, payload(r));
-    },
-    stop() {
-      if (stopped) return;
-      stopped = true;
-      multi.stop();
-    },
-    log(level, event, fields) {
-      if (level === 'debug') return;
-      if (bar === null || stopped) inner(level, event, fields);
-      else multi.log(`${JSON.stringify({ t: new Date().toISOString(), level, event, ...fields })}\n`);
-    },
-  };
 }

@@ -11,6 +11,7 @@
  *   publish the new weights (the upload runs beside the next steps; fan-out is the coordinator's)
  *   top the in-flight groups back up (fill)
  *   log the step (stderr, metrics.jsonl, CSV, training_stats.json, Prometheus, progress bar)
+ *   every log_completions_steps steps: sample completions to completions.jsonl and the terminal
  *   every eval_interval steps: held-out eval, `best` checkpoint when it improves
  *   every save_interval steps: `checkpoint`
  *
@@ -30,6 +31,7 @@ import type { Task } from '../tasks/types.js';
 import type { ProtocolClient } from '../shared/ws-client.js';
 import { loraPayload, type LoraPolicy } from './lora-policy.js';
 import { bestDir, latestDir, publicConfig, saveLearnerCheckpoint, type EvalRecord, type LearnerTrainerState } from './checkpointing.js';
+import { logStepCompletions, type CompletionsLog } from './completions-log.js';
 import type { LearnerCurriculum } from './curriculum.js';
 import type { DataCursor } from './data-cursor.js';
 import type { AdmittedGroup, GroupsInbox } from './groups-inbox.js';
@@ -65,6 +67,7 @@ export interface LearnerRun {
   replay: ReplayBuffer | null; // config replay_buffer_size > 0
   telemetry: LearnerMetrics; // Prometheus gauges, counters and histograms (telemetry.ts)
   progress: LearnerProgress | null;
+  completions: CompletionsLog | null; // config log_completions_steps > 0: <out>/completions.jsonl
   stop: AbortSignal;
   upload: Promise<void>; // the newest publish: settles when its frames are written or a newer one supersedes it
 }
@@ -129,6 +132,10 @@ export async function trainLoop(run: LearnerRun): Promise<number> {
     run.metrics.write(record);
     run.telemetry.observeStep(m, stepContext({ step: run.step, waitSeconds, accuracy: record.accuracy, versionBefore }, replay?.groups ?? fresh));
     run.progress?.update(record);
+    if (run.completions !== null && run.step % config.log_completions_steps === 0) {
+      const print = run.progress ? (text: string) => run.progress!.print(text) : null;
+      logStepCompletions(run.completions, replay?.groups ?? fresh, m, { step: run.step, tokenizer: run.tokenizer, print, log: run.log });
+    }
 
     if (config.eval_interval > 0 && run.step % config.eval_interval === 0 && run.step < config.steps) await evalAndKeepBest(run);
     if (config.save_interval > 0 && run.step % config.save_interval === 0 && run.step < config.steps) await saveLatest(run);

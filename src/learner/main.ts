@@ -25,16 +25,21 @@ import { initEngine } from '../engine/backend.js';
 import { GrpoError } from '../shared/errors.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
-import { Kind, silentLogger, type ProtocolLogger, type RemoteRewardSpec, type RunSpec } from '../shared/protocol.js';
+import type { Tokenizer } from '../model/types.js';
+import { Kind, silentLogger, type ProtocolLogger, type RemoteRewardSpec, type RewardFunctionSpec, type RunSpec } from '../shared/protocol.js';
 import { Rng } from '../shared/rng.js';
-import { loadRewardModule, loadTask, runRewardDefaults } from '../tasks/index.js';
-import type { Task } from '../tasks/types.js';
+import { loadRewardModule, promptIds, runRewardDefaults } from '../tasks/index.js';
+import { loadRunTask } from '../tasks/run-task.js';
+import type { Task, TaskReward } from '../tasks/types.js';
+import { looksLikeModulePath } from '../tasks/user-module.js';
 import { ProtocolClient } from '../shared/ws-client.js';
 import { batchOptionsFromConfig, buildStepBatch, resolveRewardWeights } from './batch.js';
 import { bestDir, latestDir, loadResumePoint, publicConfig, type EvalRecord, type ResumePoint } from './checkpointing.js';
 import { LearnerCurriculum } from './curriculum.js';
 import { DataCursor } from './data-cursor.js';
+import { checkGroupForRun } from './group-check.js';
 import { GroupsInbox, type InboxCounts } from './groups-inbox.js';
+import { CompletionsLog } from './completions-log.js';
 import { learnerProgressBar, MetricsWriter } from './logging.js';
 import { evalAndKeepBest, publish, saveLatest, trainLoop, type LearnerRun } from './loop.js';
 import { startLearnerTelemetry } from './telemetry.js';
@@ -77,16 +82,48 @@ export interface LearnerSummary {
 }
 
 /** The run's RunSpec: what every worker needs besides the weights. */
-export function runSpecOf(runId: string, config: Config, policy: LlamaModel, run: { tokenizer: { toJSON(): unknown }; task: Task }): RunSpec {
+export function runSpecOf(
+  runId: string,
+  config: Config,
+  policy: LlamaModel,
+  run: { tokenizer: Pick<Tokenizer, 'toJSON' | 'bosId' | 'addsBos' | 'eosId' | 'padId'>; task: Task; moduleRewards: readonly TaskReward[]; rewardWeights: Readonly<Record<string, number>> },
+): RunSpec {
+  const jsOnly = looksLikeModulePath(config.task) || config.reward_module !== null;
   return {
     runId,
     model: { ...policy.config },
     tokenizer: run.tokenizer.toJSON(),
-    task: { name: config.task, seed: config.seed, options: { ...run.task.options } },
+    // nil BOS for a tokenizer whose post-processor adds none (Qwen2), so every worker leaves it out as promptIds does
+    specialTokens: { bosId: run.tokenizer.addsBos === false ? null : run.tokenizer.bosId, eosId: run.tokenizer.eosId, padId: run.tokenizer.padId },
+    task: { name: config.task, seed: config.seed, options: { ...run.task.options }, jsOnly },
     rewardWeights: { ...config.reward_weights },
     sampling: { temperature: config.temperature, topK: config.top_k, topP: config.top_p, maxNewTokens: config.max_gen_len, seed: config.seed },
-    rewards: { timeoutMs: config.reward_timeout_ms, retries: config.reward_retries, module: config.reward_module, remote: remoteRewardOf(config) },
+    rewards: {
+      timeoutMs: config.reward_timeout_ms,
+      retries: config.reward_retries,
+      module: config.reward_module,
+      remote: remoteRewardOf(config),
+      functions: rewardFunctionsOf(run.task, run.moduleRewards, config.remote_reward_url === null ? null : config.remote_reward_name, run.rewardWeights),
+    },
   };
+}
+
+/** The run's active rewards in scoring order (task, module, remote) with their resolved weights. */
+export function rewardFunctionsOf(
+  task: Task,
+  moduleRewards: readonly TaskReward[],
+  remoteName: string | null,
+  rewardWeights: Readonly<Record<string, number>>,
+): RewardFunctionSpec[] {
+  const scoped = (r: TaskReward, source: RewardFunctionSpec['source']): RewardFunctionSpec => ({
+    name: r.name,
+    weight: rewardWeights[r.name] ?? r.weight,
+    scope: r.group ? 'group' : 'completion',
+    source,
+  });
+  const all = [...task.rewards.map((r) => scoped(r, 'task')), ...moduleRewards.map((r) => scoped(r, 'module'))];
+  if (remoteName !== null) all.push({ name: remoteName, weight: rewardWeights[remoteName] ?? 0, scope: 'group', source: 'remote' });
+  return all.filter((r) => r.weight !== 0);
 }
 
 /** The run's remote reward from the config's remote_reward_* keys; null when no URL is set. */
@@ -159,7 +196,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
   config = parseConfig({ ...config, out, checkpoint: opts.checkpoint, steps: opts.steps ?? config.steps }, 'learner config');
   if (config.coordinator === null) throw new GrpoError('GRPO_ERR_CONFIG', 'the learner needs --coordinator ws://host:port');
   const baseLog = opts.log ?? silentLogger;
-  await initEngine({ backend: config.backend, log: () => {} });
+  await initEngine({ backend: config.backend, device: config.device, log: () => {} });
 
   const loaded = await loadModels(config, opts);
   const { policy, point } = loaded;
@@ -172,7 +209,13 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
   const progress = opts.progressStream ? learnerProgressBar(opts.progressStream, baseLog) : null;
   const log = progress?.log ?? baseLog;
   try {
-    const task = await loadTask(config.task, { seed: config.seed, options: config.task_options });
+    // prompts formatted for the checkpoint (chat template, system_prompt); a dataset file's rows when one is given
+    const task = await loadRunTask(config, {
+      tokenizer: loaded.tokenizer,
+      contextTokens: policy.config.max_position_embeddings,
+      source: opts.checkpoint,
+      log,
+    });
     const curriculum = await LearnerCurriculum.create(config, point?.state.curriculum); // null without one
     if (config.max_gen_len < task.maxCompletionTokens) {
       // under a grammar a cut completion is never a whole word: it scores as invalid
@@ -206,6 +249,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
     });
     disposers.unshift(() => client.close());
     const batchOptions = batchOptionsFromConfig(config, policy.config, rewardWeights);
+    const groupCheck = { rewardWeights, promptTokens: (prompt: string) => promptIds(loaded.tokenizer, prompt) };
     const groupTag = `${runId}.${randomBytes(3).toString('hex')}`; // a new tag per process: ids never repeat across restarts
     const inbox = new GroupsInbox({
       tag: groupTag,
@@ -215,7 +259,11 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       cursor,
       example: (i) => curriculum?.example(i) ?? task.example('train', i),
       send: (msg) => client.send(msg),
-      validate: (g) => void buildStepBatch([g], batchOptions),
+      validate: (g, spec) => {
+        checkGroupForRun(g, spec, groupCheck);
+        buildStepBatch([g], batchOptions);
+      },
+      onRefused: (code) => telemetry.metrics.observeRefused(code), // results arrive after start(), telemetry exists by then
       log,
       policyVersion: trainer.policyVersion,
       counts: point?.state.groups,
@@ -258,11 +306,12 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       metrics: new MetricsWriter(join(out, 'metrics.jsonl'), config.log_csv, { append: point !== null, statsPath: join(out, 'training_stats.json') }),
       telemetry: telemetry.metrics,
       progress,
+      completions: config.log_completions_steps > 0 ? new CompletionsLog(join(out, 'completions.jsonl'), { append: point !== null }) : null,
       stop: stop.signal,
       upload: Promise.resolve(),
     };
 
-    const spec = runSpecOf(runId, config, policy, run);
+    const spec = runSpecOf(runId, config, policy, { ...run, moduleRewards, rewardWeights });
     client.on(Kind.GroupResult, (msg) => inbox.onResult(msg));
     client.on(Kind.GroupExhausted, (msg) => inbox.onExhausted(msg));
     client.onEvent('welcome', (w) => {

@@ -6,40 +6,27 @@
  *   metrics.observeEval(evalRecord);
  *   metrics.observePublish(seconds, bytes);
  *
- * observeStep takes the learner's StepMetrics (src/learner/step-metrics.ts) as it is: the sample
- * type below is the part of it read here, so src/shared needs nothing from the role folder.
+ * observeStep takes the learner's StepMetrics (src/learner/step-metrics.ts) as it is; the sample
+ * type below picks the fields read here from it, so tests may build a small one.
  */
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import { LEARNER_METRICS, MAX_REWARD_LABELS, type LearnerMetricKey } from '../shared/metrics/definitions.js';
+import { refusalReason } from './group-check.js';
 import { createMetric, perScrape, setOrClear, type AnyMetric } from '../shared/metrics/registry.js';
+import type { BatchStats, StepMetrics } from './step-metrics.js';
 
-/** What one learner step reports (a structural subset of StepMetrics). NaN = not measured. */
-export interface LearnerStepSample {
-  policyVersion: number; // after the step
-  lr: number;
-  loss: number;
-  kl: number; // nats/token; NaN with kl_coef 0
-  entropy: number; // nats/token
-  clipLow: number; // token shares, 0-1
-  clipHigh: number;
-  clipRegion: number;
-  gradNorm: number; // before clipping
-  tokens: number; // completion tokens trained (mask sum)
-  seconds: number; // wall time of the step
-  stalenessMax: number; // policy versions
-  batch: {
-    groups: number;
-    rewardMean: number;
-    rewardStd: number;
-    rewardFunctions: Readonly<Record<string, { mean: number; std: number }>>;
-    fracRewardZeroStd: number; // 0-1
-    lengthMean: number; // tokens
-    lengthMin: number;
-    lengthMax: number;
-    truncatedShare: number; // 0-1
-  };
-}
+/** The part of the learner's StepMetrics read here (the role's own type; NaN = not measured). */
+export type LearnerStepSample = Pick<
+  StepMetrics,
+  'policyVersion' | 'lr' | 'loss' | 'kl' | 'entropy' | 'clipLow' | 'clipHigh' | 'clipRegion' | 'gradNorm' | 'tokens' | 'seconds' | 'stalenessMax'
+> & {
+  batch: Pick<
+    BatchStats,
+    | 'groups' | 'rewardMean' | 'rewardStd' | 'rewardFunctions' | 'fracRewardZeroStd' | 'lengthMean' | 'lengthMin' | 'lengthMax' | 'truncatedShare'
+    | 'advantageMean' | 'advantageStd' | 'logprobMean'
+  >;
+};
 
 /** What the loop knows about the step besides the trainer's metrics. */
 export interface LearnerStepContext {
@@ -67,6 +54,8 @@ export interface LearnerMetrics {
   observeEval(e: LearnerEvalSample): void;
   /** One weights version uploaded: wall seconds from the first frame to the last, payload bytes. */
   observePublish(seconds: number, bytes: number): void;
+  /** One worker result refused with `code` (group-check.ts, batch.ts). */
+  observeRefused(code: string): void;
 }
 
 const nonNegative = (x: number): number => (Number.isFinite(x) && x > 0 ? x : 0);
@@ -128,6 +117,9 @@ export function learnerMetrics(registry: Registry, opts: LearnerMetricsOptions):
         ['lengthMin', b.lengthMin],
         ['lengthMax', b.lengthMax],
         ['truncated', b.truncatedShare],
+        ['advantageMean', b.advantageMean],
+        ['advantageStd', b.advantageStd],
+        ['sampledLogprob', b.logprobMean],
         ['loss', s.loss],
         ['gradNorm', s.gradNorm],
         ['learningRate', s.lr],
@@ -150,6 +142,9 @@ export function learnerMetrics(registry: Registry, opts: LearnerMetricsOptions):
     observePublish(seconds, bytes) {
       histogram('publishSeconds').observe(nonNegative(seconds));
       counter('publishedBytes').inc(nonNegative(bytes));
+    },
+    observeRefused(code) {
+      counter('refusedGroups').inc({ reason: refusalReason(code) });
     },
   };
 }

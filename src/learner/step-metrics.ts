@@ -34,6 +34,16 @@ export interface BatchStats {
   truncatedShare: number; // share of completions cut at max_gen_len (finishReason 'length')
   completionTokens: number; // sum of completion lengths of the admitted completions
   trainTokens: number; // completion tokens with mask 1 (after dynamic sampling and mask_truncated)
+  advantageMean: number; // over the completions trained (after dynamic sampling); NaN for none
+  advantageStd: number; // sample std of those advantages
+  /** Mean log-probability of the sampled tokens under the policy that sampled them (the workers'), nats/token. */
+  logprobMean: number;
+}
+
+/** Per completion of the step's groups (in their order, a group's completions contiguous). */
+export interface CompletionOutcomes {
+  rewards: Float64Array; // weighted reward total; NaN where no reward function scored it
+  advantages: Float32Array; // the advantage it was trained with; 0 for a group dynamic sampling dropped
 }
 
 /** Metrics of one inner epoch (one optimizer step). */
@@ -62,6 +72,7 @@ export interface StepMetrics extends EpochMetrics {
   stalenessMax: number;
   epochs: EpochMetrics[]; // one per inner epoch, in order
   batch: BatchStats;
+  completions: CompletionOutcomes;
 }
 
 /** Mean and sample std (n - 1; 0 with fewer than 2); NaN mean for no values. */

@@ -233,6 +233,7 @@ export class GrpoTrainer {
       stalenessMean: staleness.length > 0 ? staleness.reduce((a, b) => a + b, 0) / staleness.length : NaN,
       stalenessMax: staleness.length > 0 ? Math.max(...staleness) : NaN,
       batch: batch.stats,
+      completions: batch.outcomes,
     };
     if (batch.trainTokens === 0) {
       // nothing to learn from (all dropped or masked): no update, no new version

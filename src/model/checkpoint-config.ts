@@ -1,13 +1,17 @@
 /**
  * Reading config.json and trainer_state.json of a checkpoint. config.json is Hugging Face's
- * LlamaConfig: fields we do not use (transformers_version, use_cache, attention_dropout,
- * pretraining_tp, a null rope_scaling, ...) are ignored, missing optional fields take
- * transformers' defaults, and a feature we cannot run (biases, rope_scaling, another
- * activation) is an error naming the field rather than a silently different model.
+ * config of a supported family (model_type llama, qwen2, qwen3 or gemma2; anything else is
+ * GRPO_ERR_MODEL_TYPE listing those): fields we do not use (transformers_version, use_cache,
+ * attention_dropout, pretraining_tp, ...) are ignored, missing optional fields take that
+ * family's transformers defaults, and a feature we cannot run (an activation the family does
+ * not use, yarn rope scaling, Qwen's use_sliding_window) is an error naming the field rather
+ * than a silently different model. Family-specific fields are read in config-families.ts.
  */
 import { GrpoError } from '../shared/errors.js';
+import { ARCHITECTURE_CLASS, SUPPORTED_MODEL_TYPES, unsupportedModelType } from './architecture.js';
+import { configError, familyFields, positiveInt, positiveNumber, type Raw } from './config-families.js';
 import { validateLlamaConfig } from './llama-config.js';
-import type { LlamaConfig } from './types.js';
+import type { ModelConfig, ModelType } from './types.js';
 
 /** What a resumable checkpoint records about the run besides weights and optimizer moments. */
 export interface TrainerState {
@@ -19,57 +23,37 @@ export interface TrainerState {
   [key: string]: unknown;
 }
 
-type Raw = Record<string, unknown>;
-
-function configError(source: string, field: string, value: unknown, expected: string): GrpoError {
-  const shown = value === undefined ? 'missing' : `${JSON.stringify(value)}`;
-  return new GrpoError('GRPO_ERR_CHECKPOINT_CONFIG', `${source}: field ${field} is ${shown}, expected ${expected}`);
-}
-
-function positiveInt(raw: Raw, source: string, field: string, fallback?: number): number {
-  const v = raw[field] ?? fallback;
-  if (!Number.isSafeInteger(v) || (v as number) < 1) throw configError(source, field, raw[field], 'a positive integer');
-  return v as number;
-}
-
-function positiveNumber(raw: Raw, source: string, field: string, fallback: number): number {
-  const v = raw[field] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw configError(source, field, raw[field], 'a positive number');
-  return v;
-}
-
 function tokenId(raw: Raw, source: string, field: string): number | null {
   const v = raw[field] ?? null;
   if (v !== null && (!Number.isSafeInteger(v) || (v as number) < 0)) throw configError(source, field, v, 'null or a token id');
   return v as number | null;
 }
 
-function mustBe(raw: Raw, source: string, field: string, allowed: unknown, why: string): void {
-  const v = raw[field];
-  if (v !== undefined && v !== allowed) throw configError(source, field, v, `${JSON.stringify(allowed)} (${why})`);
-}
+/** transformers' defaults that differ between the families. */
+const DEFAULTS: Record<ModelType, { maxPos: number; tie: boolean }> = {
+  llama: { maxPos: 2048, tie: false },
+  qwen2: { maxPos: 32768, tie: false },
+  qwen3: { maxPos: 32768, tie: false },
+  gemma2: { maxPos: 8192, tie: true },
+};
 
 /**
- * Turns a parsed config.json into our LlamaConfig. Throws GRPO_ERR_CHECKPOINT_CONFIG naming the
- * first field that is missing, malformed or describes a model we cannot run.
+ * Turns a parsed config.json into our ModelConfig. Throws GRPO_ERR_MODEL_TYPE for an unknown
+ * model_type, else GRPO_ERR_CHECKPOINT_CONFIG naming the first field that is missing,
+ * malformed or describes a model we cannot run. Parsing its own output gives the same config.
  */
-export function parseLlamaConfig(input: unknown, source = 'config.json'): LlamaConfig {
+export function parseLlamaConfig(input: unknown, source = 'config.json'): ModelConfig {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     throw new GrpoError('GRPO_ERR_CHECKPOINT_CONFIG', `${source} must hold a JSON object`);
   }
   const raw = input as Raw;
-  if (raw.model_type !== 'llama') throw configError(source, 'model_type', raw.model_type, '"llama"');
-  mustBe(raw, source, 'hidden_act', 'silu', 'the Llama MLP uses SiLU');
-  mustBe(raw, source, 'attention_bias', false, 'biases are not supported');
-  mustBe(raw, source, 'mlp_bias', false, 'biases are not supported');
-  if (raw.rope_scaling !== undefined && raw.rope_scaling !== null) {
-    throw configError(source, 'rope_scaling', raw.rope_scaling, 'null (scaled rotary embeddings are not supported)');
-  }
-  const architectures = raw.architectures ?? ['LlamaForCausalLM'];
+  const type = raw.model_type as ModelType;
+  if (!SUPPORTED_MODEL_TYPES.includes(type)) throw unsupportedModelType(raw.model_type, `${source}: `);
+  const architectures = raw.architectures ?? [ARCHITECTURE_CLASS[type]];
   if (!Array.isArray(architectures) || !architectures.every((a) => typeof a === 'string')) {
     throw configError(source, 'architectures', raw.architectures, 'a list of class names');
   }
-  const tie = raw.tie_word_embeddings ?? false; // LlamaConfig's default
+  const tie = raw.tie_word_embeddings ?? DEFAULTS[type].tie;
   if (typeof tie !== 'boolean') throw configError(source, 'tie_word_embeddings', tie, 'true or false');
 
   const eosRaw = raw.eos_token_id ?? null;
@@ -77,8 +61,8 @@ export function parseLlamaConfig(input: unknown, source = 'config.json'): LlamaC
   if (!eosOk) throw configError(source, 'eos_token_id', eosRaw, 'null, a token id or a list of token ids');
 
   const numHeads = positiveInt(raw, source, 'num_attention_heads');
-  const config: LlamaConfig = {
-    model_type: 'llama',
+  const common: ModelConfig = {
+    model_type: type,
     architectures: architectures as string[],
     vocab_size: positiveInt(raw, source, 'vocab_size'),
     hidden_size: positiveInt(raw, source, 'hidden_size'),
@@ -86,20 +70,18 @@ export function parseLlamaConfig(input: unknown, source = 'config.json'): LlamaC
     num_hidden_layers: positiveInt(raw, source, 'num_hidden_layers'),
     num_attention_heads: numHeads,
     num_key_value_heads: positiveInt(raw, source, 'num_key_value_heads', numHeads), // absent = plain MHA
-    max_position_embeddings: positiveInt(raw, source, 'max_position_embeddings', 2048),
+    max_position_embeddings: positiveInt(raw, source, 'max_position_embeddings', DEFAULTS[type].maxPos),
     rms_norm_eps: positiveNumber(raw, source, 'rms_norm_eps', 1e-6),
-    rope_theta: positiveNumber(raw, source, 'rope_theta', 10_000),
+    rope_theta: 10_000, // familyFields reads rope_theta or rope_parameters
     tie_word_embeddings: tie,
     hidden_act: 'silu',
-    attention_bias: false,
-    mlp_bias: false,
     bos_token_id: tokenId(raw, source, 'bos_token_id'),
     eos_token_id: eosRaw as number | number[] | null,
     pad_token_id: tokenId(raw, source, 'pad_token_id'),
     torch_dtype: 'float32', // whatever the file held, weights are float32 once loaded
     initializer_range: positiveNumber(raw, source, 'initializer_range', 0.02),
   };
-  if (raw.head_dim !== undefined && raw.head_dim !== null) config.head_dim = positiveInt(raw, source, 'head_dim');
+  const config = { ...common, ...familyFields(type, raw, source) };
   try {
     validateLlamaConfig(config); // structure: heads divide evenly, token ids inside the vocabulary, ...
   } catch (err) {
@@ -108,6 +90,9 @@ export function parseLlamaConfig(input: unknown, source = 'config.json'): LlamaC
   }
   return config;
 }
+
+/** The same parser under a name that is less tied to Llama. */
+export const parseModelConfig = parseLlamaConfig;
 
 /** Checks trainer_state.json's contents. Throws GRPO_ERR_CHECKPOINT_TRAINER_STATE naming the field. */
 export function parseTrainerState(input: unknown, source = 'trainer_state.json'): TrainerState {
@@ -125,4 +110,32 @@ export function parseTrainerState(input: unknown, source = 'trainer_state.json')
     }
   }
   return raw as TrainerState;
+}
+
+/** Fields transformers types as float: a whole number must still be written 3.0, not 3. */
+const FLOAT_FIELDS = new Set([
+  'rms_norm_eps',
+  'rope_theta',
+  'initializer_range',
+  'attn_logit_softcapping',
+  'final_logit_softcapping',
+  'factor',
+  'low_freq_factor',
+  'high_freq_factor',
+]);
+const FLOAT_MARK = '__grpo_float__';
+
+/**
+ * config.json text for a config. transformers 5 validates configs strictly, and JSON.stringify
+ * writes 3.0 as 3, which it rejects for a float field ("expected float, got int"); whole
+ * numbers in FLOAT_FIELDS are therefore written with a ".0".
+ */
+export function configJsonText(config: object): string {
+  const text = JSON.stringify(
+    config,
+    (key, value: unknown) =>
+      FLOAT_FIELDS.has(key) && typeof value === 'number' && Number.isInteger(value) && Math.abs(value) < 1e21 ? `${FLOAT_MARK}${value}` : value,
+    2,
+  );
+  return text.replace(new RegExp(`"${FLOAT_MARK}(-?\\d+)"`, 'g'), '$1.0') + '\n';
 }

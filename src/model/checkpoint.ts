@@ -2,8 +2,10 @@
  * Checkpoints: a directory that PyTorch `transformers` opens unchanged, plus what a run needs to
  * resume.
  *
- *   config.json              HF LlamaConfig
- *   model.safetensors        weights by HF name, float32, metadata {"format": "pt"}
+ *   config.json              HF config of the model's family (llama, qwen2, qwen3, gemma2)
+ *   model.safetensors        weights by HF name, metadata {"format": "pt"}: float32 unless saved
+ *                            as float16/bfloat16; or shards model-0000i-of-0000N.safetensors and
+ *                            model.safetensors.index.json (checkpoint-weights.ts)
  *   tokenizer.json           HF tokenizer (ours serialise to one too)
  *   tokenizer_config.json    names bos/eos/pad so AutoTokenizer gets them right
  *   optimizer.safetensors    optional: optimizer state tensors, for resuming
@@ -28,15 +30,18 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
-import { parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
+import { configJsonText, parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
+import { readWeightFiles, SHARD_FILE, weightFiles, type WeightsDtype } from './checkpoint-weights.js';
 import { llamaParamShapes, validateLlamaWeights } from './llama-params.js';
 import { checkAdapterTensors, loraTargets, mergeAdapters, shortName, type LoraSpec } from './lora.js';
 import { parsePeftConfig, peftConfigJson, PEFT_FILES } from './peft.js';
-import { decodeSafetensors, safetensorsChunks } from './safetensors.js';
+import { readSafetensorsFile, safetensorsChunks } from './safetensors.js';
+import { HfTokenizer } from './hf-tokenizer.js';
 import { loadTokenizer } from './tokenizer.js';
 import type { LlamaConfig, NamedHostTensors, Tokenizer } from './types.js';
 
-export { parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
+export { parseLlamaConfig, parseModelConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
+export type { WeightsDtype } from './checkpoint-weights.js';
 
 export interface Checkpoint {
   config: LlamaConfig;
@@ -44,6 +49,8 @@ export interface Checkpoint {
   tokenizer: Tokenizer;
   optimizer?: NamedHostTensors;
   trainerState?: TrainerState;
+  /** Set by loadCheckpoint: the dtype the weights were stored in (float32 when files mixed dtypes). */
+  weightsDtype?: WeightsDtype;
   /**
    * LoRA: saved instead of the weights (which are then not written); on load, `weights` are the
    * base's with the adapters merged in, and this holds the base and adapters apart.
@@ -56,6 +63,13 @@ export interface CheckpointAdapters {
   basePath: string; // the base checkpoint directory (adapter_config.json's base_model_name_or_path)
   tensors: NamedHostTensors; // by PEFT name
   baseWeights?: NamedHostTensors; // set on load: the base without the adapters
+}
+
+export interface SaveOptions {
+  /** Element type of the weights on disk: float32 (default, full precision) or the half types. */
+  weightsDtype?: WeightsDtype;
+  /** Largest weight file in bytes before the weights are sharded (default 5e9, as transformers). */
+  maxShardBytes?: number;
 }
 
 export const CHECKPOINT_FILES = {
@@ -83,12 +97,16 @@ const oldPrefix = (name: string): string => `.${name}.old-`;
 const uniqueSuffix = (): string => `${process.pid}-${randomBytes(4).toString('hex')}`;
 const saveQueues = new Map<string, Promise<void>>();
 
-/** Writes `ckpt` to `dir` atomically (see the file comment), replacing a checkpoint already there. */
-export async function saveCheckpoint(dir: string, ckpt: Checkpoint): Promise<void> {
+/**
+ * Writes `ckpt` to `dir` atomically (see the file comment), replacing a checkpoint already there.
+ * Weights go out as float32 unless `opts.weightsDtype` says otherwise (pass ckpt.weightsDtype to
+ * keep a loaded model's own dtype); config.json's torch_dtype names what was written.
+ */
+export async function saveCheckpoint(dir: string, ckpt: Checkpoint, opts: SaveOptions = {}): Promise<void> {
   const target = resolve(dir);
   const previous = saveQueues.get(target) ?? Promise.resolve();
   // a failed earlier save already rejected to its own caller; it must not block this one
-  const run = previous.catch(() => undefined).then(() => saveNow(target, ckpt));
+  const run = previous.catch(() => undefined).then(() => saveNow(target, ckpt, opts));
   saveQueues.set(target, run);
   try {
     await run;
@@ -99,13 +117,17 @@ export async function saveCheckpoint(dir: string, ckpt: Checkpoint): Promise<voi
   }
 }
 
-async function saveNow(target: string, ckpt: Checkpoint): Promise<void> {
+async function saveNow(target: string, ckpt: Checkpoint, opts: SaveOptions): Promise<void> {
   const config = parseLlamaConfig(ckpt.config, `config of ${target}`); // never write what we cannot load
+  const dtype = opts.weightsDtype ?? 'float32';
+  let weights: [string, Uint8Array[]][];
   if (ckpt.adapters) {
     const targets = loraTargets(llamaParamShapes(config), ckpt.adapters.spec);
     checkAdapterTensors(targets, ckpt.adapters.spec.r, ckpt.adapters.tensors);
+    weights = adapterFiles(config, ckpt.adapters);
   } else {
     validateLlamaWeights(config, ckpt.weights);
+    weights = weightFiles(ckpt.weights, dtype, opts.maxShardBytes); // checks dtype and shard size before any I/O
   }
   checkTokenizerFits(ckpt.tokenizer, config, target);
   if (ckpt.trainerState !== undefined) parseTrainerState(ckpt.trainerState);
@@ -121,8 +143,8 @@ async function saveNow(target: string, ckpt: Checkpoint): Promise<void> {
   try {
     const tokenizerJson = ckpt.tokenizer.toJSON();
     const files: [string, Uint8Array[]][] = [
-      [CHECKPOINT_FILES.config, [jsonBytes(config)]],
-      ...weightFiles(config, ckpt),
+      [CHECKPOINT_FILES.config, [Buffer.from(configJsonText({ ...config, torch_dtype: dtype }), 'utf8')]],
+      ...weights,
       [CHECKPOINT_FILES.tokenizer, [jsonBytes(tokenizerJson)]],
       [CHECKPOINT_FILES.tokenizerConfig, [jsonBytes(tokenizerConfigFor(ckpt.tokenizer, tokenizerJson, config))]],
     ];
@@ -150,10 +172,8 @@ async function saveNow(target: string, ckpt: Checkpoint): Promise<void> {
   }
 }
 
-/** The weights' files: model.safetensors, or for LoRA the PEFT adapter files. */
-function weightFiles(config: LlamaConfig, ckpt: Checkpoint): [string, Uint8Array[]][] {
-  const a = ckpt.adapters;
-  if (!a) return [[CHECKPOINT_FILES.model, safetensorsChunks(ckpt.weights, { format: 'pt' })]];
+/** A LoRA checkpoint's weight files: PEFT's adapter config and tensors (float32). */
+function adapterFiles(config: LlamaConfig, a: CheckpointAdapters): [string, Uint8Array[]][] {
   const names = loraTargets(llamaParamShapes(config), a.spec).map((t) => shortName(t.module));
   return [
     [PEFT_FILES.config, [jsonBytes(peftConfigJson(a.spec, a.basePath, names))]],
@@ -180,9 +200,10 @@ async function loadNow(target: string, withOptimizer: boolean, depth = 0): Promi
   const src = await locateCheckpoint(target);
   const config = parseLlamaConfig(await readJson(join(src, CHECKPOINT_FILES.config)), join(src, CHECKPOINT_FILES.config));
   let weights: NamedHostTensors;
+  let dtype: WeightsDtype = 'float32';
   let adapters: CheckpointAdapters | undefined;
   if (await hasWeightFiles(src)) {
-    weights = await readWeights(src);
+    ({ weights, dtype } = await readWeightFiles(src, await exists(join(src, CHECKPOINT_FILES.model))));
     validateLlamaWeights(config, weights);
     if (config.tie_word_embeddings) weights.delete('lm_head.weight'); // the model reuses embed_tokens
   } else {
@@ -197,9 +218,9 @@ async function loadNow(target: string, withOptimizer: boolean, depth = 0): Promi
   });
   checkTokenizerFits(tokenizer, config, src);
 
-  const ckpt: Checkpoint = { config, weights, tokenizer, ...(adapters ? { adapters } : {}) };
+  const ckpt: Checkpoint = { config, weights, tokenizer, weightsDtype: dtype, ...(adapters ? { adapters } : {}) };
   if (withOptimizer && (await exists(join(src, CHECKPOINT_FILES.optimizer)))) {
-    ckpt.optimizer = decodeSafetensors(await readFile(join(src, CHECKPOINT_FILES.optimizer))).tensors;
+    ckpt.optimizer = (await readSafetensorsFile(join(src, CHECKPOINT_FILES.optimizer))).tensors;
   }
   const statePath = join(src, CHECKPOINT_FILES.trainerState);
   if (await exists(statePath)) ckpt.trainerState = parseTrainerState(await readJson(statePath), statePath);
@@ -215,7 +236,7 @@ async function readAdapters(src: string, config: LlamaConfig, depth: number): Pr
   const configPath = join(src, PEFT_FILES.config);
   const { spec, basePath } = parsePeftConfig(await readJson(configPath), configPath);
   if (depth > 0) throw new GrpoError('GRPO_ERR_CHECKPOINT_CONFIG', `${configPath}: its base ${basePath} is itself a LoRA checkpoint; merge it first (grpo export --merge)`);
-  const tensors = decodeSafetensors(await readFile(join(src, PEFT_FILES.model))).tensors;
+  const tensors = (await readSafetensorsFile(join(src, PEFT_FILES.model))).tensors;
   checkAdapterTensors(loraTargets(llamaParamShapes(config), spec), spec.r, tensors);
   const baseDir = resolve(src, basePath);
   const base = await loadNow(baseDir, false, depth + 1);
@@ -324,7 +345,7 @@ async function checkReplaceable(target: string): Promise<void> {
   const s = await statOrNull(target);
   if (s === null) return;
   if (!s.isDirectory()) throw new GrpoError('GRPO_ERR_CHECKPOINT_EXISTS', `${target} is a file; choose another checkpoint path`);
-  const foreign = (await readdir(target)).filter((f) => !REPLACEABLE.has(f));
+  const foreign = (await readdir(target)).filter((f) => !REPLACEABLE.has(f) && !SHARD_FILE.test(f));
   if (foreign.length > 0 && (await completenessProblem(target)) !== null) {
     throw new GrpoError(
       'GRPO_ERR_CHECKPOINT_EXISTS',
@@ -343,29 +364,6 @@ function checkTokenizerFits(tokenizer: Tokenizer, config: LlamaConfig, where: st
   }
 }
 
-/** The weights of a single-file or sharded (model.safetensors.index.json) checkpoint. */
-async function readWeights(dir: string): Promise<NamedHostTensors> {
-  const single = join(dir, CHECKPOINT_FILES.model);
-  const files = (await exists(single)) ? [single] : await shardFiles(dir);
-  const weights: NamedHostTensors = new Map();
-  for (const file of files) {
-    for (const [name, t] of decodeSafetensors(await readFile(file)).tensors) {
-      // older transformers saved the rotary inverse frequencies as a buffer; they are not weights
-      if (!name.endsWith('.rotary_emb.inv_freq')) weights.set(name, t);
-    }
-  }
-  return weights;
-}
-
-async function shardFiles(dir: string): Promise<string[]> {
-  const indexPath = join(dir, CHECKPOINT_FILES.modelIndex);
-  const index = (await readJson(indexPath)) as { weight_map?: Record<string, string> };
-  if (index === null || typeof index !== 'object' || typeof index.weight_map !== 'object' || index.weight_map === null) {
-    throw new GrpoError('GRPO_ERR_CHECKPOINT_CONFIG', `${indexPath}: field weight_map is missing`);
-  }
-  return [...new Set(Object.values(index.weight_map))].map((f) => join(dir, basename(f)));
-}
-
 /** tokenizer_config.json naming the special tokens, so `AutoTokenizer` resolves them as we do. */
 function tokenizerConfigFor(tokenizer: Tokenizer, json: unknown, config: LlamaConfig): Record<string, unknown> {
   const text = (id: number | null): string | null => (id === null ? null : tokenTextById(json, id));
@@ -376,6 +374,10 @@ function tokenizerConfigFor(tokenizer: Tokenizer, json: unknown, config: LlamaCo
     pad_token: text(tokenizer.padId),
     clean_up_tokenization_spaces: false,
     model_max_length: config.max_position_embeddings,
+    // a pretrained model's chat template stays with its fine-tuned checkpoints (prompts must be wrapped alike)
+    ...(tokenizer instanceof HfTokenizer && tokenizer.tokenizerConfig.chat_template !== undefined
+      ? { chat_template: tokenizer.tokenizerConfig.chat_template }
+      : {}),
   };
 }
 

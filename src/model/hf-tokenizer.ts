@@ -47,11 +47,24 @@ export class HfTokenizer implements Tokenizer {
   readonly bosId: number | null;
   readonly eosId: number;
   readonly padId: number;
+  readonly addsBos: boolean;
+  /** The tokenizer_config.json it was built with ({} without one): its chat_template travels with checkpoints. */
+  readonly tokenizerConfig: Readonly<Record<string, unknown>>;
   private readonly json: Record<string, unknown>;
   private readonly tok: HfJsTokenizer;
 
-  private constructor(json: Record<string, unknown>, tok: HfJsTokenizer, ids: { bos: number | null; eos: number; pad: number }, vocabSize: number) {
+  private constructor(
+    json: Record<string, unknown>,
+    tok: HfJsTokenizer,
+    ids: { bos: number | null; eos: number; pad: number },
+    vocabSize: number,
+    tokenizerConfig: Record<string, unknown>,
+  ) {
     this.json = json;
+    this.tokenizerConfig = Object.freeze(structuredClone(tokenizerConfig));
+    // transformers adds BOS only when tokenizer.json's post-processor does (a TemplateProcessing
+    // with the BOS token); Qwen2's ByteLevel post-processor adds none though config.json names one
+    this.addsBos = ids.bos !== null && tok.encode('a', { add_special_tokens: true }).ids[0] === ids.bos;
     this.tok = tok;
     this.vocabSize = vocabSize;
     this.bosId = ids.bos;
@@ -78,7 +91,7 @@ export class HfTokenizer implements Tokenizer {
     for (const id of tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
     const vocabSize = maxId + 1;
     const ids = resolveSpecialIds(tok, copy, opts, vocabSize);
-    return new HfTokenizer(copy, tok, ids, vocabSize);
+    return new HfTokenizer(copy, tok, ids, vocabSize, opts.tokenizerConfig ?? {});
   }
 
   encode(text: string): number[] {

@@ -10,7 +10,7 @@
  */
 import { tf } from '../engine/tf.js';
 import { decoderLayers, embed, fusedOwned, fuseWeights, headLogits, type FusedWeights, type LayerKV } from './llama-forward.js';
-import { keyPadMask, type RopeTables } from './rope.js';
+import type { RopeTables } from './rope.js';
 import type { LlamaConfig } from './types.js';
 
 export class DecodeSession {
@@ -59,9 +59,9 @@ export class DecodeSession {
     try {
       out = tf.tidy(() => {
         const coefs = rope.gathered(pos, B, T);
-        const mask = rope.causal(T, this.leftPad);
+        const masks = rope.masks(T, this.leftPad);
         const x = embed(this.w, tf.tensor2d(ids, [B, T], 'int32'));
-        const { h, kv } = decoderLayers(config, this.w, x, B, T, coefs, mask);
+        const { h, kv } = decoderLayers(config, this.w, x, B, T, coefs, masks);
         // every row ends on a real token (left padding), so the last position predicts next
         const last = h.reshape([B, T, d]).slice([0, T - 1, 0], [B, 1, d]).reshape<tf.Tensor2D>([B, d]);
         return { logp: this.logProbs(last), kv: kv.flatMap((l) => [l.k, l.v]) };
@@ -104,9 +104,9 @@ export class DecodeSession {
     const Tk = this.cacheLen + 1;
     const out = tf.tidy(() => {
       const coefs = this.rope.gathered(Int32Array.from(this.nextPos), B, 1);
-      const mask = keyPadMask(this.leftPad, Tk).reshape([B, 1, 1, Tk]) as tf.Tensor4D;
+      const masks = this.rope.stepMasks(this.leftPad, Tk); // padding, and the window of sliding layers
       const x = embed(this.w, tf.tensor2d(tokens, [B, 1], 'int32'));
-      const { h, kv } = decoderLayers(this.config, this.w, x, B, 1, coefs, mask, this.kv);
+      const { h, kv } = decoderLayers(this.config, this.w, x, B, 1, coefs, masks, this.kv);
       return { logp: this.logProbs(h), kv: kv.flatMap((l) => [l.k, l.v]) };
     });
     this.replace(out.logp, out.kv);

@@ -1,35 +1,48 @@
 /**
- * The Llama decoder forward pass as plain, synchronous TensorFlow.js ops (call inside tf.tidy).
- * Shared by the training forward (full causal sequence) and the KV-cache sampler (prefill and
- * one-token decode steps), so both compute the same numbers.
+ * The decoder forward pass of every supported family (Llama, Qwen2, Qwen3, Gemma2) as plain,
+ * synchronous TensorFlow.js ops (call inside tf.tidy); what differs between families is the
+ * `Arch` switches of architecture.ts. Shared by the training forward (full causal sequence) and
+ * the KV-cache sampler (prefill and one-token decode steps), so both compute the same numbers.
  *
  * Layout choices, all for few and large ops (per-op overhead is several microseconds):
  * - the residual stream stays 2-D [N = B*T, d], so every projection is a 2-D matMul x W^T;
- * - q, k, v come from one matMul against the concatenated weights, gate and up from another;
+ * - q, k, v come from one matMul against the concatenated weights (and biases), gate and up from
+ *   another;
  * - one multiply-add rotates q and k, scales q and passes v through (see rope.ts);
  * - grouped-query attention never repeats k/v: the g query heads of a kv group are stacked along
  *   the query-row axis, so scores are one batched matMul [B*nKV, T*g, hd] x [B*nKV, Tk, hd]^T.
  */
 import { tf } from '../engine/tf.js';
-import { headDim } from './llama-params.js';
-import type { RopeCoefs } from './rope.js';
-import type { LlamaConfig } from './types.js';
+import { archOf, headDim, type Arch } from './architecture.js';
+import type { LayerMasks, RopeCoefs } from './rope.js';
+import type { ModelConfig } from './types.js';
 
 /** One decoder layer's weights with the projections concatenated for fused matMuls. */
 export interface FusedLayer {
-  inNorm: tf.Tensor1D; // [d]
+  inNorm: tf.Tensor1D; // [d]: input_layernorm (Gemma: 1 + weight)
   wqkv: tf.Tensor2D; // [(nH + 2 nKV) * hd, d]: q_proj; k_proj; v_proj
+  bqkv: tf.Tensor1D | null; // [(nH + 2 nKV) * hd]: their biases (Qwen2, attention_bias)
+  qNorm: tf.Tensor1D | null; // [hd]: Qwen3's q_norm, applied to each query head before RoPE
+  kNorm: tf.Tensor1D | null; // [hd]: Qwen3's k_norm
   wo: tf.Tensor2D; // [d, nH * hd]
-  postNorm: tf.Tensor1D; // [d]
+  bo: tf.Tensor1D | null; // [d]
+  attnOutNorm: tf.Tensor1D | null; // [d]: Gemma2's post_attention_layernorm, on the attention output
+  mlpNorm: tf.Tensor1D; // [d]: the norm before the MLP (Llama/Qwen post_attention_layernorm, Gemma2 pre_feedforward_layernorm)
+  mlpOutNorm: tf.Tensor1D | null; // [d]: Gemma2's post_feedforward_layernorm, on the MLP output
   wgu: tf.Tensor2D; // [2 I, d]: gate_proj; up_proj
+  bgu: tf.Tensor1D | null; // [2 I] (mlp_bias)
   wdown: tf.Tensor2D; // [d, I]
+  bdown: tf.Tensor1D | null; // [d]
+  window: number | null; // sliding-window length of this layer, null = full causal attention
 }
 
 export interface FusedWeights {
+  arch: Arch;
   embed: tf.Tensor2D; // [V, d]
   layers: FusedLayer[];
-  norm: tf.Tensor1D; // [d]
+  norm: tf.Tensor1D; // [d] (Gemma: 1 + weight)
   head: tf.Tensor2D; // [V, d]: lm_head.weight, or embed when tied
+  owned: tf.Tensor[]; // what fuseWeights created (concats, 1 + w), see fusedOwned
 }
 
 /** Cached keys and values of one layer, rotated, before grouping: [B, nKV, Tk, hd] each. */
@@ -42,32 +55,49 @@ export interface LayerKV {
  * Builds the fused view of the parameters (by HF name). Differentiable: inside a gradient
  * function the concat's gradient splits back onto each variable.
  */
-export function fuseWeights(c: LlamaConfig, p: Map<string, tf.Tensor>): FusedWeights {
+export function fuseWeights(c: ModelConfig, p: Map<string, tf.Tensor>): FusedWeights {
+  const arch = archOf(c);
+  const owned: tf.Tensor[] = [];
+  const own = <T extends tf.Tensor>(t: T): T => {
+    owned.push(t);
+    return t;
+  };
   const mat = (name: string): tf.Tensor2D => p.get(name) as tf.Tensor2D;
   const vec = (name: string): tf.Tensor1D => p.get(name) as tf.Tensor1D;
+  // RMSNorm multiplies by (1 + w) in Gemma: add the 1 once per fused view, not once per call
+  const norm = (name: string): tf.Tensor1D => (arch.normOffset === 0 ? vec(name) : own(vec(name).add<tf.Tensor1D>(arch.normOffset)));
   const layers: FusedLayer[] = [];
   for (let i = 0; i < c.num_hidden_layers; i++) {
     const n = `model.layers.${i}`;
+    const a = `${n}.self_attn`;
+    const bias = (names: string[], on: boolean): tf.Tensor1D | null =>
+      on ? (names.length === 1 ? vec(names[0]) : own(tf.concat1d(names.map(vec)))) : null;
     layers.push({
-      inNorm: vec(`${n}.input_layernorm.weight`),
-      wqkv: tf.concat2d(
-        [mat(`${n}.self_attn.q_proj.weight`), mat(`${n}.self_attn.k_proj.weight`), mat(`${n}.self_attn.v_proj.weight`)],
-        0,
-      ),
-      wo: mat(`${n}.self_attn.o_proj.weight`),
-      postNorm: vec(`${n}.post_attention_layernorm.weight`),
-      wgu: tf.concat2d([mat(`${n}.mlp.gate_proj.weight`), mat(`${n}.mlp.up_proj.weight`)], 0),
+      inNorm: norm(`${n}.input_layernorm.weight`),
+      wqkv: own(tf.concat2d([mat(`${a}.q_proj.weight`), mat(`${a}.k_proj.weight`), mat(`${a}.v_proj.weight`)], 0)),
+      bqkv: bias([`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`], arch.qkvBias),
+      qNorm: arch.qkNorm ? vec(`${a}.q_norm.weight`) : null,
+      kNorm: arch.qkNorm ? vec(`${a}.k_norm.weight`) : null,
+      wo: mat(`${a}.o_proj.weight`),
+      bo: bias([`${a}.o_proj.bias`], arch.oBias),
+      attnOutNorm: arch.sandwich ? norm(`${n}.post_attention_layernorm.weight`) : null,
+      mlpNorm: norm(arch.sandwich ? `${n}.pre_feedforward_layernorm.weight` : `${n}.post_attention_layernorm.weight`),
+      mlpOutNorm: arch.sandwich ? norm(`${n}.post_feedforward_layernorm.weight`) : null,
+      wgu: own(tf.concat2d([mat(`${n}.mlp.gate_proj.weight`), mat(`${n}.mlp.up_proj.weight`)], 0)),
+      bgu: bias([`${n}.mlp.gate_proj.bias`, `${n}.mlp.up_proj.bias`], arch.mlpBias),
       wdown: mat(`${n}.mlp.down_proj.weight`),
+      bdown: bias([`${n}.mlp.down_proj.bias`], arch.mlpBias),
+      window: arch.windows[i],
     });
   }
   const embed = mat('model.embed_tokens.weight');
   const head = c.tie_word_embeddings ? embed : mat('lm_head.weight');
-  return { embed, layers, norm: vec('model.norm.weight'), head };
+  return { arch, embed, layers, norm: norm('model.norm.weight'), head, owned };
 }
 
-/** The tensors fuseWeights created (concats), to dispose when a fused view is kept outside tidy. */
+/** The tensors fuseWeights created (concats, 1 + w), to dispose when a fused view is kept outside tidy. */
 export function fusedOwned(w: FusedWeights): tf.Tensor[] {
-  return w.layers.flatMap((l) => [l.wqkv, l.wgu]);
+  return w.owned;
 }
 
 /**
@@ -95,51 +125,96 @@ export function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2
   return norm(x, w) as tf.Tensor2D;
 }
 
-/** ids [B, T] int32 -> token embeddings [B*T, d]. */
+/** ids [B, T] int32 -> token embeddings [B*T, d] (Gemma: times sqrt(d)). */
 export function embed(w: FusedWeights, ids: tf.Tensor2D): tf.Tensor2D {
-  return tf.gather(w.embed, ids.reshape([-1]));
+  const x = tf.gather(w.embed, ids.reshape([-1])) as tf.Tensor2D;
+  return w.arch.embedScale === 1 ? x : x.mul(w.arch.embedScale);
 }
 
-/** Final RMSNorm and lm_head (or tied embeddings): h [N, d] -> logits [N, V]. */
-export function headLogits(c: LlamaConfig, w: FusedWeights, h: tf.Tensor2D): tf.Tensor2D {
-  return tf.matMul(rmsNorm(h, w.norm, c.rms_norm_eps), w.head, false, true);
+/** Final RMSNorm and lm_head (or tied embeddings), soft-capped where the family does: h [N, d] -> logits [N, V]. */
+export function headLogits(c: ModelConfig, w: FusedWeights, h: tf.Tensor2D): tf.Tensor2D {
+  const z = tf.matMul<tf.Tensor2D>(rmsNorm(h, w.norm, c.rms_norm_eps), w.head, false, true);
+  const cap = w.arch.finalSoftcap;
+  return cap === null ? z : tf.tanh(z.mul(1 / cap)).mul(cap) as tf.Tensor2D;
 }
 
 /**
  * Runs every decoder layer on the residual stream h [B*T, d] and returns the new stream and each
  * layer's keys/values (including `past`, when given, in front of this call's T positions).
- * `mask` is additive, broadcastable to [B, nKV, T*g, Tk] (see RopeTables.causal).
+ * `masks` are additive, broadcastable to [B, nKV, T*g, Tk] (see RopeTables.masks / stepMasks);
+ * a layer with a sliding window takes `masks.sliding`.
  */
 export function decoderLayers(
-  c: LlamaConfig,
+  c: ModelConfig,
   w: FusedWeights,
   h: tf.Tensor2D,
   B: number,
   T: number,
   rope: RopeCoefs,
-  mask: tf.Tensor4D,
+  masks: LayerMasks,
   past?: LayerKV[],
 ): { h: tf.Tensor2D; kv: LayerKV[] } {
   const kv: LayerKV[] = [];
   for (let i = 0; i < w.layers.length; i++) {
     const L = w.layers[i];
-    const att = attention(c, L, rmsNorm(h, L.inNorm, c.rms_norm_eps), B, T, rope, mask, past?.[i]);
-    kv.push(att.kv);
-    h = h.add(tf.matMul(att.out, L.wo, false, true));
-    h = h.add(mlp(L, rmsNorm(h, L.postNorm, c.rms_norm_eps)));
+    const mask = L.window === null ? masks.full : (masks.sliding as tf.Tensor4D);
+    const out = decoderLayer(c, w.arch, L, h, B, T, rope, mask, past?.[i]);
+    kv.push(out.kv);
+    h = out.h;
   }
   return { h, kv };
 }
 
-/** SwiGLU: down(silu(gate(x)) * up(x)). x [N, d] -> [N, d]. */
-function mlp(L: FusedLayer, x: tf.Tensor2D): tf.Tensor2D {
-  const [gate, up] = tf.split(tf.matMul(x, L.wgu, false, true), 2, 1); // [N, I] each
-  return tf.matMul(gate.mul(tf.sigmoid(gate)).mul(up), L.wdown, false, true);
+/**
+ * One decoder layer: h [B*T, d] -> h [B*T, d] and its keys/values. Pre-norm residual blocks;
+ * Gemma2 also norms each block's output before adding it (the "sandwich" norms).
+ */
+export function decoderLayer(
+  c: ModelConfig,
+  arch: Arch,
+  L: FusedLayer,
+  h: tf.Tensor2D,
+  B: number,
+  T: number,
+  rope: RopeCoefs,
+  mask: tf.Tensor4D,
+  past?: LayerKV,
+): { h: tf.Tensor2D; kv: LayerKV } {
+  const eps = c.rms_norm_eps;
+  const att = attention(c, arch, L, rmsNorm(h, L.inNorm, eps), B, T, rope, mask, past);
+  let a = linear(att.out, L.wo, L.bo);
+  if (L.attnOutNorm !== null) a = rmsNorm(a, L.attnOutNorm, eps);
+  h = h.add(a);
+  let m = mlp(arch, L, rmsNorm(h, L.mlpNorm, eps));
+  if (L.mlpOutNorm !== null) m = rmsNorm(m, L.mlpOutNorm, eps);
+  return { h: h.add(m), kv: att.kv };
+}
+
+/** x W^T (+ b): [N, in] -> [N, out]. */
+function linear(x: tf.Tensor2D, W: tf.Tensor2D, b: tf.Tensor1D | null): tf.Tensor2D {
+  const y = tf.matMul<tf.Tensor2D>(x, W, false, true);
+  return b === null ? y : y.add<tf.Tensor2D>(b);
+}
+
+/** Gated MLP: down(act(gate(x)) * up(x)), SwiGLU (SiLU) or GeGLU (tanh GELU). x [N, d] -> [N, d]. */
+function mlp(arch: Arch, L: FusedLayer, x: tf.Tensor2D): tf.Tensor2D {
+  const [gate, up] = tf.split(linear(x, L.wgu, L.bgu), 2, 1); // [N, I] each
+  const act = arch.act === 'silu' ? gate.mul(tf.sigmoid(gate)) : geluTanh(gate);
+  return linear(act.mul(up) as tf.Tensor2D, L.wdown, L.bdown);
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/** gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), x^3 as products (no Pow). */
+export function geluTanh(x: tf.Tensor): tf.Tensor {
+  const inner = x.add(x.mul(x).mul(x).mul(0.044715)).mul(GELU_C);
+  return x.mul(0.5).mul(tf.tanh(inner).add(1));
 }
 
 /** Causal self-attention of x [B*T, d] -> out [B*T, nH*hd], plus this layer's keys/values. */
 function attention(
-  c: LlamaConfig,
+  c: ModelConfig,
+  arch: Arch,
   L: FusedLayer,
   x: tf.Tensor2D,
   B: number,
@@ -153,8 +228,9 @@ function attention(
   const nKV = c.num_key_value_heads;
   const g = nH / nKV;
   const heads = nH + 2 * nKV;
-  const qkv = tf.matMul(x, L.wqkv, false, true).reshape([B, T, heads, hd]);
-  // rotate q and k, scale q by 1/sqrt(hd), pass v through: [B, T, H'', hd]
+  let qkv = linear(x, L.wqkv, L.bqkv).reshape<tf.Tensor4D>([B, T, heads, hd]);
+  if (L.qNorm !== null && L.kNorm !== null) qkv = headNorms(c, L.qNorm, L.kNorm, qkv);
+  // rotate q and k, scale q (see rope.ts), pass v through: [B, T, H'', hd]
   const swapped = tf.reverse(qkv.reshape([B * T * heads, 2, hd / 2]), 1).reshape([B, T, heads, hd]);
   const rotated = qkv.mul(rope.cos).add(swapped.mul(rope.sin));
   const [q, kNew, vNew] = tf.split(rotated, [nH, nKV, nKV], 2);
@@ -167,11 +243,24 @@ function attention(
   const Tk = k.shape[2];
   // query heads of one kv group side by side, then stacked as rows (t, j): [B*nKV, T*g, hd]
   const qg = headsFirst(q.reshape([B, T, nKV, g * hd])).reshape([B * nKV, T * g, hd]);
-  const scores = tf.matMul(qg, k.reshape([B * nKV, Tk, hd]), false, true); // [B*nKV, T*g, Tk]
+  let scores = tf.matMul(qg, k.reshape([B * nKV, Tk, hd]), false, true); // [B*nKV, T*g, Tk]
+  // soft-capping: q already carries 1 / cap (rope.ts), so cap * tanh(q.k * scale / cap)
+  if (arch.attnSoftcap !== null) scores = tf.tanh(scores).mul<tf.Tensor3D>(arch.attnSoftcap);
   const probs = tf.softmax(scores.reshape([B, nKV, T * g, Tk]).add(mask)).reshape([B * nKV, T * g, Tk]);
   const ctx = tf.matMul(probs, v.reshape([B * nKV, Tk, hd])); // [B*nKV, T*g, hd]
   const out = seqFirst(ctx.reshape([B, nKV, T, g * hd])).reshape<tf.Tensor2D>([B * T, nH * hd]);
   return { out, kv: { k, v } };
+}
+
+/** Qwen3's per-head RMSNorm of queries (q_norm) and keys (k_norm) over head_dim; v untouched. */
+function headNorms(c: ModelConfig, qNorm: tf.Tensor1D, kNorm: tf.Tensor1D, qkv: tf.Tensor4D): tf.Tensor4D {
+  const [B, T, heads, hd] = qkv.shape;
+  const nH = c.num_attention_heads;
+  const nKV = c.num_key_value_heads;
+  const [q, k, v] = tf.split(qkv, [nH, nKV, nKV], 2);
+  const qn = rmsNorm(q.reshape([-1, hd]), qNorm, c.rms_norm_eps).reshape([B, T, nH, hd]);
+  const kn = rmsNorm(k.reshape([-1, hd]), kNorm, c.rms_norm_eps).reshape([B, T, nKV, hd]);
+  return tf.concat([qn, kn, v], 2).reshape([B, T, heads, hd]);
 }
 
 /** [B, T, H, w] -> [B, H, T, w]; a free reshape when T = 1 (decode steps). */

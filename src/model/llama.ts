@@ -1,18 +1,21 @@
 /**
- * The policy model: a decoder-only transformer with Hugging Face LlamaForCausalLM's architecture
- * and parameter names (RMSNorm, rotary embeddings, grouped-query attention, SwiGLU MLP, optional
- * tied embeddings), so checkpoints open in PyTorch `transformers` and HF Llama checkpoints load
- * here. Parameters are tf.Variables keyed by HF name; the math lives in llama-forward.ts and the
- * position tables in rope.ts. Plain tfjs ops only, so every backend runs it unchanged.
+ * The policy model: a decoder-only transformer with the architecture and parameter names of
+ * Hugging Face's LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM or Gemma2ForCausalLM
+ * (config.model_type picks; see architecture.ts), so checkpoints open in PyTorch `transformers`
+ * and HF checkpoints of those families load here. Parameters are tf.Variables keyed by HF name;
+ * the math lives in llama-forward.ts and the position tables in rope.ts. Plain tfjs ops only,
+ * so every backend runs it unchanged. (The class keeps the name it had when Llama was the only
+ * family.)
  */
 import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import { Rng } from '../shared/rng.js';
 import { maskedNormaliser, type AllowedMask } from './allowed-mask.js';
 import { DecodeSession } from './kv-cache.js';
+import { archOf } from './architecture.js';
 import { validateLlamaConfig } from './llama-config.js';
 import { decoderLayers, embed, fuseWeights, headLogits, type FusedWeights } from './llama-forward.js';
-import { llamaParamShapes, validateLlamaWeights } from './llama-params.js';
+import { isNormWeight, llamaParamShapes, validateLlamaWeights } from './llama-params.js';
 import type { LoraAdapters } from './lora.js';
 import { RopeTables } from './rope.js';
 import type { LlamaConfig, NamedHostTensors } from './types.js';
@@ -52,17 +55,20 @@ export class LlamaModel {
 
   /**
    * Fresh weights as Hugging Face initialises them: normal(0, initializer_range) for linear and
-   * embedding weights (the pad token's embedding row zeroed), ones for RMSNorm weights. Drawn on
-   * the host from `seed`, so the same seed gives the same model on every backend.
+   * embedding weights (the pad token's embedding row zeroed), zero biases, RMSNorm weights that
+   * make the norm multiply by 1 (ones; zeros for Gemma's 1 + w). Drawn on the host from `seed`,
+   * so the same seed gives the same model on every backend.
    */
   static create(config: LlamaConfig, seed: number): LlamaModel {
     validateLlamaConfig(config);
     const rng = new Rng(seed);
     const std = config.initializer_range;
+    const normInit = 1 - archOf(config).normOffset;
     const weights: NamedHostTensors = new Map();
     for (const [name, shape] of llamaParamShapes(config)) {
       const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-      if (name.endsWith('norm.weight')) data.fill(1);
+      if (isNormWeight(name)) data.fill(normInit);
+      else if (name.endsWith('.bias')) data.fill(0);
       else for (let i = 0; i < data.length; i++) data[i] = std * rng.normal();
       if (name === 'model.embed_tokens.weight' && config.pad_token_id !== null) {
         data.fill(0, config.pad_token_id * config.hidden_size, (config.pad_token_id + 1) * config.hidden_size);
@@ -271,8 +277,8 @@ export class LlamaModel {
     } else {
       rope = this.rope.contiguous(T);
     }
-    const mask = this.rope.causal(T, opts.leftPad);
-    return decoderLayers(this.config, w, embed(w, ids), B, T, rope, mask).h;
+    const masks = this.rope.masks(T, opts.leftPad);
+    return decoderLayers(this.config, w, embed(w, ids), B, T, rope, masks).h;
   }
 
   private checkIds(ids: tf.Tensor2D, minT: number, opts: ForwardOptions): [number, number] {
@@ -290,6 +296,6 @@ export class LlamaModel {
   }
 
   private checkAlive(): void {
-    if (this.disposed) throw new GrpoError('GRPO_ERR_MODEL_DISPOSED', 'this LlamaModel was disposed; create or load a new one');
+    if (this.disposed) throw new GrpoError('GRPO_ERR_MODEL_DISPOSED', 'this model was disposed; create or load a new one');
   }
 }

@@ -11,16 +11,23 @@
  * We compute rotate_half(x) * sin as reverse_halves(x) * sinSigned, sinSigned = [-sin1, +sin2],
  * which is one Reverse op instead of two slices, a negation and a concat.
  *
+ * rope_scaling (linear, llama3) only changes inv_freq, as in transformers' rope init functions.
+ *
  * The fused q/k/v projection output has H'' = nH + 2 nKV heads. The per-head coefficients
  * `a` and `b` turn the plain tables into [.., H'', hd] coefficients so one multiply-add rotates q
- * and k, scales q by 1/sqrt(hd) (the attention scale, applied where the tensor is smallest) and
+ * and k, scales q by s (the attention scale, applied where the tensor is smallest) and
  * leaves v unchanged (cos 1, sin 0):
  *   cosX = cos * a + b,  sinX = sinSigned * a,  a = [s.. (q), 1.. (k), 0.. (v)],  b = [0.., 0.., 1..].
+ * s is the family's query scale (1/sqrt(hd), Gemma2: query_pre_attn_scalar^-1/2), divided by the
+ * attention soft-cap when there is one, so the scores arrive as (q.k * scale) / cap, ready for tanh.
+ *
+ * The masks: `causal` lets query i see keys j <= i; `sliding` (Gemma2's windowed layers)
+ * further hides keys with i - j >= sliding_window, as transformers' sliding-window mask does.
  */
 import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
-import { headDim } from './llama-params.js';
-import type { LlamaConfig } from './types.js';
+import { archOf, headDim } from './architecture.js';
+import type { ModelConfig, RopeScaling } from './types.js';
 
 /** Added to attention scores of masked keys. Finite, so a fully masked (padding) row gives no NaN. */
 export const MASKED = -1e9;
@@ -40,17 +47,22 @@ export class RopeTables {
   private cosT: tf.Tensor2D | null = null; // [P, hd]
   private sinT: tf.Tensor2D | null = null; // [P, hd], signed: first half negated
   private causalT: tf.Tensor2D | null = null; // [P, P], 0 on and below the diagonal, MASKED above
+  private slidingT: tf.Tensor2D | null = null; // [P, P], causalT also MASKED where i - j >= window
   private capacity = 0;
+  /** The sliding-window length of the windowed layers, or null when every layer sees all keys. */
+  readonly window: number | null;
 
-  constructor(private readonly config: LlamaConfig) {
+  constructor(private readonly config: ModelConfig) {
     this.hd = headDim(config);
+    const arch = archOf(config);
+    this.window = arch.windows.find((w) => w !== null) ?? null;
     const nH = config.num_attention_heads;
     const nKV = config.num_key_value_heads;
     this.group = nH / nKV;
     const heads = nH + 2 * nKV;
     const a = new Float32Array(heads);
     const b = new Float32Array(heads);
-    const scale = 1 / Math.sqrt(this.hd);
+    const scale = arch.queryScale / (arch.attnSoftcap ?? 1);
     for (let h = 0; h < heads; h++) {
       if (h < nH) a[h] = scale;
       else if (h < nH + nKV) a[h] = 1;
@@ -102,11 +114,32 @@ export class RopeTables {
    * (query rows ordered (t, j) with j the query head within its kv group): [Bm, 1, T*g, T].
    * `leftPad[b]` leading keys of row b are masked too (left-padded batches); Bm = 1 without it.
    */
-  causal(T: number, leftPad?: ArrayLike<number>): tf.Tensor4D {
+  causal(T: number, leftPad?: ArrayLike<number>, sliding = false): tf.Tensor4D {
     this.ensure(T);
-    let mask: tf.Tensor3D = (this.causalT as tf.Tensor2D).slice([0, 0], [T, T]).reshape([1, T, T]);
+    const table = sliding ? this.slidingTable() : (this.causalT as tf.Tensor2D);
+    let mask: tf.Tensor3D = table.slice([0, 0], [T, T]).reshape([1, T, T]);
     if (leftPad) mask = mask.add(keyPadMask(leftPad, T).reshape([leftPad.length, 1, T]));
     return expandGroups(mask, this.group);
+  }
+
+  /**
+   * The masks of a full forward (or prefill) over T tokens: `full` for every layer, `sliding`
+   * for the windowed ones (null when the model has none). See `causal` for the layout.
+   */
+  masks(T: number, leftPad?: ArrayLike<number>): LayerMasks {
+    return { full: this.causal(T, leftPad), sliding: this.window === null ? null : this.causal(T, leftPad, true) };
+  }
+
+  /**
+   * The masks of one decode step whose query sits at cache index Tk - 1: padding keys hidden
+   * ([B, 1, 1, Tk]), and for windowed layers also the keys at index < Tk - window.
+   */
+  stepMasks(leftPad: ArrayLike<number>, Tk: number): LayerMasks {
+    const B = leftPad.length;
+    const full = keyPadMask(leftPad, Tk).reshape<tf.Tensor4D>([B, 1, 1, Tk]);
+    if (this.window === null || Tk <= this.window) return { full, sliding: this.window === null ? null : full };
+    const m = new Float32Array(Tk).fill(MASKED, 0, Tk - this.window);
+    return { full, sliding: full.add<tf.Tensor4D>(tf.tensor4d(m, [1, 1, 1, Tk])) };
   }
 
   dispose(): void {
@@ -121,11 +154,7 @@ export class RopeTables {
   private build(cap: number): void {
     const hd = this.hd;
     const half = hd / 2;
-    const theta = this.config.rope_theta;
-    const invFreq = new Float32Array(half);
-    for (let i = 0; i < half; i++) {
-      invFreq[i] = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / hd))));
-    }
+    const invFreq = inverseFrequencies(hd, this.config.rope_theta, this.config.rope_scaling ?? null);
     const cos = new Float32Array(cap * hd);
     const sin = new Float32Array(cap * hd);
     for (let p = 0; p < cap; p++) {
@@ -148,10 +177,54 @@ export class RopeTables {
     this.capacity = cap;
   }
 
-  private disposeTables(): void {
-    for (const t of [this.cosT, this.sinT, this.causalT]) t?.dispose();
-    this.cosT = this.sinT = this.causalT = null;
+  /** causalT with the window applied, built on first use after each growth. */
+  private slidingTable(): tf.Tensor2D {
+    if (this.slidingT !== null) return this.slidingT;
+    const cap = this.capacity;
+    const w = this.window ?? cap;
+    const m = new Float32Array(cap * cap);
+    for (let q = 0; q < cap; q++) {
+      m.fill(MASKED, q * cap, q * cap + Math.max(0, q - w + 1)); // keys j <= q - w
+      m.fill(MASKED, q * cap + q + 1, (q + 1) * cap);
+    }
+    this.slidingT = tf.keep(tf.tensor2d(m, [cap, cap]));
+    return this.slidingT;
   }
+
+  private disposeTables(): void {
+    for (const t of [this.cosT, this.sinT, this.causalT, this.slidingT]) t?.dispose();
+    this.cosT = this.sinT = this.causalT = this.slidingT = null;
+  }
+}
+
+/** Additive attention masks per kind of layer; a layer with a window uses `sliding`. */
+export interface LayerMasks {
+  full: tf.Tensor4D;
+  sliding: tf.Tensor4D | null;
+}
+
+/**
+ * inv_freq[i] = 1 / theta^(2i / hd) in float32 as transformers computes it, then rescaled:
+ * linear divides by factor; llama3 (transformers' _compute_llama3_parameters) divides the
+ * frequencies whose wavelength exceeds original_max / low_freq_factor by factor, keeps those
+ * shorter than original_max / high_freq_factor, and interpolates smoothly in between.
+ */
+export function inverseFrequencies(hd: number, theta: number, scaling: RopeScaling | null): Float32Array {
+  const half = hd / 2;
+  const inv = new Float32Array(half);
+  for (let i = 0; i < half; i++) inv[i] = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / hd))));
+  if (scaling === null) return inv;
+  if (scaling.rope_type === 'linear') return inv.map((f) => f / scaling.factor);
+  const { factor, low_freq_factor: lo, high_freq_factor: hi, original_max_position_embeddings: old } = scaling;
+  const lowWavelen = old / lo;
+  const highWavelen = old / hi;
+  return inv.map((f) => {
+    const wavelen = (2 * Math.PI) / f;
+    if (wavelen < highWavelen) return f;
+    if (wavelen > lowWavelen) return f / factor;
+    const smooth = (old / wavelen - lo) / (hi - lo);
+    return (1 - smooth) * (f / factor) + smooth * f;
+  });
 }
 
 /** [B, Tk] additive mask: MASKED for the first leftPad[b] keys of row b, else 0. */

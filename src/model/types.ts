@@ -1,16 +1,38 @@
 /**
- * Shared types of the policy model, tokenizers and checkpoints. Field names of LlamaConfig
- * follow Hugging Face's LlamaConfig (config.json) so a checkpoint opens in `transformers`.
+ * Shared types of the policy model, tokenizers and checkpoints. Field names of ModelConfig
+ * follow Hugging Face's config classes (config.json) so a checkpoint opens in `transformers`.
  */
 import type { tf } from '../engine/tf.js';
 
-/** Hugging Face LlamaConfig fields we read and write (config.json). */
-export interface LlamaConfig {
-  model_type: 'llama';
-  architectures: string[]; // ['LlamaForCausalLM']
+/** The decoder families we run; `model_type` in config.json picks one (see architecture.ts). */
+export type ModelType = 'llama' | 'qwen2' | 'qwen3' | 'gemma2';
+
+/**
+ * Scaled rotary embeddings (config.json `rope_scaling`, HF's `rope_type`, older files say `type`).
+ * linear: every inverse frequency divided by `factor`. llama3: Llama 3.1's band-wise scaling,
+ * which divides low frequencies by `factor`, keeps high ones and blends between.
+ */
+export type RopeScaling =
+  | { rope_type: 'linear'; factor: number }
+  | {
+      rope_type: 'llama3';
+      factor: number;
+      low_freq_factor: number;
+      high_freq_factor: number;
+      original_max_position_embeddings: number;
+    };
+
+/**
+ * Hugging Face config fields we read and write (config.json), the union over the supported
+ * model types; the fields only one family has are optional and set only for that family, so
+ * config.json keeps the family's own layout.
+ */
+export interface ModelConfig {
+  model_type: ModelType;
+  architectures: string[]; // e.g. ['LlamaForCausalLM']
   vocab_size: number;
   hidden_size: number; // d_model
-  intermediate_size: number; // SwiGLU hidden width
+  intermediate_size: number; // gated MLP hidden width
   num_hidden_layers: number;
   num_attention_heads: number;
   num_key_value_heads: number; // GQA: divides num_attention_heads
@@ -18,16 +40,27 @@ export interface LlamaConfig {
   max_position_embeddings: number;
   rms_norm_eps: number;
   rope_theta: number;
+  rope_scaling?: RopeScaling | null; // absent = plain rotary embeddings
   tie_word_embeddings: boolean;
-  hidden_act: 'silu';
-  attention_bias: false;
-  mlp_bias: false;
+  /** silu (SwiGLU) for llama and qwen; gelu_pytorch_tanh (GeGLU) for gemma2. */
+  hidden_act: 'silu' | 'gelu_pytorch_tanh';
+  hidden_activation?: 'gelu_pytorch_tanh'; // gemma2 names its MLP activation so too
+  attention_bias?: boolean; // llama, qwen3, gemma2: biases on q/k/v/o (qwen2 always has q/k/v biases)
+  mlp_bias?: boolean; // llama: biases on gate/up/down
+  query_pre_attn_scalar?: number; // gemma2: attention scores scale by its -1/2 power, not head_dim's
+  attn_logit_softcapping?: number | null; // gemma2: scores -> cap * tanh(scores / cap)
+  final_logit_softcapping?: number | null; // gemma2: logits -> cap * tanh(logits / cap)
+  sliding_window?: number | null; // gemma2: sliding layers see only the last sliding_window positions
+  layer_types?: ('sliding_attention' | 'full_attention')[]; // gemma2: which layers slide (default: even ones)
   bos_token_id: number | null;
   eos_token_id: number | number[] | null;
   pad_token_id: number | null;
-  torch_dtype: 'float32';
+  torch_dtype: 'float32'; // weights are float32 in memory, whatever the file held
   initializer_range: number;
 }
+
+/** The name the config had when only Llama was supported; every model type fits it. */
+export type LlamaConfig = ModelConfig;
 
 export type { HostTensor, NamedHostTensors } from '../shared/host-tensor.js';
 export type NamedTensors = Map<string, tf.Tensor>;
@@ -36,6 +69,11 @@ export interface Tokenizer {
   readonly kind: 'char' | 'hf';
   readonly vocabSize: number;
   readonly bosId: number | null;
+  /**
+   * Whether a prompt starts with BOS, as the tokenizer's own post-processor decides (Llama: yes,
+   * Qwen2: no, though its config names a bos_token_id). Absent = true when there is a bosId.
+   */
+  readonly addsBos?: boolean;
   readonly eosId: number;
   readonly padId: number;
   encode(text: string): number[];

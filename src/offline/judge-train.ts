@@ -5,14 +5,13 @@
  * the run is deterministic in its seed); the held-out check uses the test split.
  *
  * The loop, top to bottom: learning rate (5% warm-up, cosine to 10%) -> the next batch of texts ->
- * loss, gradients, global-norm clip, AdamW -> one host read -> log every 5% of the run. At the end:
- * the held-out check (JudgeEval: each clean test sentence against a copy with one of its masked
- * letters replaced by another letter, the pair counted when the judge scores the clean one higher), then
- * one checkpoint with trainer_state.json phase "judge" and the check's numbers. No optimizer state
- * is saved: a judge is trained once and then only read.
+ * loss, gradients, global-norm clip, AdamW and one host read (sftStep, as `grpo sft` does) -> log
+ * every 5% of the run. At the end: the held-out check (JudgeEval: each clean test sentence against
+ * a copy with one of its masked letters replaced by another letter, the pair counted when the
+ * judge scores the clean one higher), then one checkpoint with trainer_state.json phase "judge"
+ * and the check's numbers. No optimizer state is saved: a judge is trained once and then only read.
  */
 import { resolve } from 'node:path';
-import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import { saveCheckpoint } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
@@ -25,9 +24,8 @@ import { createFillIn, type FillInMeta } from '../tasks/fill-in/fill-in.js';
 import { tokenizerForTask } from '../tasks/encoding.js';
 import type { Task } from '../tasks/types.js';
 import { AdamW } from '../optim/adamw.js';
-import { clipByGlobalNorm } from '../optim/clip.js';
 import { learningRate, validateSchedule } from '../optim/schedule.js';
-import { sftLoss } from './sft-batch.js';
+import { sftStep, type SftStepBatch } from './sft-step.js';
 import { Judge, type JudgeEval, type JudgeTrainerState } from '../tasks/fill-in/judge.js';
 
 export interface JudgeTrainOptions {
@@ -77,7 +75,7 @@ function check(o: JudgeTrainOptions): void {
 }
 
 /** Rows [BOS] text [EOS], right-padded; mask[b, t] = 1 when position t + 1 is a real token. */
-function lmBatch(tokenizer: Tokenizer, texts: readonly string[]): { ids: tf.Tensor2D; mask: tf.Tensor2D } {
+function lmBatch(tokenizer: Tokenizer, texts: readonly string[]): SftStepBatch {
   const rows = texts.map((t) => [tokenizer.bosId!, ...tokenizer.encode(t), tokenizer.eosId]);
   const B = rows.length;
   const T = Math.max(...rows.map((r) => r.length));
@@ -87,7 +85,7 @@ function lmBatch(tokenizer: Tokenizer, texts: readonly string[]): { ids: tf.Tens
     ids.set(r, b * T);
     mask.fill(1, b * (T - 1), b * (T - 1) + r.length - 1);
   });
-  return { ids: tf.tensor2d(ids, [B, T], 'int32'), mask: tf.tensor2d(mask, [B, T - 1]) };
+  return { ids, mask, batchSize: B, length: T };
 }
 
 const cleanText = (task: Task, split: 'train' | 'test', i: number): FillInMeta => task.example(split, i).meta as FillInMeta;
@@ -139,8 +137,6 @@ export async function trainJudge(o: JudgeTrainOptions): Promise<JudgeTrainResult
   const optimizer = new AdamW(model.variables(), { beta1: 0.9, beta2: 0.99 });
   const schedule = { lr: o.lr, schedule: 'cosine' as const, warmupSteps: Math.round(o.steps * WARMUP_FRACTION), totalSteps: o.steps, minLrRatio: MIN_LR_RATIO };
   validateSchedule(schedule);
-  const vars = model.variables();
-  const nameOf = new Map([...vars].map(([name, v]) => [v.name, name]));
   log('info', 'judge_train_start', { params: model.numParams(), modelSize: o.modelSize, steps: o.steps, batchSize: o.batchSize, lr: o.lr, seed: o.seed, out });
 
   let step = 0;
@@ -154,18 +150,9 @@ export async function trainJudge(o: JudgeTrainOptions): Promise<JudgeTrainResult
         break;
       }
       const texts = Array.from({ length: o.batchSize }, (_, i) => cleanText(task, 'train', step * o.batchSize + i).text);
-      const { ids, mask } = lmBatch(tokenizer, texts);
-      const { value, grads } = tf.variableGrads(() => sftLoss(model, ids, mask), [...vars.values()]);
-      const named = new Map(Object.entries(grads).map(([id, g]) => [nameOf.get(id)!, g]));
-      const clipped = clipByGlobalNorm(named, GRAD_CLIP);
-      optimizer.apply(clipped.grads, learningRate(schedule, step));
-      try {
-        loss = (await value.data())[0]; // the step's one device-to-host read
-      } finally {
-        tf.dispose([ids, mask, value, clipped.norm, ...Object.values(grads), ...clipped.grads.values()]);
-      }
+      const lr = learningRate(schedule, step);
+      ({ loss } = await sftStep(model, optimizer, lmBatch(tokenizer, texts), { lr, gradClip: GRAD_CLIP, label: `judge step ${step + 1}`, lrHint: `--lr (now ${o.lr})` }));
       step += 1;
-      if (!Number.isFinite(loss)) throw new GrpoError('GRPO_ERR_NON_FINITE_LOSS', `judge loss is ${loss} at step ${step}; lower --lr (now ${o.lr})`);
       if (step % logEvery === 0 || step === o.steps) log('info', 'judge_step', { step, loss });
     }
 

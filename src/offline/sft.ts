@@ -4,10 +4,15 @@
  *
  * The loop, top to bottom: learning rate for this step -> the next batch of train examples (by
  * index, from the data cursor) -> loss on completion tokens, gradients, global-norm clip, AdamW
- * -> one host read (loss, grad norm) -> log/progress -> checkpoint every `save_interval` steps.
+ * and one host read (loss, grad norm), all in sftStep (sft-step.ts) -> log/progress -> checkpoint
+ * every `save_interval` steps.
  * At the end: held-out greedy accuracy, then the final checkpoint with the accuracy in its
  * trainer_state.json. A checkpoint holds everything needed to continue at the same step on the
  * same data: weights, AdamW moments, and the data cursor.
+ *
+ * Start: a fresh model of `model_size` for the task's character alphabet, or (`model`) a pretrained
+ * checkpoint's weights and tokenizer, or (`resumeFrom`) an SFT checkpoint with its optimizer.
+ * Examples come from the task, or with `dataset` from a file's prompt and completion fields.
  *
  * Hyperparameters come from the shared config: sft_steps, sft_batch_size, sft_lr, model_size,
  * seed, task, task_options, weight_decay, adam_beta1/2, adam_eps, grad_clip, min_lr_ratio,
@@ -17,22 +22,22 @@
  */
 import { resolve } from 'node:path';
 import { publicConfig, type Config } from '../shared/config.js';
-import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import { evaluate, type EvalResult } from '../eval/eval.js';
-import { saveCheckpoint, type Checkpoint, type TrainerState } from '../model/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, type Checkpoint, type TrainerState } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
 import { presetConfig } from '../model/presets.js';
 import type { Tokenizer } from '../model/types.js';
+import { progressBar, type ProgressBar } from '../shared/progress-bar.js';
 import { silentLogger, type ProtocolLogger } from '../shared/protocol.js';
-import { loadTask } from '../tasks/index.js';
+import { loadRunTask } from '../tasks/run-task.js';
 import { tokenizerForTask } from '../tasks/encoding.js';
 import { checkSftTargets } from '../tasks/grammar-batch.js';
 import type { Task } from '../tasks/types.js';
 import { AdamW } from '../optim/adamw.js';
-import { clipByGlobalNorm } from '../optim/clip.js';
 import { learningRate, validateSchedule, type LrSchedule } from '../optim/schedule.js';
-import { sftBatch, sftLoss, type SftBatch } from './sft-batch.js';
+import { sftBatch } from './sft-batch.js';
+import { sftStep } from './sft-step.js';
 
 export const SFT_WARMUP_FRACTION = 0.05;
 /** Train targets checked against the task's grammar before SFT starts (a few ms for 256). */
@@ -47,10 +52,17 @@ export interface SftStepMetrics {
 }
 
 /** Where per-step progress goes: a progress bar on a TTY. Without one, steps are logged. */
-export interface SftProgress {
-  start(total: number, from: number): void;
-  update(m: SftStepMetrics): void;
-  stop(): void;
+export type SftProgress = Pick<ProgressBar<SftStepMetrics>, 'start' | 'update' | 'stop'>;
+
+/** The progress bar of `grpo sft` and of `grpo train`'s warm start on `stream` (a TTY). */
+export function sftProgressBar(stream: NodeJS.WriteStream, inner: ProtocolLogger): ProgressBar<SftStepMetrics> {
+  return progressBar<SftStepMetrics>(stream, inner, {
+    label: 'sft',
+    columns: 'loss {loss} | lr {lr} | {tps} tok/s',
+    fields: { loss: (m) => m.loss.toFixed(4), lr: (m) => m.lr.toExponential(2), tps: (m) => Math.round(m.tokensPerSecond) },
+    value: (m) => m.step,
+    etaBuffer: 20,
+  });
 }
 
 export interface SftOptions {
@@ -96,9 +108,20 @@ interface Run {
 
 async function startRun(o: SftOptions): Promise<Run> {
   const config = o.config;
-  const task = await loadTask(config.task, { seed: config.seed, options: config.task_options });
   const adam = { beta1: config.adam_beta1, beta2: config.adam_beta2, eps: config.adam_eps, weightDecay: config.weight_decay };
+  // the task with prompts formatted for the tokenizer's chat template, and rows from `dataset` when given
+  const runTask = (tokenizer: Tokenizer | null, contextTokens?: number, source?: string): Promise<Task> =>
+    loadRunTask(config, { tokenizer, needCompletion: true, log: o.log, ...(contextTokens === undefined ? {} : { contextTokens }), ...(source ? { source } : {}) });
+  if (!o.resumeFrom && config.model !== null) {
+    // fine-tune a pretrained checkpoint: its weights, tokenizer and chat template; a fresh optimizer
+    const ckpt = await loadCheckpoint(config.model);
+    const task = await runTask(ckpt.tokenizer, ckpt.config.max_position_embeddings, config.model);
+    checkSftTargets(task, ckpt.tokenizer, SFT_GRAMMAR_CHECK_EXAMPLES);
+    const model = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights);
+    return { config, task, tokenizer: ckpt.tokenizer, model, optimizer: new AdamW(model.variables(), adam), step: 0, cursor: 0 };
+  }
   if (!o.resumeFrom) {
+    const task = await runTask(null);
     const tokenizer = tokenizerForTask(task);
     checkSftTargets(task, tokenizer, SFT_GRAMMAR_CHECK_EXAMPLES); // never teach what sampling forbids
     const modelConfig = presetConfig(config.model_size, tokenizer, {
@@ -116,6 +139,7 @@ async function startRun(o: SftOptions): Promise<Run> {
   if (!ckpt.optimizer) {
     throw new GrpoError('GRPO_ERR_RESUME', 'the checkpoint has no optimizer.safetensors; an SFT run cannot continue without its AdamW state');
   }
+  const task = await runTask(ckpt.tokenizer, ckpt.config.max_position_embeddings);
   checkSftTargets(task, ckpt.tokenizer, SFT_GRAMMAR_CHECK_EXAMPLES);
   const model = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights);
   const optimizer = new AdamW(model.variables(), adam);
@@ -127,29 +151,6 @@ async function startRun(o: SftOptions): Promise<Run> {
     throw err;
   }
   return { config, task, tokenizer: ckpt.tokenizer, model, optimizer, step: state.step!, cursor: state.dataCursor.index };
-}
-
-/**
- * One optimizer step on `batch`. The loss and gradient norm come back in the step's one host
- * read. Every tensor created here is disposed before returning.
- */
-async function trainStep(run: Run, batch: SftBatch, lr: number): Promise<{ loss: number; gradNorm: number }> {
-  const { model, optimizer, config } = run;
-  const vars = model.variables(); // HF name -> variable
-  const byId = new Map([...vars].map(([name, v]) => [v.name, name]));
-  const ids = tf.tensor2d(batch.ids, [batch.batchSize, batch.length], 'int32');
-  const mask = tf.tensor2d(batch.mask, [batch.batchSize, batch.length - 1], 'float32');
-  const { value, grads } = tf.variableGrads(() => sftLoss(model, ids, mask), [...vars.values()]);
-  const named = new Map(Object.entries(grads).map(([id, g]) => [byId.get(id)!, g]));
-  const clipped = clipByGlobalNorm(named, config.grad_clip);
-  optimizer.apply(clipped.grads, lr);
-  const stats = tf.stack([value, clipped.norm]);
-  try {
-    const [loss, gradNorm] = await stats.data(); // the step's one device-to-host read
-    return { loss, gradNorm };
-  } finally {
-    tf.dispose([ids, mask, value, stats, clipped.norm, ...Object.values(grads), ...clipped.grads.values()]);
-  }
 }
 
 async function save(run: Run, out: string, loss: number, evalResult?: EvalResult): Promise<void> {
@@ -213,14 +214,16 @@ export async function trainSft(o: SftOptions): Promise<SftResult> {
       const lr = learningRate(schedule, run.step);
       const batch = sftBatch(run.task, run.tokenizer, 'train', run.cursor, batchSize);
       const ts = performance.now();
-      const r = await trainStep(run, batch, lr);
+      const r = await sftStep(run.model, run.optimizer, batch, {
+        lr,
+        gradClip: config.grad_clip,
+        label: `SFT step ${run.step + 1}`,
+        lrHint: `--lr (now ${config.sft_lr})`,
+      });
       const seconds = (performance.now() - ts) / 1000;
       run.step += 1;
       run.cursor += batchSize;
       loss = r.loss;
-      if (!Number.isFinite(loss)) {
-        throw new GrpoError('GRPO_ERR_NON_FINITE_LOSS', `SFT loss is ${loss} at step ${run.step}; lower --lr (now ${config.sft_lr})`);
-      }
       const m: SftStepMetrics = { step: run.step, loss, lr, gradNorm: r.gradNorm, tokensPerSecond: batch.ids.length / seconds };
       if (o.progress) o.progress.update(m);
       else if (run.step % logEvery === 0 || run.step === total) log('info', 'sft_step', { ...m, seconds });

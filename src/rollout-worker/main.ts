@@ -35,6 +35,8 @@ export interface WorkerOptions {
   capacity: number; // groups sampled at once (config worker_capacity)
   rewardThreads: number; // reward pool threads (config reward_threads)
   backend: BackendChoice;
+  /** WebGPU adapter index (`--device N`); null or absent = the first GPU. */
+  device?: number | null;
   log?: ProtocolLogger; // default: JSON lines on stderr
   signal?: AbortSignal; // aborting it stops the worker like stop()
   /** Client reconnect backoff, ms (protocol defaults when unset). */
@@ -79,8 +81,9 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   checkOptions(options);
   const log = options.log ?? stderrLogger;
   const name = options.name ?? `worker-${process.pid}@${hostname()}`;
-  const engine = await initEngine({ backend: options.backend, log: () => {} });
-  log('info', 'engine', { requested: engine.requested, backend: engine.backend, provider: engine.provider, native: engine.native });
+  const engine = await initEngine({ backend: options.backend, device: options.device ?? null, log: () => {} });
+  log('info', 'engine', { requested: engine.requested, backend: engine.backend, provider: engine.provider, native: engine.native, ...(engine.adapter ? { adapter: engine.adapter } : {}) });
+  if (engine.notice) log('info', 'engine_fallback', { notice: engine.notice });
   if (engine.warning) log('warn', 'engine_degraded', { warning: engine.warning });
 
   const client = new ProtocolClient({

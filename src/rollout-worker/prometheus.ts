@@ -6,27 +6,19 @@
  *   metrics.observeBatch({ groups, sampleSeconds, rewardSeconds });   // after each sampling call
  *   metrics.observeWeightsLoad(seconds);                              // after each weights swap
  *
- * WorkerStatsSample is the part of the worker's WorkerStats read here (structural: src/shared
- * imports nothing from src/rollout-worker).
+ * WorkerStatsSample picks the fields read here from the worker's own WorkerStats.
  */
 import type { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { WORKER_METRICS, type WorkerMetricKey } from '../shared/metrics/definitions.js';
 import { createMetric, perScrape, setCounter, setOrClear, type AnyMetric } from '../shared/metrics/registry.js';
+import type { WorkerStats } from './main.js';
 
-export interface WorkerStatsSample {
-  connected: boolean;
-  policyVersion: number | null; // weights loaded; null before the first
-  waitingGroups: number;
-  groupsPerCall: number;
-  leases: number; // cumulative counts from here on
-  leasesRevoked: number;
-  groupsDone: number;
-  groupsFailed: number;
-  groupsDropped: number;
-  batches: number; // sampling calls
-  completions: number;
-  tokensGenerated: number;
-}
+/** The part of the worker's WorkerStats (main.ts) read here. */
+export type WorkerStatsSample = Pick<
+  WorkerStats,
+  | 'connected' | 'policyVersion' | 'waitingGroups' | 'groupsPerCall' | 'leases' | 'leasesRevoked' | 'groupsDone' | 'groupsFailed'
+  | 'groupsDropped' | 'batches' | 'completions' | 'tokensGenerated'
+>;
 
 /** One batched sampling call: how many groups it held and its wall times. */
 export interface WorkerBatchSample {

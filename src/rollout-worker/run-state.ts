@@ -262,7 +262,7 @@ export class RunState {
 /** The model config and tokenizer of a spec, checked against each other. */
 async function buildModelParts(spec: RunSpec): Promise<Built> {
   const config = parseLlamaConfig(spec.model, 'RunSpec.model');
-  const tokenizer = await loadTokenizer(spec.tokenizer);
+  const tokenizer = await loadTokenizer(spec.tokenizer, { ids: spec.specialTokens }); // the learner's ids, not names guessed
   if (tokenizer.vocabSize > config.vocab_size) {
     throw new GrpoError(
       'GRPO_ERR_RUN_SPEC',

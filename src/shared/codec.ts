@@ -71,6 +71,22 @@ export function decodeMessage(data: Uint8Array): Message {
   return validateMessage(value as Record<string, unknown>);
 }
 
+/**
+ * The `kind` a msgpack frame claims, without validating anything else; null for a chunk frame,
+ * a text that is no msgpack map, or a map without a numeric kind. For answering a frame that
+ * failed decodeMessage by what it tried to be (a malformed Hello, a kind the sender may not send).
+ */
+export function claimedKind(data: Uint8Array): number | null {
+  if (isChunkFrame(data)) return null;
+  try {
+    const value: unknown = unpackr.unpack(data);
+    const kind = typeof value === 'object' && value !== null ? (value as { kind?: unknown }).kind : undefined;
+    return typeof kind === 'number' ? kind : null;
+  } catch {
+    return null; // not msgpack: it claims nothing
+  }
+}
+
 function decodeChunkFrame(data: Uint8Array): WeightsChunkMsg {
   if (data.byteLength < CHUNK_HEADER_BYTES) {
     throw new GrpoError(WireError.BadFrame, `chunk frame of ${data.byteLength} bytes is shorter than its 16-byte header`);

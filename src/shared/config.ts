@@ -28,7 +28,8 @@ export const CurriculumSchema = z.strictObject({
 
 export const ConfigSchema = z.strictObject({
   // --- run ---
-  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
+  backend: z.enum(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
+  device: int().nonnegative().nullable().default(null), // WebGPU adapter index as `grpo doctor` lists them; null = the first GPU
   seed: int().default(1234), // seeds data, init and sampling; a run is reproducible for the same seed
   out: z.string().default('runs/grpo'), // output directory: checkpoints, logs, summary.json
   // --- task ---
@@ -37,8 +38,18 @@ export const ConfigSchema = z.strictObject({
   reward_weights: z.record(z.string(), z.number()).default({}), // per reward function name; missing = task default
   reward_module: z.string().min(1).nullable().default(null), // path of a JS/TS module whose reward functions join the task's
   curriculum: CurriculumSchema.nullable().default(null), // null = fixed difficulty (task_options)
+  // --- data files and prompts (pretrained models; see src/tasks/dataset/) ---
+  dataset: z.string().min(1).nullable().default(null), // JSONL/JSON/CSV/Parquet of prompts; null = the task generates them. Without `task` it means task math-answer
+  test_dataset: z.string().min(1).nullable().default(null), // held-out file; null = split `dataset` by test_fraction
+  test_fraction: z.number().gt(0).lt(1).default(0.1), // share of `dataset`'s prompt texts held out when there is no test_dataset
+  prompt_field: z.string().min(1).nullable().default(null), // dotted path; null = first of prompt, question, problem, messages, input
+  answer_field: z.string().min(1).nullable().default(null), // dotted path; null = first of answer, solution, ground_truth, target
+  completion_field: z.string().min(1).nullable().default(null), // dotted path of SFT targets; null = completion, response, or a final assistant message
+  apply_chat_template: z.boolean().default(true), // wrap prompts in the checkpoint's chat_template (tokenizer_config.json) when it has one
+  system_prompt: z.string().nullable().default(null), // a system message before each prompt; null = none
   // --- model ---
   model_size: z.enum(['tiny', 'small', 'medium', 'base']).default('tiny'), // preset for SFT from scratch
+  model: z.string().min(1).nullable().default(null), // a pretrained (Hugging Face) checkpoint directory: train and eval start from it as from checkpoint, sft fine-tunes it
   checkpoint: z.string().nullable().default(null), // start policy; null in `train` = SFT warm start first
   // --- LoRA (src/model/lora.ts): 0 = every weight is trained ---
   lora_r: int().nonnegative().default(0), // adapter rank; 0 = off (full fine-tuning)
@@ -87,6 +98,7 @@ export const ConfigSchema = z.strictObject({
   eval_samples: posInt().default(500), // held-out problems per eval
   eval_k: posInt().default(1), // samples per problem for pass@k (1 = greedy accuracy only)
   log_csv: z.string().nullable().default(null), // per-step metrics CSV path (JSONL is always written)
+  log_completions_steps: int().nonnegative().default(0), // steps between sample-completion logs (completions.jsonl); 0 = off
   replay_buffer_size: int().nonnegative().default(256), // high-variance groups kept to replace zero-variance ones; 0 = off
   replay_max_age: posInt().default(4), // policy versions a stored group may lag before it is dropped
   // --- distributed ---
@@ -123,7 +135,7 @@ export const CONFIG_KEYS = Object.keys(ConfigSchema.shape) as ConfigKey[];
 
 /** Validates a raw object once; unknown keys and bad values fail with their path. */
 export function parseConfig(raw: unknown, source = 'config'): Config {
-  const r = ConfigSchema.safeParse(raw ?? {});
+  const r = ConfigSchema.safeParse(withImpliedKeys(raw ?? {}));
   if (!r.success) {
     const issue = r.error.issues[0];
     const path =
@@ -132,6 +144,14 @@ export function parseConfig(raw: unknown, source = 'config'): Config {
     throw new GrpoError('GRPO_ERR_CONFIG', `${source}: ${what}; see docs/config.md for the keys`);
   }
   return Object.freeze(r.data);
+}
+
+/** A `dataset` without a `task` is read by the built-in task for files of problems, math-answer. */
+function withImpliedKeys(raw: unknown): unknown {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  const r = raw as Record<string, unknown>;
+  if (r.dataset !== undefined && r.dataset !== null && r.task === undefined) return { ...r, task: 'math-answer' };
+  return raw;
 }
 
 /** Reads a YAML or JSON config file (JSON is YAML) into a raw object. */

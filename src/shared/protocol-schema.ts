@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { GrpoError } from './errors.js';
-import { Kind, kindName, WireError } from './protocol.js';
+import { Kind, kindName, VERDICT_MESSAGE_CHARS, WireError } from './protocol.js';
 import type { Message } from './protocol.js';
 
 const U32_MAX = 0xffff_ffff;
@@ -87,7 +87,8 @@ const SCHEMAS = {
       runId: id(),
       model: z.record(z.string(), z.unknown()),
       tokenizer: z.unknown(),
-      task: z.object({ name: z.string().min(1), seed: z.number().int(), options: z.record(z.string(), z.unknown()) }),
+      specialTokens: z.object({ bosId: count().nullable(), eosId: count(), padId: count() }),
+      task: z.object({ name: z.string().min(1), seed: z.number().int(), options: z.record(z.string(), z.unknown()), jsOnly: z.boolean() }),
       rewardWeights: z.record(z.string(), z.number()),
       sampling: z.object({
         temperature: z.number().nonnegative(),
@@ -112,6 +113,14 @@ const SCHEMAS = {
           })
           .nullable()
           .optional(),
+        functions: z.array(
+          z.object({
+            name: z.string().min(1),
+            weight: z.number(),
+            scope: z.enum(['completion', 'group']),
+            source: z.enum(['task', 'module', 'remote']),
+          }),
+        ),
       }),
     }),
   }),
@@ -156,8 +165,12 @@ const SCHEMAS = {
       groupId: id(),
       admitted: z.boolean(),
       reason: z.enum(['ok', 'stale', 'duplicate', 'failed']),
+      code: errorCode().optional(),
+      message: z.string().max(VERDICT_MESSAGE_CHARS).optional(),
     })
-    .refine((v) => v.admitted === (v.reason === 'ok'), { message: "admitted must be true exactly when reason is 'ok'" }),
+    .refine((v) => v.admitted === (v.reason === 'ok'), { message: "admitted must be true exactly when reason is 'ok'" })
+    .refine((v) => v.code === undefined || v.reason === 'failed', { message: "code is only sent with reason 'failed'", path: ['code'] })
+    .refine((v) => (v.code === undefined) === (v.message === undefined), { message: 'code and message come together', path: ['message'] }),
   [Kind.PolicyVersion]: z.object({ kind: z.literal(Kind.PolicyVersion), version: version() }),
   [Kind.WeightsBegin]: z.object({
     kind: z.literal(Kind.WeightsBegin),

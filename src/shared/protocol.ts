@@ -150,12 +150,36 @@ export interface ReadyMsg {
  */
 export interface RunSpec {
   runId: string; // changes when the learner restarts with another run
-  model: Record<string, unknown>; // LlamaConfig (config.json)
+  model: Record<string, unknown>; // ModelConfig (config.json of a supported model_type)
   tokenizer: unknown; // tokenizer.json contents
-  task: { name: string; seed: number; options: Record<string, unknown> };
+  /**
+   * The learner's special token ids: a prompt is [bosId] + encode(prompt) (no BOS when null; the
+   * tokenizer's post-processor is not applied), a completion ends at eosId (docs/protocol.md, "Tokens").
+   */
+  specialTokens: { bosId: number | null; eosId: number; padId: number };
+  /**
+   * `jsOnly`: scoring needs JavaScript (the task is a module path, or the run has a reward module),
+   * so only a worker that can import JS/TS modules may sample for the run.
+   */
+  task: { name: string; seed: number; options: Record<string, unknown>; jsOnly: boolean };
   rewardWeights: Record<string, number>; // config reward_weights (task defaults apply to the rest)
   sampling: { temperature: number; topK: number; topP: number; maxNewTokens: number; seed: number };
-  rewards: { timeoutMs: number; retries: number; module?: string | null; remote?: RemoteRewardSpec | null };
+  rewards: {
+    timeoutMs: number;
+    retries: number;
+    module?: string | null;
+    remote?: RemoteRewardSpec | null;
+    /** The run's active rewards (resolved weight not 0): every completion must carry each of them. */
+    functions: RewardFunctionSpec[];
+  };
+}
+
+/** One reward every completion of the run is scored with (docs/protocol.md, "Scoring"). */
+export interface RewardFunctionSpec {
+  name: string; // key in Completion.rewards
+  weight: number; // resolved weight in the learner's weighted sum (never 0 here)
+  scope: 'completion' | 'group'; // one call per completion, or one per group (sees all its completions)
+  source: 'task' | 'module' | 'remote'; // the task's own, the reward module's (JS only), the remote judge's
 }
 
 /** The remote reward of a run (config remote_reward_*): a judge served over HTTP. */
@@ -290,7 +314,17 @@ export interface VerdictMsg {
   groupId: string;
   admitted: boolean; // true exactly when reason is 'ok'
   reason: VerdictReason;
+  /**
+   * Only with reason 'failed' for a GroupResult the learner refused (reward names not the run's,
+   * prompt tokens not the ones it leased, a group it cannot train): why, as a coded error. The
+   * coordinator forwards it to the worker that sent the result as an Error whose `ref` is the group id.
+   */
+  code?: string;
+  message?: string; // with `code`: for humans, names the group and the reason (at most VERDICT_MESSAGE_CHARS)
 }
+
+/** Longest Verdict.message the coordinator accepts (the learner shortens longer ones). */
+export const VERDICT_MESSAGE_CHARS = 2_000;
 
 // ---------------------------------------------------------------------------------------------
 // Policy versions and weights

@@ -51,6 +51,22 @@ export interface ClientEvents {
 
 type Handler = (msg: Message) => void;
 
+/**
+ * Kinds the client acts on itself, so no handler is needed: Welcome (session), Heartbeat
+ * (liveness: every frame resets the peer timeout), Error (logged), the weights frames
+ * (assembled into the `weights` event), and PolicyVersion (an announcement: the weights frames
+ * that follow carry the version). Any other kind with no handler is logged and counted.
+ */
+const CONSUMED_KINDS: ReadonlySet<number> = new Set([
+  Kind.Welcome,
+  Kind.Heartbeat,
+  Kind.Error,
+  Kind.PolicyVersion,
+  Kind.WeightsBegin,
+  Kind.WeightsChunk,
+  Kind.WeightsEnd,
+]);
+
 export type { UploadOutcome } from './ws-upload.js';
 
 export class ProtocolClient {
@@ -62,6 +78,7 @@ export class ProtocolClient {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private lastSeen = 0;
   private readonly handlers = new Map<number, Set<Handler>>();
+  private readonly unhandled = new Map<string, number>(); // kind name -> messages no one handled
   private readonly events = new Map<keyof ClientEvents, Set<ClientEvents[keyof ClientEvents]>>();
   private readonly leases = new Map<string, Set<string>>(); // leaseId -> group ids not yet reported
   private readonly assembler: WeightsAssembler;
@@ -154,6 +171,14 @@ export class ProtocolClient {
     if (!this.connected) return false;
     (this.ws as WebSocket).send(encodeMessage(msg));
     return true;
+  }
+
+  /**
+   * Messages received that nothing handled, by kind name (a kind the client does not consume
+   * itself and no `on()` handler was subscribed to when it arrived).
+   */
+  unhandledMessages(): Record<string, number> {
+    return Object.fromEntries(this.unhandled);
   }
 
   /** Leases received and not yet fully reported (what Heartbeats list). */
@@ -272,13 +297,23 @@ export class ProtocolClient {
       default:
         break;
     }
-    for (const h of this.handlers.get(msg.kind) ?? []) {
+    const handlers = this.handlers.get(msg.kind);
+    if ((handlers === undefined || handlers.size === 0) && !CONSUMED_KINDS.has(msg.kind)) this.noteUnhandled(msg.kind);
+    for (const h of handlers ?? []) {
       try {
         h(msg);
       } catch (err) {
         this.opts.log('error', 'client_handler_failed', { kind: kindName(msg.kind), error: String(err) });
       }
     }
+  }
+
+  /** Counts a message nobody handled; the first of each kind is a warning, the rest debug lines. */
+  private noteUnhandled(kind: number): void {
+    const name = kindName(kind);
+    const count = (this.unhandled.get(name) ?? 0) + 1;
+    this.unhandled.set(name, count);
+    this.opts.log(count === 1 ? 'warn' : 'debug', 'client_unhandled_message', { kind: name, count, role: this.opts.role });
   }
 
   private onWelcome(ws: WebSocket, msg: WelcomeMsg): void {

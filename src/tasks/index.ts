@@ -7,6 +7,7 @@ import { arithmeticTask } from './arithmetic.js';
 import { countdownTask } from './countdown.js';
 import { fillInTask } from './fill-in/fill-in.js';
 import { keywordsTask } from './keywords.js';
+import { mathAnswerTask } from './math-answer/math-answer.js';
 import { withExtraRewards } from './reward-module.js';
 import type { Task, TaskFactory, TaskReward, TaskSpec } from './types.js';
 import { importUserModule, looksLikeModulePath } from './user-module.js';
@@ -36,6 +37,7 @@ const BUILT_IN: ReadonlyMap<string, TaskFactory> = new Map([
   [countdownTask.name, countdownTask],
   [fillInTask.name, fillInTask],
   [keywordsTask.name, keywordsTask],
+  [mathAnswerTask.name, mathAnswerTask],
 ]);
 
 export function taskNames(): string[] {

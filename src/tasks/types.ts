@@ -78,6 +78,12 @@ export interface Task {
    * prompt of one split ever appears in the other. Cheap enough to call per batch row.
    */
   example(split: Split, index: number): TaskExample;
+  /**
+   * Optional: the number of distinct examples per split, for tasks read from a file (generated
+   * tasks are unbounded). Train positions past it wrap around (epochs); evaluation reads each
+   * test example once.
+   */
+  readonly size?: { readonly train: number; readonly test: number };
   readonly rewards: readonly TaskReward[];
   /** Exact correctness for evaluation (accuracy, pass@k). */
   isCorrect(prompt: string, completion: string, meta: unknown): boolean;
@@ -87,6 +93,12 @@ export interface Task {
    * completion text itself.
    */
   answerOf?(completion: string): string;
+  /**
+   * Optional: the meta of a problem read from a dataset file, from the text of its answer field
+   * (e.g. GSM8K's "... #### 42"). Throws a GrpoError for an answer the task cannot use; the
+   * dataset reader reports it with the file, line and field. Tasks without it take no answer field.
+   */
+  answerMeta?(answer: string): unknown;
   /**
    * Optional grammar constraint: the sampler hook for one batch, whose row r continues the prompt
    * text `prompts[r]` (so a grammar may depend on the problem, e.g. Countdown's numbers). Workers,

@@ -14,9 +14,9 @@ import { parseConfig } from '../../src/shared/config.js';
 import { initEngine } from '../../src/engine/backend.js';
 import { saveCheckpoint } from '../../src/model/checkpoint.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { createTask, tokenizerForTask } from '../../src/tasks/index.js';
 import { captureIO } from './helpers.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 const CLI = resolve('dist/cli.js');
 
@@ -24,7 +24,7 @@ const CLI = resolve('dist/cli.js');
 async function writePolicy(dir: string, init: number, task = 'arithmetic'): Promise<void> {
   const t = createTask('arithmetic', { seed: 9, options: { max_depth: 1 } });
   const tokenizer = tokenizerForTask(t);
-  const config = presetConfig('tiny', tokenizer, { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, initializer_range: 0.3 });
+  const config = tinyLlamaConfig(tokenizer, { initializer_range: 0.3 });
   const model = LlamaModel.create(config, init);
   try {
     await saveCheckpoint(dir, {

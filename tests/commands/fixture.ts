@@ -3,14 +3,14 @@ import { parseConfig } from '../../src/shared/config.js';
 import { initEngine } from '../../src/engine/backend.js';
 import { saveCheckpoint } from '../../src/model/checkpoint.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { createTask, tokenizerForTask } from '../../src/tasks/index.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 export async function writeTinyCheckpoint(dir: string, run: { seed: number; task_options: Record<string, unknown> }): Promise<void> {
   await initEngine({ backend: 'auto', log: () => {} }); // the commands under test use the same engine
   const task = createTask('arithmetic', { seed: run.seed, options: run.task_options });
   const tokenizer = tokenizerForTask(task);
-  const config = presetConfig('tiny', tokenizer, { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, initializer_range: 0.3 });
+  const config = tinyLlamaConfig(tokenizer, { initializer_range: 0.3 });
   const model = LlamaModel.create(config, 11);
   try {
     await saveCheckpoint(dir, {

@@ -30,7 +30,7 @@ describe('grpo worker', () => {
   it('reads the config file, lets flags override it, and takes the token from GRPO_TOKEN', () => {
     const file = join(dir, 'worker.yaml');
     writeFileSync(file, 'coordinator: ws://10.0.0.5:7070\nworker_capacity: 2\nreward_threads: 3\ngroup_size: 4\n');
-    const flags = flagsToRawConfig({ workerCapacity: '6', backend: 'cpu', metricsPort: '9411' }, WORKER_CONFIG_KEYS);
+    const flags = flagsToRawConfig({ workerCapacity: '6', backend: 'cpu', device: '1', metricsPort: '9411' }, WORKER_CONFIG_KEYS);
     const options = workerOptionsFrom(resolveConfig({ file, flags, env: { GRPO_TOKEN: 'from-env' } }), 'w9');
     expect(options).toEqual({
       coordinator: 'ws://10.0.0.5:7070',
@@ -39,6 +39,7 @@ describe('grpo worker', () => {
       capacity: 6,
       rewardThreads: 3,
       backend: 'cpu',
+      device: 1, // --device: the WebGPU adapter index
       metricsPort: 9411,
       metricsHost: '0.0.0.0', // scraped from other machines unless told otherwise
     });

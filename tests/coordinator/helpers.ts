@@ -4,6 +4,7 @@ import { startCoordinator } from '../../src/coordinator/main.js';
 import type { CoordinatorHandle, CoordinatorOptions } from '../../src/coordinator/main.js';
 import { decodeMessage, encodeMessage } from '../../src/shared/codec.js';
 import { Kind, PROTOCOL_VERSION, silentLogger } from '../../src/shared/protocol.js';
+import { SAMPLES } from '../shared/protocol-samples.js';
 import type { GroupRollout, GroupSpec, Message, MessageOf, Role, WelcomeMsg } from '../../src/shared/protocol.js';
 
 export function startTestCoordinator(opts: Partial<CoordinatorOptions> = {}): Promise<CoordinatorHandle> {
@@ -36,7 +37,7 @@ export class RawPeer {
   static async join(
     url: string,
     role: Role,
-    opts: { capacity?: number; token?: string | null; policyVersion?: number | null; name?: string; autoPong?: boolean } = {},
+    opts: { capacity?: number; token?: string | null; policyVersion?: number | null; name?: string; autoPong?: boolean; runSpec?: boolean } = {},
   ) {
     const peer = await RawPeer.connect(url, opts.token ?? null, opts.autoPong ?? true);
     peer.send({
@@ -48,6 +49,8 @@ export class RawPeer {
       policyVersion: opts.policyVersion ?? null,
     });
     const welcome: WelcomeMsg = await peer.next(Kind.Welcome);
+    // a learner sends its RunSpec after Welcome (the coordinator gives workers weights only after one)
+    if (role === 'learner' && opts.runSpec !== false) peer.send(SAMPLES[Kind.RunSpec]);
     return { peer, welcome };
   }
 

@@ -10,6 +10,7 @@ import type { NamedHostTensors } from '../../src/model/types.js';
 import { Kind } from '../../src/shared/protocol.js';
 import { ProtocolClient } from '../../src/shared/ws-client.js';
 import { sampleValue, scrape } from '../shared/metrics/helpers.js';
+import { SAMPLES } from '../shared/protocol-samples.js';
 import { startTestCoordinator, until } from './helpers.js';
 
 const opened: { close(): Promise<void> }[] = [];
@@ -66,6 +67,7 @@ describe('coordinator GET /metrics', () => {
     await worker.start();
     await until(() => coord.stats().workers.length === 1, 5_000, 'worker joined');
 
+    learner.send(SAMPLES[Kind.RunSpec]); // workers get weights only after a RunSpec
     learner.send({ kind: Kind.Enqueue, groups: [{ groupId: 'g1', promptIndex: 0, prompt: '1+1=', meta: null, groupSize: 2 }] });
     const sent = await learner.publishWeights(weights(), 1, 'f32', 64);
     expect(sent).toMatchObject({ version: 1, sent: true });

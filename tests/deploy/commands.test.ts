@@ -198,6 +198,8 @@ describe('deploy/k8s', () => {
     for (const role of ROLES) {
       const c = workload(role).spec.template!.spec.containers[0];
       if (role !== 'coordinator') expect(c.resources?.limits?.['nvidia.com/gpu'], role).toBe(1);
+      // webgpu runs on the driver's Vulkan ICD, which the NVIDIA toolkit mounts only with graphics
+      if (role !== 'coordinator') expect(c.env!.find((e) => e.name === 'NVIDIA_DRIVER_CAPABILITIES')?.value, role).toMatch(/graphics/);
       const token = c.env!.find((e) => e.name === 'GRPO_TOKEN')!.valueFrom!.secretKeyRef!;
       expect(token.name).toBe(secret.metadata.name);
       expect(Object.keys(secret.stringData ?? secret.data ?? {})).toContain(token.key);
@@ -211,7 +213,8 @@ describe('deploy/k8s', () => {
       expect(c.volumeMounts!.find((m) => m.name === claim)?.mountPath, c.name).toBe('/runs');
     }
     const cm = k8s.find((o) => o.kind === 'ConfigMap')!;
-    expect(() => parseConfig(parseYaml(cm.data!['grpo.yaml']), 'deploy/k8s/configmap.yaml')).not.toThrow();
+    const config = parseConfig(parseYaml(cm.data!['grpo.yaml']), 'deploy/k8s/configmap.yaml');
+    expect([config.backend, config.device]).toEqual(['webgpu', 0]); // one GPU per pod: its adapter 0
   });
 
   it('lists every manifest in kustomization.yaml', () => {

@@ -129,9 +129,13 @@ describe('deploy/slurm/grpo.sbatch', () => {
     expect(workers.map((w) => w.node).sort()).toEqual(NODES.slice(1).flatMap((n) => Array(GPUS).fill(n)).sort());
     for (const w of workers) {
       expect(w.gpus).toBe('1');
+      expect(flagValue(w.argv, '--backend')).toBe('webgpu'); // the GPU route that works on CUDA 12 nodes
+      expect(flagValue(w.argv, '--device')).toBe('0'); // the step's one GPU
       expect(flagValue(w.argv, '--coordinator')).toBe(`ws://${NODES[0]}:${DEFAULT_CONFIG.port}`);
     }
     const learner = byRole('learner')[0].argv;
+    expect(flagValue(learner, '--backend')).toBe('webgpu');
+    expect(flagValue(byRole('sft')[0].argv, '--backend')).toBe('webgpu');
     expect(flagValue(learner, '--coordinator')).toBe(`ws://${NODES[0]}:${DEFAULT_CONFIG.port}`);
     expect(flagValue(learner, '--metrics-port')).toBe(String(DEFAULT_METRICS_PORTS.learner));
     expect(flagValue(learner, '--checkpoint')).toBe(flagValue(byRole('sft')[0].argv, '--out'));

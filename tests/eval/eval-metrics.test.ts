@@ -3,10 +3,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/backend.js';
 import { evaluate, sampleMetrics, type SampleOutcome } from '../../src/eval/eval.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { sample } from '../../src/model/sampling.js';
 import { createTask, decodeCompletion, promptIds, tokenizerForTask } from '../../src/tasks/index.js';
 import type { Task } from '../../src/tasks/types.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 /** "A+" is answer A, correct; "B-" answer B, wrong. */
 const outcomes = (spec: string): SampleOutcome[] => spec.split(' ').map((s) => ({ answer: s[0], correct: s[1] === '+' }));
@@ -43,7 +43,7 @@ describe('evaluate: mean@k and majority@k', () => {
   const tok = tokenizerForTask(arithmetic);
   // correctness that a random model hits about half the time
   const evenLength: Task = { ...arithmetic, isCorrect: (_p, c) => c.length % 2 === 0 };
-  const config = presetConfig('tiny', tok, { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, initializer_range: 0.3 });
+  const config = tinyLlamaConfig(tok, { initializer_range: 0.3 });
   let model: LlamaModel;
   beforeAll(async () => {
     await initEngine({ backend: 'auto', log: () => {} });

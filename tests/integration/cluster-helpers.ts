@@ -13,8 +13,8 @@ import { parseConfig } from '../../src/shared/config.js';
 import { initEngine } from '../../src/engine/backend.js';
 import { saveCheckpoint } from '../../src/model/checkpoint.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { loadTask, tokenizerForTask } from '../../src/tasks/index.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 export const CLI = resolve('dist/cli.js');
 export const SLOW_TASK = resolve('tests/fixtures/tasks/slow-reward-task.js');
@@ -182,7 +182,7 @@ export async function writeSlowTaskCheckpoint(dir: string, taskOptions: Record<s
   await initEngine({ backend: 'cpu', log: () => {} });
   const task = await loadTask(SLOW_TASK, { seed: 1, options: taskOptions });
   const tokenizer = tokenizerForTask(task);
-  const config = presetConfig('tiny', tokenizer, { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2 });
+  const config = tinyLlamaConfig(tokenizer, { num_attention_heads: 2, num_key_value_heads: 2 });
   const model = LlamaModel.create(config, 7);
   try {
     await saveCheckpoint(dir, {

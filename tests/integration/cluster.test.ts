@@ -129,10 +129,11 @@ describe.skipIf(!cliBuilt())('a cluster of real processes', () => {
         const e = await rogue.next(Kind.Error, () => true, WAIT_MS);
         expect(e.code).toBe(code);
       };
-      rogue.sendRaw(Uint8Array.from([0x82, 0xa4, 0x6b])); // a msgpack map cut short
-      await expectError('GRPO_ERR_BAD_FRAME');
+      // (a bad first frame closes the connection with 4001: tests/coordinator/first-frame.test.ts)
       rogue.send({ kind: Kind.Hello, protocolVersion: PROTOCOL_VERSION, role: 'worker', name: 'rogue', capacity: 1, policyVersion: null });
       await rogue.next(Kind.Welcome, () => true, WAIT_MS);
+      rogue.sendRaw(Uint8Array.from([0x82, 0xa4, 0x6b])); // a msgpack map cut short
+      await expectError('GRPO_ERR_BAD_FRAME');
       rogue.sendRaw('{"kind": 3}'); // a text frame
       await expectError('GRPO_ERR_BAD_FRAME');
       rogue.sendRaw(encodeMessage({ kind: 99 } as unknown as Message));

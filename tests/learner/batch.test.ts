@@ -9,12 +9,11 @@ import {
 } from '../../src/learner/batch.js';
 import { parseConfig } from '../../src/shared/config.js';
 import { tf } from '../../src/engine/tf.js';
-import { isGrpoError } from '../../src/shared/errors.js';
 import { groupAdvantages } from '../../src/grpo/index.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { sample } from '../../src/model/sampling.js';
 import type { Completion, FinishReason, GroupRollout } from '../../src/shared/protocol.js';
+import { expectCode, tinyLlamaConfig } from '../helpers.js';
 
 const OPTS: BatchOptions = {
   groupSize: 2,
@@ -35,17 +34,6 @@ function completion(tokens: number[], rewards: Record<string, number | null>, fi
 
 function group(id: string, promptTokens: number[], completions: Completion[], policyVersion = 0): GroupRollout {
   return { groupId: id, policyVersion, promptTokens, completions };
-}
-
-function expectCode(fn: () => unknown, code: string): void {
-  let err: unknown = null;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(isGrpoError(err), String(err)).toBe(true);
-  expect((err as { code: string }).code).toBe(code);
 }
 
 /** Row b of a flat [B * W] array. */
@@ -194,15 +182,7 @@ describe('the batch against the model', () => {
   let model: LlamaModel;
   beforeAll(async () => {
     await tf.setBackend('cpu');
-    const config = presetConfig('tiny', { vocabSize: 20, bosId: 1, eosId: 2, padId: 0 }, {
-      hidden_size: 32,
-      intermediate_size: 48,
-      num_hidden_layers: 2,
-      num_attention_heads: 4,
-      num_key_value_heads: 2,
-      max_position_embeddings: 32,
-      initializer_range: 0.3,
-    });
+    const config = tinyLlamaConfig({ vocabSize: 20, bosId: 1, eosId: 2, padId: 0 }, { max_position_embeddings: 32, initializer_range: 0.3 }, 'gqa');
     model = LlamaModel.create(config, 7);
   });
 

@@ -1,18 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isGrpoError } from '../../src/shared/errors.js';
 import { DataCursor, type DataCursorState } from '../../src/learner/data-cursor.js';
-
-function expectCode(fn: () => unknown, code: string): void {
-  let err: unknown = null;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(isGrpoError(err), String(err)).toBe(true);
-  expect((err as { code: string }).code).toBe(code);
-}
+import { expectCode } from '../helpers.js';
 
 describe('DataCursor', () => {
   it('hands out positions in order and re-queued ones first, oldest first', () => {

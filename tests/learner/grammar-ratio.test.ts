@@ -14,12 +14,12 @@ import { parseConfig } from '../../src/shared/config.js';
 import { tf } from '../../src/engine/tf.js';
 import { CharTokenizer } from '../../src/model/char-tokenizer.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { sample } from '../../src/model/sampling.js';
 import type { GroupRollout } from '../../src/shared/protocol.js';
 import { COUNTDOWN_ALPHABET, createCountdown, distanceReward, evaluateCountdown, reachedReward } from '../../src/tasks/countdown.js';
 import { batchGrammar } from '../../src/tasks/grammar-batch.js';
 import { decodeCompletion, promptIds } from '../../src/tasks/encoding.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 const GROUP = 6;
 const TEMPERATURE = 1.3;
@@ -44,15 +44,10 @@ function config(o: Record<string, unknown> = {}) {
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  const mc = presetConfig('tiny', tokenizer, {
-    hidden_size: 32,
-    intermediate_size: 48,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
+  const mc = tinyLlamaConfig(tokenizer, {
     max_position_embeddings: 64,
     initializer_range: 0.6, // peaked: much of the mass sits on tokens the grammar forbids
-  });
+  }, 'gqa');
   model = LlamaModel.create(mc, 21);
   const problems = Array.from({ length: 4 }, (_, i) => task.example('train', i));
   const rows = problems.flatMap((p) => Array.from({ length: GROUP }, () => ({ task, prompt: p.prompt })));

@@ -211,4 +211,26 @@ describe('GroupsInbox', () => {
     await waiting;
     expect(inbox.buffered).toBe(0);
   });
+
+  it('answers a refused result with Verdict failed carrying the code, again on a repeat, and counts it', () => {
+    const refused: string[] = [];
+    const { inbox, enqueued, verdicts, cursor } = setup({
+      validate: (g, spec) => {
+        if (g.promptTokens[0] !== 1) throw new GrpoError('GRPO_ERR_PROMPT_TOKENS', `group ${g.groupId}: prompt ${spec.prompt} lacks BOS`);
+      },
+      onRefused: (code) => refused.push(code),
+    });
+    inbox.fill();
+    const [a] = enqueued();
+    const bad = result(a, 0);
+    bad.group.promptTokens = [5];
+    inbox.onResult(bad);
+    inbox.onResult(bad); // redelivered after a reconnect
+    const [first, again] = verdicts();
+    expect(first).toEqual({ kind: Kind.Verdict, groupId: a.groupId, admitted: false, reason: 'failed', code: 'GRPO_ERR_PROMPT_TOKENS', message: `group ${a.groupId}: prompt 0+1= lacks BOS` });
+    expect(again).toEqual(first);
+    expect(refused).toEqual(['GRPO_ERR_PROMPT_TOKENS']);
+    expect(inbox.counts).toMatchObject({ failed: 1, refused: 1, duplicates: 1, admitted: 0 });
+    expect(cursor.counts.admitted).toBe(1); // the prompt is skipped, as for any failed group
+  });
 });

@@ -31,7 +31,10 @@ describe('learnerMetrics', () => {
   it('sets the training gauges to the newest step and counts steps, tokens and groups', async () => {
     const { registry, metrics } = fresh();
     metrics.observeStep(stepSample(), stepContext({ step: 1 }));
-    metrics.observeStep(stepSample({ policyVersion: 4, kl: 0.02, tokens: 50 }, { lengthMax: 9, groups: 2 }), stepContext({ step: 2, accuracy: 0.75 }));
+    metrics.observeStep(
+      stepSample({ policyVersion: 4, kl: 0.02, tokens: 50 }, { lengthMax: 9, groups: 2, advantageMean: 0.05, advantageStd: 0.8, logprobMean: -0.6 }),
+      stepContext({ step: 2, accuracy: 0.75 }),
+    );
     const s = await scrape(registry);
     const expected: Record<string, number> = {
       grpo_learner_step: 2,
@@ -49,6 +52,9 @@ describe('learnerMetrics', () => {
       grpo_learner_completion_min_length_tokens: 2,
       grpo_learner_completion_max_length_tokens: 9,
       grpo_learner_completion_truncated_ratio: 0.125,
+      grpo_learner_advantage_mean: 0.05,
+      grpo_learner_advantage_std: 0.8,
+      grpo_learner_sampled_logprob_mean: -0.6,
       grpo_learner_loss: 0.25,
       grpo_learner_grad_norm: 0.8,
       grpo_learner_learning_rate: 1e-3,

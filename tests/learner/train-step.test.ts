@@ -6,10 +6,10 @@ import { tf } from '../../src/engine/tf.js';
 import { isGrpoError } from '../../src/shared/errors.js';
 import type { LossType } from '../../src/grpo/index.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { sample } from '../../src/model/sampling.js';
 import type { NamedHostTensors } from '../../src/model/types.js';
 import type { GroupRollout } from '../../src/shared/protocol.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 const GROUP = 4;
 const TEMPERATURE = 0.9;
@@ -66,15 +66,7 @@ function maxAbsDiff(a: Map<string, tf.Tensor>, b: Map<string, tf.Tensor>): { dif
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  modelConfig = presetConfig('tiny', { vocabSize: 20, bosId: 1, eosId: 2, padId: 0 }, {
-    hidden_size: 32,
-    intermediate_size: 48,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    max_position_embeddings: 32,
-    initializer_range: 0.3,
-  });
+  modelConfig = tinyLlamaConfig({ vocabSize: 20, bosId: 1, eosId: 2, padId: 0 }, { max_position_embeddings: 32, initializer_range: 0.3 }, 'gqa');
   const model = LlamaModel.create(modelConfig, 3);
   base = await model.toHostTensors();
   groups = [];

@@ -2,7 +2,6 @@ import { cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, truncate, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isGrpoError } from '../../src/shared/errors.js';
 import { Rng } from '../../src/shared/rng.js';
 import {
   isCompleteCheckpoint,
@@ -15,6 +14,7 @@ import { llamaParamShapes } from '../../src/model/llama-params.js';
 import { decodeSafetensors, encodeSafetensors } from '../../src/model/safetensors.js';
 import { CharTokenizer } from '../../src/model/tokenizer.js';
 import type { LlamaConfig, NamedHostTensors } from '../../src/model/types.js';
+import { expectCode } from '../helpers.js';
 
 const ALPHABET = '0123456789+-='; // 13 characters + 3 specials = vocab 16
 
@@ -66,18 +66,6 @@ function expectSameTensors(a: NamedHostTensors, b: NamedHostTensors): void {
     expect(b.get(name)!.shape, name).toEqual(t.shape);
     expect(Buffer.from(b.get(name)!.data.buffer).equals(Buffer.from(t.data.buffer)), name).toBe(true);
   }
-}
-
-async function expectCode(p: Promise<unknown>, code: string, fragment?: string): Promise<void> {
-  try {
-    await p;
-  } catch (err) {
-    expect(isGrpoError(err), String(err)).toBe(true);
-    expect((err as { code: string }).code).toBe(code);
-    if (fragment) expect((err as Error).message).toContain(fragment);
-    return;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
 }
 
 /** Rewrites one file of a saved checkpoint and updates its manifest, as a hand edit would need. */
@@ -286,9 +274,9 @@ describe('validation on load', () => {
     const cases: [(j: Record<string, unknown>) => void, string][] = [
       [(j) => (j.hidden_size = '8'), 'hidden_size'],
       [(j) => delete j.vocab_size, 'vocab_size is missing'],
-      [(j) => (j.model_type = 'mistral'), 'model_type'],
-      [(j) => (j.rope_scaling = { type: 'linear', factor: 2 }), 'rope_scaling'],
-      [(j) => (j.attention_bias = true), 'attention_bias'],
+      [(j) => (j.rope_scaling = { type: 'yarn', factor: 2 }), 'rope_scaling.rope_type is "yarn"'],
+      [(j) => (j.rope_scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1 }), 'high_freq_factor'],
+      [(j) => (j.attention_bias = 'yes'), 'attention_bias'],
       [(j) => (j.hidden_act = 'gelu'), 'hidden_act'],
       [(j) => (j.eos_token_id = 'x'), 'eos_token_id'],
       [(j) => (j.num_key_value_heads = 3), 'num_key_value_heads'],
@@ -299,6 +287,13 @@ describe('validation on load', () => {
       await tamper(dir, 'config.json', editJson(edit));
       await expectCode(loadCheckpoint(dir), 'GRPO_ERR_CHECKPOINT_CONFIG', fragment);
     }
+  });
+
+  it('rejects an unknown model_type with GRPO_ERR_MODEL_TYPE listing the supported ones', async () => {
+    const dir = join(root, 'mt');
+    await saveCheckpoint(dir, makeCheckpoint(1));
+    await tamper(dir, 'config.json', editJson((j) => (j.model_type = 'mistral')));
+    await expectCode(loadCheckpoint(dir), 'GRPO_ERR_MODEL_TYPE', 'model_type is "mistral"; supported: llama, qwen2, qwen3, gemma2');
   });
 
   it('accepts Hugging Face extras and fills transformers defaults', async () => {
@@ -375,3 +370,69 @@ describe('validation on load', () => {
     for (const [name, t] of ckpt.weights) expect([...back.weights.get(name)!.data]).toEqual([...t.data]);
   });
 });
+
+describe('weight dtypes and shards', () => {
+  it('saves bfloat16 or float16 weights (config torch_dtype says which) and loads them as float32, recording the dtype', async () => {
+    const ckpt = makeCheckpoint(3);
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      const dir = join(root, dtype);
+      await saveCheckpoint(dir, ckpt, { weightsDtype: dtype });
+      expect(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')).torch_dtype).toBe(dtype);
+      const back = await loadCheckpoint(dir);
+      expect(back.weightsDtype).toBe(dtype);
+      expect(back.config.torch_dtype).toBe('float32');
+      const step = dtype === 'bfloat16' ? 2 ** -8 : 2 ** -11; // half a unit in the last place, relative
+      for (const [name, t] of ckpt.weights) {
+        const got = back.weights.get(name)!.data;
+        t.data.forEach((v, i) => expect(Math.abs(got[i] - v), name).toBeLessThanOrEqual(Math.abs(v) * step + 1e-7));
+      }
+    }
+    expect((await loadCheckpoint(await savedAt('f32', ckpt))).weightsDtype).toBe('float32');
+  });
+
+  it('shards weights past maxShardBytes with an index, as transformers does, and reads them back', async () => {
+    const ckpt = makeCheckpoint(4);
+    const dir = join(root, 'sharded-save');
+    await saveCheckpoint(dir, ckpt, { maxShardBytes: 600 });
+    const files = (await readdir(dir)).filter((f) => f.startsWith('model'));
+    const shards = files.filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
+    expect(shards.length).toBeGreaterThan(1);
+    expect(files).toContain('model.safetensors.index.json');
+    expect(files).not.toContain('model.safetensors');
+    const index = JSON.parse(await readFile(join(dir, 'model.safetensors.index.json'), 'utf8'));
+    expect(Object.keys(index.weight_map)).toEqual([...ckpt.weights.keys()]);
+    expect(index.metadata.total_size).toBe([...ckpt.weights.values()].reduce((a, t) => a + t.data.byteLength, 0));
+    expectSameTensors(ckpt.weights, (await loadCheckpoint(dir)).weights);
+    // replacing a sharded checkpoint with a one-file one leaves no stale shard behind
+    await saveCheckpoint(dir, ckpt);
+    expect((await readdir(dir)).filter((f) => f.startsWith('model'))).toEqual(['model.safetensors']);
+  });
+
+  it('names a missing shard, a tensor its shard lacks and a malformed index', async () => {
+    const ckpt = makeCheckpoint(5);
+    const dir = join(root, 'bad-index');
+    await saveCheckpoint(dir, ckpt, { maxShardBytes: 600 });
+    await rm(join(dir, 'checkpoint_manifest.json')); // a foreign directory from here on
+    const indexPath = join(dir, 'model.safetensors.index.json');
+    const index = JSON.parse(await readFile(indexPath, 'utf8'));
+    const write = (weightMap: unknown) => writeFile(indexPath, JSON.stringify({ metadata: {}, weight_map: weightMap }));
+
+    await write({ ...index.weight_map, 'model.norm.weight': 'model-00001-of-00001.safetensors' });
+    await expectCode(loadCheckpoint(dir), 'GRPO_ERR_CHECKPOINT_INCOMPLETE', 'names model-00001-of-00001.safetensors, which is missing');
+    const first = index.weight_map['model.embed_tokens.weight'];
+    const other = Object.values(index.weight_map).find((f) => f !== first) as string;
+    await write({ ...index.weight_map, 'model.embed_tokens.weight': other });
+    await expectCode(loadCheckpoint(dir), 'GRPO_ERR_CHECKPOINT_MISMATCH', `puts model.embed_tokens.weight in ${other}, which does not hold it`);
+    await write({ ...index.weight_map, 'model.norm.weight': '../elsewhere.safetensors' });
+    await expectCode(loadCheckpoint(dir), 'GRPO_ERR_CHECKPOINT_CONFIG', 'weight_map.model.norm.weight');
+    await write(null);
+    await expectCode(loadCheckpoint(dir), 'GRPO_ERR_CHECKPOINT_CONFIG', 'weight_map');
+    await expectCode(saveCheckpoint(join(root, 'x'), ckpt, { weightsDtype: 'int8' as 'float32' }), 'GRPO_ERR_CHECKPOINT_WRITE', 'int8');
+  });
+});
+
+async function savedAt(name: string, ckpt: Checkpoint): Promise<string> {
+  const dir = join(root, name);
+  await saveCheckpoint(dir, ckpt);
+  return dir;
+}

@@ -1,27 +1,16 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tf } from '../../src/engine/tf.js';
-import { isGrpoError } from '../../src/shared/errors.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { rmsNorm } from '../../src/model/llama-forward.js';
 import { llamaParamShapes } from '../../src/model/llama-params.js';
-import { presetConfig } from '../../src/model/presets.js';
 import type { LlamaConfig, NamedHostTensors } from '../../src/model/types.js';
+import { expectCode, tinyLlamaConfig } from '../helpers.js';
 
 const TOKENS = { vocabSize: 20, bosId: 1, eosId: 2, padId: 0 };
 
 /** hidden 32, 2 layers, 4 query heads sharing 2 kv heads (GQA), vocab 20; large init for peaky outputs. */
 function tinyConfig(overrides: Partial<LlamaConfig> = {}): LlamaConfig {
-  return presetConfig('tiny', TOKENS, {
-    hidden_size: 32,
-    intermediate_size: 48,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    max_position_embeddings: 64,
-    tie_word_embeddings: false,
-    initializer_range: 0.3,
-    ...overrides,
-  });
+  return tinyLlamaConfig(TOKENS, { max_position_embeddings: 64, tie_word_embeddings: false, initializer_range: 0.3, ...overrides }, 'gqa');
 }
 
 /**
@@ -108,17 +97,6 @@ async function logitsOf(m: LlamaModel, rows: number[][]): Promise<number[][][]> 
   const out = await t.array();
   t.dispose();
   return out;
-}
-
-function expectCode(fn: () => unknown, code: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(isGrpoError(caught), String(caught)).toBe(true);
-  expect((caught as { code: string }).code).toBe(code);
 }
 
 beforeAll(async () => {

@@ -1,7 +1,10 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { isGrpoError } from '../../src/shared/errors.js';
-import { decodeSafetensors, encodeSafetensors, safetensorsChunks } from '../../src/model/safetensors.js';
+import { decodeSafetensors, encodeSafetensors, readSafetensorsFile, safetensorsChunks } from '../../src/model/safetensors.js';
 import type { NamedHostTensors } from '../../src/model/types.js';
+import { expectCode } from '../helpers.js';
 
 /** A safetensors file from a raw header object and data bytes, for hand-made and broken inputs. */
 function rawFile(header: unknown, data: Uint8Array, opts: { headerLen?: bigint } = {}): Uint8Array {
@@ -17,18 +20,6 @@ function u16le(values: number[]): Uint8Array {
   const b = Buffer.alloc(values.length * 2);
   values.forEach((v, i) => b.writeUInt16LE(v, i * 2));
   return b;
-}
-
-function expectCode(fn: () => unknown, code: string, fragment?: string): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(isGrpoError(err), String(err)).toBe(true);
-    expect((err as { code: string }).code).toBe(code);
-    if (fragment) expect((err as Error).message).toContain(fragment);
-    return;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
 }
 
 const sample = (): NamedHostTensors =>
@@ -159,5 +150,40 @@ describe('safetensors encode/decode', () => {
       'GRPO_ERR_BAD_SAFETENSORS',
       'strings only',
     );
+  });
+});
+
+describe('half-precision writing and reading from disk', () => {
+  it('writes F16 and BF16 rounded to nearest even, recorded per tensor, decoded back to those values', () => {
+    // 1 + 2^-11 is a tie in F16 (rounds to 1, even); 1 + 3 * 2^-11 rounds up to 1 + 2^-9
+    const data = new Float32Array([1, 1 + 2 ** -11, 1 + 3 * 2 ** -11, -2.5, 65504, 1e-8]);
+    const f16 = decodeSafetensors(encodeSafetensors(new Map([['w', { shape: [6], data }]]), { format: 'pt' }, 'F16'));
+    expect(f16.dtypes.get('w')).toBe('F16');
+    expect([...f16.tensors.get('w')!.data]).toEqual([1, 1, 1 + 2 ** -9, -2.5, 65504, 0]);
+    // BF16 keeps 8 significant bits: 1 + 2^-8 is a tie (rounds to 1), 1 + 3 * 2^-8 rounds up to 1 + 2^-6
+    const bdata = new Float32Array([1 + 2 ** -8, 1 + 3 * 2 ** -8, 3 + 3 * 2 ** -7, -0]);
+    const bf16 = decodeSafetensors(encodeSafetensors(new Map([['w', { shape: [2, 2], data: bdata }]]), undefined, 'BF16'));
+    expect(bf16.dtypes.get('w')).toBe('BF16');
+    expect(bf16.tensors.get('w')!.shape).toEqual([2, 2]);
+    expect([...bf16.tensors.get('w')!.data]).toEqual([1, 1 + 2 ** -6, 3 + 2 ** -5, -0]);
+    expectCode(() => encodeSafetensors(sample(), undefined, 'I8' as 'F32'), 'GRPO_ERR_BAD_SAFETENSORS', 'cannot write dtype "I8"');
+  });
+
+  it('reads a file from disk tensor by tensor to the same result, naming the file in errors', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'st-'));
+    try {
+      const path = join(dir, 'a.safetensors');
+      const buf = encodeSafetensors(sample(), { format: 'pt' });
+      await writeFile(path, buf);
+      const fromDisk = await readSafetensorsFile(path);
+      const inMemory = decodeSafetensors(buf);
+      expect(fromDisk.metadata).toEqual(inMemory.metadata);
+      expect([...fromDisk.tensors.keys()]).toEqual([...inMemory.tensors.keys()]);
+      for (const [name, t] of inMemory.tensors) expect(fromDisk.tensors.get(name)!.data, name).toEqual(t.data);
+      await writeFile(path, buf.subarray(0, buf.length - 4)); // truncated
+      await expect(readSafetensorsFile(path)).rejects.toMatchObject({ code: 'GRPO_ERR_BAD_SAFETENSORS', message: expect.stringContaining(path) });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,12 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tf } from '../../src/engine/tf.js';
-import { isGrpoError } from '../../src/shared/errors.js';
 import { Rng } from '../../src/shared/rng.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { buildAllowedMask } from '../../src/model/allowed-mask.js';
 import { chooseToken, sample } from '../../src/model/sampling.js';
 import type { SampleOptions, SampleResult } from '../../src/model/types.js';
+import { expectCode, tinyLlamaConfig } from '../helpers.js';
 
 const V = 20;
 const PROMPTS = [[1, 5, 6, 7, 8], [1, 9], [1, 3, 4]]; // ragged: left padding in the prefill
@@ -15,14 +14,7 @@ let model: LlamaModel;
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  const config = presetConfig('tiny', { vocabSize: V, bosId: 1, eosId: 2, padId: 0 }, {
-    hidden_size: 32,
-    intermediate_size: 48,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    max_position_embeddings: 32,
-    initializer_range: 0.3,
-  });
+  const config = tinyLlamaConfig({ vocabSize: V, bosId: 1, eosId: 2, padId: 0 }, { max_position_embeddings: 32, initializer_range: 0.3 }, 'gqa');
   model = LlamaModel.create(config, 21);
 });
 
@@ -43,15 +35,6 @@ async function rescore(prompts: number[][], r: SampleResult, temperature: number
     logp.dispose();
   }
   return out;
-}
-
-async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(isGrpoError(err), String(err)).toBe(true);
-  expect((err as { code: string }).code).toBe(code);
 }
 
 describe('sample with a KV cache', () => {

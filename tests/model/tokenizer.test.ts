@@ -4,24 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer as HfJs } from '@huggingface/tokenizers';
 import { describe, expect, it } from 'vitest';
-import { isGrpoError } from '../../src/shared/errors.js';
 import { CharTokenizer, HfTokenizer, loadTokenizer } from '../../src/model/tokenizer.js';
+import { expectCode } from '../helpers.js';
 
 const FIXTURE = join(import.meta.dirname, '../fixtures/hf-tiny-llama');
 const expected = JSON.parse(readFileSync(join(FIXTURE, 'expected.json'), 'utf8')) as { encode: { text: string; ids: number[] }[] };
 const bpeJson = (): Record<string, unknown> => JSON.parse(readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8'));
-
-async function expectCode(p: Promise<unknown> | (() => unknown), code: string, fragment?: string): Promise<void> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (err) {
-    expect(isGrpoError(err), String(err)).toBe(true);
-    expect((err as { code: string }).code).toBe(code);
-    if (fragment) expect((err as Error).message).toContain(fragment);
-    return;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
-}
 
 const ALPHABET = '0123456789+-*/()= .\n';
 

@@ -2,9 +2,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/backend.js';
 import { tf } from '../../src/engine/tf.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { createTask, tokenizerForTask } from '../../src/tasks/index.js';
 import { sftBatch, sftLoss } from '../../src/offline/sft-batch.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 beforeAll(async () => {
   await initEngine({ backend: 'auto', log: () => {} });
@@ -42,7 +42,7 @@ describe('sftBatch', () => {
 
 describe('sftLoss', () => {
   it('is the mean NLL over completion tokens, and leaks no tensors', async () => {
-    const config = presetConfig('tiny', tok, { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, initializer_range: 0.2 });
+    const config = tinyLlamaConfig(tok, { initializer_range: 0.2 });
     const model = LlamaModel.create(config, 3);
     const b = sftBatch(task, tok, 'train', 0, 4);
     const ids = tf.tensor2d(b.ids, [b.batchSize, b.length], 'int32');

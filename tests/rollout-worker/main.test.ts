@@ -10,7 +10,6 @@ import { initEngine } from '../../src/engine/backend.js';
 import { tf } from '../../src/engine/tf.js';
 import { isGrpoError } from '../../src/shared/errors.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import type { LlamaConfig, NamedHostTensors } from '../../src/model/types.js';
 import { Kind, WireError } from '../../src/shared/protocol.js';
 import type { GroupExhaustedMsg, GroupResultMsg, GroupSpec, ProtocolLogger, RunSpec } from '../../src/shared/protocol.js';
@@ -19,6 +18,7 @@ import { ProtocolClient } from '../../src/shared/ws-client.js';
 import { runWorker, startWorker } from '../../src/rollout-worker/main.js';
 import type { WorkerHandle } from '../../src/rollout-worker/main.js';
 import { startTestCoordinator, until } from '../coordinator/helpers.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 const task = createTask('arithmetic', { seed: 7 });
 const tok = tokenizerForTask(task);
@@ -51,10 +51,11 @@ function runSpec(runId: string, taskName: string, retries = 2): RunSpec {
     runId,
     model: config as unknown as Record<string, unknown>,
     tokenizer: tok.toJSON(),
-    task: { name: taskName, seed: 7, options: {} },
+    specialTokens: { bosId: tok.bosId, eosId: tok.eosId, padId: tok.padId },
+    task: { name: taskName, seed: 7, options: {}, jsOnly: false },
     rewardWeights: {},
     sampling: { temperature: 1, topK: 0, topP: 1, maxNewTokens: 6, seed: 11 },
-    rewards: { timeoutMs: 5_000, retries },
+    rewards: { timeoutMs: 5_000, retries, functions: [] },
   };
 }
 
@@ -83,7 +84,7 @@ async function worker(name: string, capacity = 2): Promise<{ w: WorkerHandle; li
 
 beforeAll(async () => {
   await initEngine({ backend: 'cpu', log: () => {} });
-  config = presetConfig('tiny', tok, { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, max_position_embeddings: 64, initializer_range: 0.2 });
+  config = tinyLlamaConfig(tok, { max_position_embeddings: 64, initializer_range: 0.2 });
   for (const seed of [5, 6, 7]) {
     const m = LlamaModel.create(config, seed);
     weights.push(await m.toHostTensors());

@@ -11,12 +11,12 @@ import { startWorker, type WorkerHandle } from '../../src/rollout-worker/main.js
 import { initEngine } from '../../src/engine/backend.js';
 import { isGrpoError } from '../../src/shared/errors.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { Kind, silentLogger, type GroupSpec } from '../../src/shared/protocol.js';
 import { createTask, tokenizerForTask } from '../../src/tasks/index.js';
 import { ProtocolClient } from '../../src/shared/ws-client.js';
 import { startTestCoordinator, until } from '../coordinator/helpers.js';
 import { freePorts, sampleValue, scrape } from '../shared/metrics/helpers.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 const task = createTask('arithmetic', { seed: 3 });
 const tok = tokenizerForTask(task);
@@ -30,7 +30,7 @@ const results = new Set<string>();
 
 beforeAll(async () => {
   await initEngine({ backend: 'cpu', log: () => {} });
-  const config = presetConfig('tiny', tok, { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, max_position_embeddings: 64 });
+  const config = tinyLlamaConfig(tok, { max_position_embeddings: 64 });
   const model = LlamaModel.create(config, 1);
   const weights = await model.toHostTensors();
   model.dispose();
@@ -47,10 +47,11 @@ beforeAll(async () => {
       runId: 'metrics-run',
       model: config as unknown as Record<string, unknown>,
       tokenizer: tok.toJSON(),
-      task: { name: 'arithmetic', seed: 3, options: {} },
+      specialTokens: { bosId: tok.bosId, eosId: tok.eosId, padId: tok.padId },
+      task: { name: 'arithmetic', seed: 3, options: {}, jsOnly: false },
       rewardWeights: {},
       sampling: { temperature: 1, topK: 0, topP: 1, maxNewTokens: 4, seed: 5 },
-      rewards: { timeoutMs: 5_000, retries: 0 },
+      rewards: { timeoutMs: 5_000, retries: 0, functions: [] },
     },
   });
   await learner.publishWeights(weights, 0, 'f32');

@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tf } from '../../src/engine/tf.js';
 import { isGrpoError } from '../../src/shared/errors.js';
 import { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import type { CharTokenizer } from '../../src/model/char-tokenizer.js';
 import { Kind } from '../../src/shared/protocol.js';
 import type { GroupRollout, GroupSpec } from '../../src/shared/protocol.js';
@@ -16,6 +15,7 @@ import type { Task } from '../../src/tasks/index.js';
 import { RewardPool } from '../../src/rollout-worker/reward-pool.js';
 import { isGroupFailure, rolloutGroups, rolloutSeed } from '../../src/rollout-worker/rollout.js';
 import type { GroupOutcome, RolloutContext } from '../../src/rollout-worker/rollout.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 const MAX_NEW = 6;
 const SAMPLING = { temperature: 1, topK: 0, topP: 1, maxNewTokens: MAX_NEW, seed: 11 };
@@ -30,13 +30,7 @@ beforeAll(async () => {
   await tf.setBackend('cpu');
   task = createTask('arithmetic', { seed: 7 });
   tok = tokenizerForTask(task);
-  const config = presetConfig('tiny', tok, {
-    hidden_size: 32,
-    intermediate_size: 64,
-    num_hidden_layers: 1,
-    max_position_embeddings: 64,
-    initializer_range: 0.2,
-  });
+  const config = tinyLlamaConfig(tok, { max_position_embeddings: 64, initializer_range: 0.2 });
   model = LlamaModel.create(config, 5);
   const quiet = () => undefined;
   arithmeticPool = new RewardPool({ task: 'arithmetic', taskSeed: 7, rewardWeights: { format: 0.5 }, log: quiet });

@@ -34,10 +34,11 @@ function spec(runId: string, taskName = 'arithmetic'): RunSpec {
     runId,
     model: config as unknown as Record<string, unknown>,
     tokenizer: tok.toJSON(),
-    task: { name: taskName, seed: 1, options: {} },
+    specialTokens: { bosId: tok.bosId, eosId: tok.eosId, padId: tok.padId },
+    task: { name: taskName, seed: 1, options: {}, jsOnly: false },
     rewardWeights: {},
     sampling: { temperature: 1, topK: 0, topP: 1, maxNewTokens: 4, seed: 3 },
-    rewards: { timeoutMs: 1_000, retries: 0 },
+    rewards: { timeoutMs: 1_000, retries: 0, functions: [] },
   };
 }
 

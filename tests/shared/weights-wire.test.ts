@@ -1,12 +1,12 @@
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { decodeMessage, encodeMessage } from '../../src/shared/codec.js';
-import { isGrpoError } from '../../src/shared/errors.js';
 import type { NamedHostTensors } from '../../src/model/types.js';
 import { Kind, WireError } from '../../src/shared/protocol.js';
 import type { WeightsMsg } from '../../src/shared/protocol.js';
 import { Rng } from '../../src/shared/rng.js';
 import { encodeWeights, validateWeightsBegin, WeightsAssembler, weightsMessages } from '../../src/shared/weights-wire.js';
+import { expectCode } from '../helpers.js';
 
 function tensors(seed = 1): NamedHostTensors {
   const rng = new Rng(seed);
@@ -32,17 +32,6 @@ function assemble(msgs: WeightsMsg[], a = new WeightsAssembler()) {
   let out = null;
   for (const m of msgs) out = a.pushAndDecode(m) ?? out;
   return out;
-}
-
-function expectCode(fn: () => unknown, code: string): void {
-  try {
-    fn();
-  } catch (err) {
-    expect(isGrpoError(err)).toBe(true);
-    expect((err as { code: string }).code).toBe(code);
-    return;
-  }
-  throw new Error(`expected ${code}`);
 }
 
 describe('weights on the wire', () => {

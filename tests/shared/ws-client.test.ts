@@ -11,6 +11,7 @@ import { encodeWeights, weightsMessages } from '../../src/shared/weights-wire.js
 import { ProtocolClient } from '../../src/shared/ws-client.js';
 import type { ProtocolClientOptions, ReceivedWeights } from '../../src/shared/ws-client.js';
 import { rolloutFor, sleep, spec, startTestCoordinator, until } from '../coordinator/helpers.js';
+import { SAMPLES } from './protocol-samples.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -26,6 +27,8 @@ async function coordinator(opts: Parameters<typeof startTestCoordinator>[0] = {}
 function client(opts: Partial<ProtocolClientOptions> & Pick<ProtocolClientOptions, 'url' | 'role'>): ProtocolClient {
   const c = new ProtocolClient({ name: opts.role, token: null, reconnectInitialMs: 20, reconnectMaxMs: 100, ...opts });
   cleanup.push(() => c.close());
+  // as the real learner does: a RunSpec after every Welcome (workers get weights only after one)
+  if (opts.role === 'learner') c.onEvent('welcome', () => c.send(SAMPLES[Kind.RunSpec]));
   return c;
 }
 
@@ -201,5 +204,40 @@ describe('ProtocolClient', () => {
     await until(() => coord.stats().workers.length === 0);
     await sleep(100);
     expect(coord.stats().workers.length).toBe(0); // no reconnect
+  });
+
+  it('logs and counts a message kind nothing handles, and counts none the client consumes or a handler takes', async () => {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    cleanup.push(() => new Promise((r) => wss.close(r)));
+    await new Promise((r) => wss.once('listening', r));
+    wss.on('connection', (ws) => {
+      ws.on('message', (data: Buffer) => {
+        if (decodeMessage(new Uint8Array(data)).kind !== Kind.Hello) return;
+        const welcome: Message = {
+          kind: Kind.Welcome, protocolVersion: PROTOCOL_VERSION, sessionId: 'w1', role: 'worker', policyVersion: null,
+          weightsVersion: null, heartbeatMs: 1_000, peerTimeoutMs: 10_000, leaseMs: 60_000, maxPayloadBytes: 1 << 20, serverTime: Date.now(),
+        };
+        ws.send(encodeMessage(welcome));
+        ws.send(encodeMessage({ kind: Kind.PolicyVersion, version: 1 })); // consumed by the client: not counted
+        ws.send(encodeMessage({ kind: Kind.Heartbeat, time: Date.now(), leaseIds: [] })); // consumed too
+        ws.send(encodeMessage({ kind: Kind.LeaseRevoked, leaseId: 'l1', reason: 'expired' })); // a handler takes it
+        for (let i = 0; i < 3; i++) ws.send(encodeMessage({ kind: Kind.GroupExhausted, groupId: `g${i}`, promptIndex: i, failures: 3, redispatches: 0, code: WireError.TooManyAttempts, message: 'x' }));
+      });
+    });
+    const logged: { level: string; event: string; fields?: Record<string, unknown> }[] = [];
+    const worker = client({
+      url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+      role: 'worker',
+      log: (level, event, fields) => logged.push({ level, event, fields }),
+    });
+    const revoked: string[] = [];
+    worker.on(Kind.LeaseRevoked, (m) => revoked.push(m.leaseId));
+    await worker.start();
+    await until(() => (worker.unhandledMessages().GroupExhausted ?? 0) === 3, 5_000, 'three unhandled messages');
+    expect(worker.unhandledMessages()).toEqual({ GroupExhausted: 3 });
+    expect(revoked).toEqual(['l1']);
+    const lines = logged.filter((l) => l.event === 'client_unhandled_message');
+    expect(lines.map((l) => [l.level, l.fields?.count])).toEqual([['warn', 1], ['debug', 2], ['debug', 3]]); // one warning per kind
+    expect(lines[0]!.fields).toMatchObject({ kind: 'GroupExhausted', role: 'worker' });
   });
 });

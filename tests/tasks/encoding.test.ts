@@ -21,3 +21,30 @@ describe('task encoding', () => {
     expect(() => tokenizerForTask({ ...task, alphabet: null })).toThrow(expect.objectContaining({ code: 'GRPO_ERR_TOKENIZER_CONFIG' }));
   });
 });
+
+describe('task encoding with a Hugging Face tokenizer', () => {
+  it('does not repeat a BOS that a chat template already wrote, and decodes padded-vocabulary ids to nothing', async () => {
+    const { loadTokenizer } = await import('../../src/model/tokenizer.js');
+    const tok = await loadTokenizer(new URL('../fixtures/hf-tiny-llama', import.meta.url).pathname);
+    expect(tok.bosId).toBe(1);
+    expect(promptIds(tok, 'the cat')[0]).toBe(1);
+    expect(promptIds(tok, '<s>the cat')).toEqual(promptIds(tok, 'the cat')); // "<s>" is BOS: once
+    const cat = tok.encode('the cat');
+    // the fixture's model has 64 embedding rows for 56 tokens: ids 56-63 are padding
+    expect(decodeCompletion(tok, [...cat, 60, tok.eosId, 5])).toBe(decodeCompletion(tok, cat));
+    expect(() => decodeCompletion(tok, [-1])).toThrow(expect.objectContaining({ code: 'GRPO_ERR_TOKEN_OUT_OF_RANGE' }));
+  });
+
+  it("adds BOS only when the tokenizer's post-processor does (Qwen2 names a BOS but never adds it)", async () => {
+    const { loadTokenizer } = await import('../../src/model/tokenizer.js');
+    const { readFileSync } = await import('node:fs');
+    const json = JSON.parse(readFileSync(new URL('../fixtures/hf-tiny-llama/tokenizer.json', import.meta.url), 'utf8'));
+    const withBos = await loadTokenizer(json, { ids: { bosId: 1, eosId: 2 } });
+    expect(withBos.addsBos).toBe(true);
+    expect(promptIds(withBos, 'the cat')[0]).toBe(1);
+    const qwenLike = await loadTokenizer({ ...json, post_processor: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false } }, { ids: { bosId: 1, eosId: 2 } });
+    expect(qwenLike.bosId).toBe(1);
+    expect(qwenLike.addsBos).toBe(false);
+    expect(promptIds(qwenLike, 'the cat')).toEqual(qwenLike.encode('the cat'));
+  });
+});

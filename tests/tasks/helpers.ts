@@ -1,21 +1,14 @@
 /** Test helpers shared by the task tests that sample from a random model under a task's grammar. */
 import type { LlamaModel } from '../../src/model/llama.js';
-import { presetConfig } from '../../src/model/presets.js';
 import { sample } from '../../src/model/sampling.js';
 import type { LlamaConfig, Tokenizer } from '../../src/model/types.js';
 import { decodeCompletion, promptIds } from '../../src/tasks/encoding.js';
 import type { Task } from '../../src/tasks/types.js';
+import { tinyLlamaConfig } from '../helpers.js';
 
 /** A small random model with peaked logits (initializer_range 0.5): the grammar has to fight it. */
 export function peakedModelConfig(tokenizer: Tokenizer, maxPositions: number): LlamaConfig {
-  return presetConfig('tiny', tokenizer, {
-    hidden_size: 32,
-    intermediate_size: 48,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    max_position_embeddings: maxPositions,
-    initializer_range: 0.5,
-  });
+  return tinyLlamaConfig(tokenizer, { max_position_embeddings: maxPositions, initializer_range: 0.5 }, 'gqa');
 }
 
 /** One completion per prompt, sampled under the task's grammar (freely when it has none). */

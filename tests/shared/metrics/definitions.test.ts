@@ -22,7 +22,7 @@ const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 /** Units Prometheus asks to avoid in favour of base units. */
 const NON_BASE_UNITS = /_(milliseconds|microseconds|nanoseconds|minutes|hours|days|ms|us|ns|sec|kb|mb|gb|kilobytes|megabytes|gigabytes|bits|percent)(_|$)/;
 /** The only label names of our own metrics (role and instance come from the registry). */
-const ALLOWED_LABELS = new Set(['reward', 'result', 'verdict']);
+const ALLOWED_LABELS = new Set(['reward', 'result', 'verdict', 'reason']);
 
 describe('metric specs', () => {
   it('are unique, snake_case, prefixed grpo_<role>_ and documented with help text', () => {

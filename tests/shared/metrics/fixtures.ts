@@ -33,6 +33,9 @@ export function stepSample(over: Partial<LearnerStepSample> = {}, batch: Partial
       lengthMin: 2,
       lengthMax: 8,
       truncatedShare: 0.125,
+      advantageMean: 0,
+      advantageStd: 0.9,
+      logprobMean: -0.7,
       ...batch,
     },
   };
