@@ -80,7 +80,7 @@ async function publishBench(config: LlamaConfig, model: LlamaModel, spec: LoraSp
     const workers: Child[] = [];
     const client = new ProtocolClient({ url: coord.url, role: 'learner', name: 'bench-learner', token, maxPayloadBytes: 512 * 2 ** 20 });
     try {
-      const runSpec = runSpecOf(`bench-${mode}`, parseConfig({ task: 'arithmetic' }), model, { tokenizer, task });
+      const runSpec = runSpecOf(`bench-${mode}`, parseConfig({ task: 'arithmetic' }), model, { tokenizer, task, moduleRewards: [], rewardWeights: { correct: 1, format: 0, partial: 0 } });
       client.onEvent('welcome', () => client.send({ kind: Kind.RunSpec, spec: runSpec }));
       await client.start();
       for (let i = 0; i < flags.workers; i++) workers.push(startWorker(coord.url, token, `w${i}`, { capacity: 1, rewardThreads: 1, backend: flags.backend }));

@@ -59,7 +59,7 @@ beforeAll(async () => {
   const model = LlamaModel.create(config, 9);
   base = await model.toHostTensors();
   state = new RunState({ rewardThreads: 1, log: silentLogger });
-  const spec = runSpecOf('run-lora', parseConfig({ task: 'arithmetic', task_options: { max_digits: 1 } }), model, { tokenizer, task });
+  const spec = runSpecOf('run-lora', parseConfig({ task: 'arithmetic', task_options: { max_digits: 1 } }), model, { tokenizer, task, moduleRewards: [], rewardWeights: { correct: 1, format: 0, partial: 0 } });
   model.dispose();
   await state.applySpec(spec);
 });
