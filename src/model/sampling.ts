@@ -20,6 +20,7 @@
  */
 import { GrpoError } from '../shared/errors.js';
 import { Rng } from '../shared/rng.js';
+import { startDecoding } from './decode-path.js';
 import type { LlamaModel } from './llama.js';
 import type { SampleOptions, SampleResult } from './types.js';
 
@@ -40,7 +41,7 @@ export async function sample(model: LlamaModel, prompts: number[][], opts: Sampl
   const rngs = prompts.map(() => root.fork());
   const stop = new Set(opts.stopTokens);
   const maxLength = Math.max(...prompts.map((p) => p.length)) + opts.maxNewTokens;
-  const session = model.startDecoding(prompts, maxLength, opts.temperature);
+  const session = await startDecoding(model, prompts, maxLength, opts.temperature, opts.decoder); // native or tfjs
   try {
     for (;;) {
       const rows = session.rows;
