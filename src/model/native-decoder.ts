@@ -248,3 +248,57 @@ export class NativeDecodeSession {
     this.addon.free(this.cache);
   }
 }
+
+/**
+ * A native KV cache of `rows` independent rows of up to `maxLength` positions under one weight
+ * snapshot, driven row by row: what continuous batching (stream-sampler.ts) needs, where rows
+ * start and end at different steps.
+ */
+export class NativeRows {
+  private disposed = false;
+
+  private constructor(
+    private readonly addon: DecodeAddon,
+    private readonly weights: Handle,
+    private readonly cache: Handle,
+    readonly rows: number,
+    readonly maxLength: number,
+    private readonly V: number,
+    private readonly invTemperature: number,
+  ) {}
+
+  static async open(model: LlamaModel, rows: number, maxLength: number, temperature: number): Promise<NativeRows> {
+    const { addon, error } = loadDecodeAddon();
+    if (!addon) throw new Error(`native decoder unavailable: ${error}`);
+    const weights = await nativeWeights(addon, model);
+    const cache = addon.cacheNew(weights, rows, maxLength, model.config.rope_theta);
+    const invT = temperature === 0 ? 1 : 1 / temperature;
+    return new NativeRows(addon, weights, cache, rows, maxLength, model.config.vocab_size, invT);
+  }
+
+  /**
+   * Appends tokens to rows (entry e: counts[e] tokens to row slots[e], from `tokens` in entry
+   * order) and returns each entry's next-token log-probs, [n * V].
+   */
+  forward(slots: Int32Array, counts: Int32Array, tokens: Int32Array): Float32Array {
+    const out = new Float32Array(slots.length * this.V);
+    this.addon.forward(this.weights, this.cache, slots, counts, tokens, out, this.invTemperature);
+    return out;
+  }
+
+  /** Row dst takes row src's cache (a prompt shared by a group). */
+  copyRow(src: number, dst: number): void {
+    this.addon.copyRow(this.cache, src, dst);
+  }
+
+  /** Row `slot` is empty again, ready for a new sequence. */
+  resetRow(slot: number): void {
+    this.addon.resetRow(this.cache, slot);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.addon.free(this.cache);
+  }
+}
