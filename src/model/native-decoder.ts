@@ -81,6 +81,11 @@ export function nativeUnsupported(model: LlamaModel): string | null {
   if (c.model_type !== 'llama') return `model_type ${String(c.model_type)}`;
   if (c.hidden_act !== 'silu') return `hidden_act ${String(c.hidden_act)}`;
   if (c.attention_bias || c.mlp_bias) return 'attention or MLP biases';
+  // a config field this decoder does not know (rope_scaling, sliding windows, soft-capping...)
+  // may change the math: anything set beyond the fields it implements sends the model to tfjs
+  for (const [key, value] of Object.entries(c)) {
+    if (!KNOWN_CONFIG_KEYS.has(key) && value !== null && value !== undefined && value !== false) return `config field ${key}`;
+  }
   const want = llamaParamShapes(model.config);
   const have = model.variables();
   if (have.size !== want.size) return `${have.size} parameters where Llama has ${want.size}`;
@@ -90,6 +95,15 @@ export function nativeUnsupported(model: LlamaModel): string | null {
   }
   return null;
 }
+
+/** LlamaConfig's fields (types.ts) and Hugging Face bookkeeping that does not change the math. */
+const KNOWN_CONFIG_KEYS = new Set([
+  'model_type', 'architectures', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers',
+  'num_attention_heads', 'num_key_value_heads', 'head_dim', 'max_position_embeddings', 'rms_norm_eps',
+  'rope_theta', 'tie_word_embeddings', 'hidden_act', 'attention_bias', 'mlp_bias', 'bos_token_id',
+  'eos_token_id', 'pad_token_id', 'torch_dtype', 'initializer_range',
+  'transformers_version', 'use_cache', 'attention_dropout', 'pretraining_tp', '_name_or_path',
+]);
 
 interface WeightCopy {
   handle: Handle;

@@ -68,6 +68,15 @@ describe.skipIf(addon === null)('native rollout decoder', () => {
     expect(nativeDecodeBlocker(model, 'reference')).toMatch(/reference/);
   });
 
+  it('leaves a model with config fields it does not implement to the tfjs decoder', () => {
+    const scaled = LlamaModel.create({ ...model.config, rope_scaling: { rope_type: 'llama3', factor: 8 } } as typeof model.config, 1);
+    expect(nativeDecodeBlocker(scaled)).toMatch(/config field rope_scaling/);
+    scaled.dispose();
+    const plain = LlamaModel.create({ ...model.config, use_cache: true, rope_scaling: null } as typeof model.config, 1);
+    expect(nativeDecodeBlocker(plain)).toBeNull();
+    plain.dispose();
+  });
+
   it('gives the reference decoder’s greedy tokens and log-probs, grammar or not', async () => {
     for (const o of [opts({ temperature: 0 }), opts({ temperature: 0, allowedTokens: grammar, stopTokens: [2] })]) {
       const native = await sample(model, PROMPTS, { ...o, decoder: 'native' });
