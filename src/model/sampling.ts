@@ -137,6 +137,12 @@ export function chooseToken(
   opts: Pick<SampleOptions, 'temperature' | 'topK' | 'topP'>,
   rng: Rng,
 ): number {
+  if (allowed === null && opts.temperature === 0) {
+    // greedy over the whole vocabulary without building the candidate list (V may be 100k+)
+    let best = 0;
+    for (let t = 1; t < logp.length; t++) if (logp[t] > logp[best]) best = t;
+    return best;
+  }
   let cand = candidates(logp.length, allowed);
   if (opts.temperature === 0) {
     let best = cand[0];

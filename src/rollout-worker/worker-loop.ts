@@ -96,6 +96,7 @@ export class WorkerLoop {
   private stopRequested = false;
   private kicked = false;
   private wakeUp: (() => void) | null = null;
+  private samplingPath = ''; // logged when it changes
   /** Groups per sampling call: the capacity, lowered while calls run past the time budget. */
   groupsPerCall: number;
   /** Longest a sampling call should block the event loop, seconds (peerTimeoutMs / 4 once welcomed). */
@@ -295,7 +296,17 @@ export class WorkerLoop {
 
   /** Continuous batching (continuous.ts) runs where the native decoder does, unless turned off or the rollout is substituted. */
   private streams(ctx: RolloutContext): boolean {
-    return this.opts.continuous !== false && this.opts.rollout === undefined && ctx.sampling.maxNewTokens > 0 && nativeDecodeBlocker(ctx.model) === null;
+    let why: string | null = null;
+    if (this.opts.continuous === false) why = 'continuous batching off';
+    else if (this.opts.rollout !== undefined) why = 'substituted rollout';
+    else if (ctx.sampling.maxNewTokens < 1) why = 'max_gen_len 0';
+    else why = nativeDecodeBlocker(ctx.model);
+    const path = why === null ? 'native decoder, continuous batching' : `batches (${why})`;
+    if (path !== this.samplingPath) {
+      this.samplingPath = path;
+      this.opts.log('info', 'sampling_path', { path });
+    }
+    return why === null;
   }
 
   /**
