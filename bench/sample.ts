@@ -4,7 +4,7 @@
  * tfjs reference decoder, back to back; optionally also without a cache (`--uncached`: the whole
  * sequence through the model for every new token). `--group G` gives every G consecutive rows
  * the same prompt (a GRPO group: batch / G distinct prompts), which the native decoder prefills
- * once. New tokens/s = batch x new / wall time, median of `--runs`. The greedy tokens of the two
+ * once. New tokens/s = batch x new / wall time, median of `--runs`; CPU ms (this process) beside it. The greedy tokens of the two
  * decoders are compared row by row, and their log-probabilities (max absolute difference).
  *
  *   npx tsc -p bench && node dist-bench/bench/sample.js [--backend auto] [--batch 32]
@@ -36,15 +36,20 @@ async function decodeWithoutCache(model: LlamaModel, prompts: number[][], newTok
   return seqs.map((row, b) => row.slice(prompts[b].length));
 }
 
-async function timed(runs: number, fn: () => Promise<SampleResult>): Promise<{ ms: number; result: SampleResult }> {
+/** Median wall and CPU milliseconds of `runs` calls (CPU: this process, all threads; on a loaded machine the steadier figure). */
+async function timed(runs: number, fn: () => Promise<SampleResult>): Promise<{ ms: number; cpuMs: number; result: SampleResult }> {
   const times: number[] = [];
+  const cpu: number[] = [];
   let result: SampleResult | undefined;
   for (let i = 0; i < runs; i++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     result = await fn();
     times.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
   }
-  return { ms: median(times), result: result! };
+  return { ms: median(times), cpuMs: median(cpu), result: result! };
 }
 
 async function main(): Promise<void> {
@@ -92,8 +97,10 @@ async function main(): Promise<void> {
     temperature: flags.temperature,
     native_decoder_ms: Math.round(native.ms),
     native_decoder_tokens_per_s: perS(native.ms),
+    native_decoder_cpu_ms: Math.round(native.cpuMs),
     reference_decoder_ms: Math.round(reference.ms),
     reference_decoder_tokens_per_s: perS(reference.ms),
+    reference_decoder_cpu_ms: Math.round(reference.cpuMs),
     ...(uncachedMs === null ? {} : { no_cache_ms: Math.round(uncachedMs), no_cache_tokens_per_s: perS(uncachedMs) }),
     rows_agreeing: `${agree}/${flags.batch}`,
     max_logp_diff: Number(maxLogpDiff.toExponential(2)),
@@ -102,8 +109,8 @@ async function main(): Promise<void> {
   else {
     console.log(
       `sampling ${flags.batch} x (${flags.prompt} prompt + ${flags.new} new) tokens, groups of ${flags.group}, on ${info.backend}${info.native ? ' + native' : ''}: ` +
-        `native decoder ${result.native_decoder_tokens_per_s} tokens/s (${result.native_decoder_ms} ms), ` +
-        `tfjs reference decoder ${result.reference_decoder_tokens_per_s} tokens/s (${result.reference_decoder_ms} ms)` +
+        `native decoder ${result.native_decoder_tokens_per_s} tokens/s (${result.native_decoder_ms} ms, CPU ${result.native_decoder_cpu_ms} ms), ` +
+        `tfjs reference decoder ${result.reference_decoder_tokens_per_s} tokens/s (${result.reference_decoder_ms} ms, CPU ${result.reference_decoder_cpu_ms} ms)` +
         (uncachedMs === null ? '' : `, no cache ${result.no_cache_tokens_per_s} tokens/s`) +
         `; tokens agree on ${result.rows_agreeing} rows, log-probs within ${result.max_logp_diff}`,
     );
