@@ -318,6 +318,8 @@ export class WorkerLoop {
     const first = this.leases.take(1);
     const rows = this.groupsPerCall * (first[0]?.spec.groupSize ?? 1);
     let pending: TakenGroup[] = first;
+    let failed = 0;
+    let dropped = 0;
     const stats = await streamGroups<TakenGroup>(ctx, rows, {
       next: () => {
         if (pending.length > 0) return pending.pop()!;
@@ -325,9 +327,13 @@ export class WorkerLoop {
         return this.leases.take(1)[0] ?? null;
       },
       done: (t, outcome) => {
-        if (!this.leases.isLive(t)) this.counters.groupsDropped += 1;
-        else if (isGroupFailure(outcome)) this.report(t, outcome);
-        else {
+        if (!this.leases.isLive(t)) {
+          this.counters.groupsDropped += 1;
+          dropped += 1;
+        } else if (isGroupFailure(outcome)) {
+          this.report(t, outcome);
+          failed += 1;
+        } else {
           this.opts.send({ kind: Kind.Groups, leaseId: t.lease.leaseId, results: [outcome] });
           this.leases.settle(t);
           this.counters.groupsDone += 1;
@@ -346,6 +352,8 @@ export class WorkerLoop {
     this.opts.log('info', 'batch', {
       mode: 'continuous',
       groups: stats.groups,
+      failed,
+      dropped,
       rows: stats.rows,
       completions: stats.completions,
       tokens: stats.tokensGenerated,
