@@ -3,11 +3,13 @@
  * KV cache, one native call per token for all rows) when the addon is built and supports the
  * model, else the tfjs DecodeSession (kv-cache.ts), the reference that the native one must match.
  *
- * SampleOptions.decoder picks: 'auto' (default) native when possible, 'native' (a coded error
+ * SampleOptions.decoder picks: 'auto' (default) native when possible (not when the tfjs backend
+ * is a GPU one: the user put the model there), 'native' (a coded error
  * when impossible), 'reference'. The environment variable GRPO_DECODE=reference turns 'auto'
  * into 'reference' for a whole process (to compare, or to step around a suspected native bug).
  * The path taken is logged once per process and reason (stderr), so a run's log says which ran.
  */
+import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import type { DecodeSession } from './kv-cache.js';
 import type { LlamaModel } from './llama.js';
@@ -17,6 +19,8 @@ export type DecoderChoice = 'auto' | 'native' | 'reference';
 
 /** What sample() drives: the DecodeSession interface, which NativeDecodeSession shares. */
 export type Decoding = Pick<DecodeSession, 'rows' | 'readLogProbs' | 'keep' | 'step' | 'dispose'>;
+
+const GPU_BACKENDS = new Set(['webgpu', 'webgl']);
 
 const logged = new Set<string>();
 
@@ -30,6 +34,8 @@ function logOnce(line: string): void {
 export function nativeDecodeBlocker(model: LlamaModel, choice: DecoderChoice = 'auto'): string | null {
   if (choice === 'reference') return 'decoder reference requested';
   if (choice === 'auto' && process.env.GRPO_DECODE === 'reference') return 'GRPO_DECODE=reference';
+  // a GPU backend was chosen to run the model there: 'auto' leaves decoding on it too
+  if (choice === 'auto' && GPU_BACKENDS.has(tf.getBackend())) return `the model runs on the ${tf.getBackend()} backend`;
   const { addon, error } = loadDecodeAddon();
   if (!addon) return `addon ${error}`;
   const why = nativeUnsupported(model);
