@@ -33,7 +33,7 @@
     },
     {
       "target_name": "grpo_decode",
-      "sources": ["src/decode.cc"],
+      "sources": ["src/decode.cc", "src/decode-forward.cc"],
       "include_dirs": ["/usr/include/<(multiarch)/openblas-pthread"],
       "libraries": [
         "-L/usr/lib/<(multiarch)/openblas-pthread",

@@ -2,6 +2,7 @@
 // memory and runs a whole step of the model (every layer, the head and the log-softmax) for all
 // rows in one call. It does not touch TensorFlow.js memory, so it works under any tfjs backend.
 // A separate addon (grpo_decode.node) from the engine's kernels: see src/model/native-decoder.ts.
+// This file holds the N-API entry points and argument checks; the model step is decode-forward.cc.
 //
 //   decoderNew(dims Int32Array [V, d, I, L, nH, nKV, hd], eps, weights Float32Array[]) -> handle
 //     weights in this order: embed [V, d]; per layer input_layernorm [d], q [nH hd, d],
@@ -35,35 +36,11 @@
 #include <memory>
 #include <vector>
 
+#include "decode.h"
+
 namespace grpo_decode {
 
 namespace {
-
-struct Layer {
-  std::vector<float> inNorm, wqkv, wo, postNorm, wgu, wdown;
-};
-
-struct Decoder {
-  int V, d, I, L, nH, nKV, hd;
-  float eps;
-  std::vector<float> embed, norm, head;
-  std::vector<Layer> layers;
-};
-
-struct Cache {
-  int rows = 0, maxLen = 0, L = 0, nKV = 0, hd = 0;
-  // [rows, L, nKV, maxLen, hd], left uninitialised: only positions below a row's len are read
-  std::unique_ptr<float[]> k, v;
-  std::vector<int32_t> len;   // positions held per row
-  std::vector<float> cosT;    // [maxLen, hd / 2]
-  std::vector<float> sinT;    // [maxLen, hd / 2]
-  // scratch of forward(), kept between calls (grown, never shrunk) so a step allocates nothing
-  std::vector<float> x, xn, qkv, att, proj, act, scores;
-  std::vector<int32_t> rowOf, posOf;
-  float* at(const std::unique_ptr<float[]>& kv, int row, int layer, int head, int pos) {
-    return kv.get() + ((((int64_t)row * L + layer) * nKV + head) * maxLen + pos) * hd;
-  }
-};
 
 // A handle is a JS external around a Box; free() empties the box early, the finalizer frees the
 // box (and whatever is still in it) when the external is collected.
@@ -124,34 +101,6 @@ napi_value wrap(napi_env env, Kind kind, void* p, int64_t bytes) {
   int64_t total = 0;
   napi_adjust_external_memory(env, bytes, &total);
   return out;
-}
-
-// y [n, out] = x [n, in] x W^T, W [out, in] row-major.
-inline void linear(const float* x, const float* w, float* y, int n, int in, int out) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
-}
-
-// y = x * rsqrt(mean(x^2) + eps) * w over rows of d, float32 as the reference computes it.
-__attribute__((always_inline)) inline void rmsNorm(const float* x, const float* w, float* y, int n, int d, float eps) {
-  for (int i = 0; i < n; i++) {
-    const float* xr = x + (int64_t)i * d;
-    float* yr = y + (int64_t)i * d;
-    float ss = 0;
-    for (int j = 0; j < d; j++) ss += xr[j] * xr[j];
-    const float r = 1.0f / std::sqrt(ss / d + eps);
-    for (int j = 0; j < d; j++) yr[j] = xr[j] * r * w[j];
-  }
-}
-
-// x_rot = x * c + rotate_half(x) * s with the coefficients pre-multiplied by `scale` (q's 1/sqrt(hd)).
-__attribute__((always_inline)) inline void rotate(float* x, const float* cosP, const float* sinP, int hd, float scale) {
-  const int half = hd / 2;
-  for (int i = 0; i < half; i++) {
-    const float c = cosP[i] * scale, s = sinP[i] * scale;
-    const float a = x[i], b = x[i + half];
-    x[i] = a * c + b * -s;
-    x[i + half] = b * c + a * s;
-  }
 }
 
 napi_value DecoderNew(napi_env env, napi_callback_info info) {
@@ -260,114 +209,6 @@ napi_value CacheNew(napi_env env, napi_callback_info info) {
   return wrap(env, Kind::Cache, c, (2 * size + 2 * (int64_t)maxLen * half) * (int64_t)sizeof(float));
 }
 
-// One call of the model over n entries holding N tokens in all (see the header comment).
-// Compiled for AVX-512, AVX2+FMA and plain x86-64, picked at load time by the CPU.
-#if defined(__x86_64__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-void runForward(const Decoder& m, Cache& c, const int32_t* slots, const int32_t* counts, int n, const int32_t* tokens,
-                int N, float* out, float invT) {
-  const int d = m.d, I = m.I, hd = m.hd, nH = m.nH, nKV = m.nKV, g = nH / nKV;
-  const int qw = nH * hd, heads = nH + 2 * nKV, half = hd / 2;
-  const float scale = 1.0f / std::sqrt((float)hd);
-  auto grow = [](auto& v, int64_t n) {
-    if ((int64_t)v.size() < n) v.resize(n);
-  };
-  grow(c.x, (int64_t)N * d);
-  grow(c.xn, (int64_t)N * d);
-  grow(c.qkv, (int64_t)N * heads * hd);
-  grow(c.att, (int64_t)N * qw);
-  grow(c.proj, (int64_t)N * std::max(d, 2 * I));
-  grow(c.act, (int64_t)N * I);
-  grow(c.scores, c.maxLen);
-  grow(c.rowOf, N);
-  grow(c.posOf, N);
-  auto &x = c.x, &xn = c.xn, &qkv = c.qkv, &att = c.att, &proj = c.proj, &act = c.act, &scores = c.scores;
-  auto &rowOf = c.rowOf, &posOf = c.posOf;
-  for (int e = 0, t = 0; e < n; e++) {
-    for (int j = 0; j < counts[e]; j++, t++) {
-      rowOf[t] = slots[e];
-      posOf[t] = c.len[slots[e]] + j;
-    }
-  }
-  for (int t = 0; t < N; t++) std::memcpy(&x[(int64_t)t * d], &m.embed[(int64_t)tokens[t] * d], d * sizeof(float));
-
-  for (int l = 0; l < m.L; l++) {
-    const Layer& w = m.layers[l];
-    rmsNorm(x.data(), w.inNorm.data(), xn.data(), N, d, m.eps);
-    linear(xn.data(), w.wqkv.data(), qkv.data(), N, d, heads * hd);
-    // rotate q (scaled) and k, then store k and v at their positions: all of them before any
-    // attention, so a prefill's later tokens see its earlier ones
-    for (int t = 0; t < N; t++) {
-      float* r = &qkv[(int64_t)t * heads * hd];
-      const float* cs = &c.cosT[(int64_t)posOf[t] * half];
-      const float* sn = &c.sinT[(int64_t)posOf[t] * half];
-      for (int h = 0; h < nH + nKV; h++) rotate(r + h * hd, cs, sn, hd, h < nH ? scale : 1.0f);
-      for (int h = 0; h < nKV; h++) {
-        std::memcpy(c.at(c.k, rowOf[t], l, h, posOf[t]), r + (nH + h) * hd, hd * sizeof(float));
-        std::memcpy(c.at(c.v, rowOf[t], l, h, posOf[t]), r + (nH + nKV + h) * hd, hd * sizeof(float));
-      }
-    }
-    // attention of each token's query heads over its row's positions 0..pos
-    for (int t = 0; t < N; t++) {
-      const int Tk = posOf[t] + 1;
-      for (int h = 0; h < nH; h++) {
-        const float* qh = &qkv[(int64_t)t * heads * hd + h * hd];
-        const float* K = c.at(c.k, rowOf[t], l, h / g, 0);
-        const float* Vv = c.at(c.v, rowOf[t], l, h / g, 0);
-        float mx = -INFINITY;
-        for (int s = 0; s < Tk; s++) {
-          float dot = 0;
-          for (int i = 0; i < hd; i++) dot += qh[i] * K[(int64_t)s * hd + i];
-          scores[s] = dot;
-          mx = std::max(mx, dot);
-        }
-        float sum = 0;
-        for (int s = 0; s < Tk; s++) sum += scores[s] = std::exp(scores[s] - mx);
-        const float inv = 1.0f / sum;
-        float* o = &att[(int64_t)t * qw + h * hd];
-        std::fill(o, o + hd, 0.0f);
-        for (int s = 0; s < Tk; s++) {
-          const float p = scores[s] * inv;
-          for (int i = 0; i < hd; i++) o[i] += p * Vv[(int64_t)s * hd + i];
-        }
-      }
-    }
-    linear(att.data(), w.wo.data(), proj.data(), N, qw, d);
-    for (int64_t i = 0; i < (int64_t)N * d; i++) x[i] += proj[i];
-    rmsNorm(x.data(), w.postNorm.data(), xn.data(), N, d, m.eps);
-    linear(xn.data(), w.wgu.data(), proj.data(), N, d, 2 * I);
-    for (int t = 0; t < N; t++) {
-      const float* gu = &proj[(int64_t)t * 2 * I];
-      float* a = &act[(int64_t)t * I];
-      for (int i = 0; i < I; i++) {
-        const float gate = gu[i];
-        a[i] = gate * (1.0f / (1.0f + std::exp(-gate))) * gu[I + i];
-      }
-    }
-    linear(act.data(), w.wdown.data(), proj.data(), N, I, d);
-    for (int64_t i = 0; i < (int64_t)N * d; i++) x[i] += proj[i];
-  }
-  for (int e = 0, t = 0; e < n; e++) {
-    c.len[slots[e]] += counts[e];
-    t += counts[e];
-    // the entry's last token predicts the next one
-    rmsNorm(&x[(int64_t)(t - 1) * d], m.norm.data(), &xn[(int64_t)e * d], 1, d, m.eps);
-  }
-  const int V = m.V;
-  linear(xn.data(), m.head.data(), out, n, d, V);
-  for (int e = 0; e < n; e++) {
-    float* z = out + (int64_t)e * V;
-    if (invT != 1.0f) for (int i = 0; i < V; i++) z[i] *= invT;
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++) mx = std::max(mx, z[i]);
-    double sum = 0;
-    for (int i = 0; i < V; i++) sum += std::exp((double)(z[i] - mx));
-    const float lse = mx + (float)std::log(sum);
-    for (int i = 0; i < V; i++) z[i] -= lse;
-  }
-}
-
 napi_value Forward(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
@@ -406,7 +247,7 @@ napi_value Forward(napi_env env, napi_callback_info info) {
   for (size_t i = 0; i < nTokens; i++) {
     if (tokens[i] < 0 || tokens[i] >= dec->V) return throwError(env, "forward: token id out of range");
   }
-  if (nSlots > 0) runForward(*dec, *cache, slots, counts, (int)nSlots, tokens, (int)N, out, (float)invT);
+  if (nSlots > 0) forwardRows(*dec, *cache, slots, counts, (int)nSlots, tokens, (int)N, out, (float)invT);
   return nullptr;
 }
 
