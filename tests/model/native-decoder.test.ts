@@ -68,6 +68,21 @@ describe.skipIf(addon === null)('native rollout decoder', () => {
     expect(nativeDecodeBlocker(model, 'reference')).toMatch(/reference/);
   });
 
+  it('leaves decoding on the tfjs backend when that is a GPU one', async () => {
+    // a cpu backend registered under the name 'webgl' stands in for a GPU backend
+    const Cpu = tf.backend().constructor as new () => tf.KernelBackend;
+    tf.registerBackend('webgl', () => new Cpu());
+    try {
+      await tf.setBackend('webgl');
+      expect(nativeDecodeBlocker(model)).toMatch(/webgl backend/);
+      expect(nativeDecodeBlocker(model, 'native')).toBeNull(); // an explicit choice still runs it
+    } finally {
+      await tf.setBackend('cpu');
+      tf.removeBackend('webgl');
+    }
+    expect(nativeDecodeBlocker(model)).toBeNull();
+  });
+
   it('leaves a model with config fields it does not implement to the tfjs decoder', () => {
     const scaled = LlamaModel.create({ ...model.config, rope_scaling: { rope_type: 'llama3', factor: 8 } } as typeof model.config, 1);
     expect(nativeDecodeBlocker(scaled)).toMatch(/config field rope_scaling/);
