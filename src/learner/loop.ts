@@ -56,6 +56,7 @@ export interface LearnerRun {
   client: ProtocolClient;
   rng: Rng; // draws each eval's sampling seed (pass@k), so a resumed run evaluates as an uninterrupted one
   runId: string;
+  runKey: string; // the learner's proof of the run (HelloMsg.runKey); saved in <out>/checkpoint only
   step: number; // steps done
   baseline: EvalRecord | null;
   lastEval: EvalRecord | null;
@@ -198,7 +199,8 @@ export async function evalAndKeepBest(run: LearnerRun): Promise<EvalRecord> {
   run.log('info', 'eval', { ...record, seconds: r.seconds, meanCompletionTokens: r.meanCompletionTokens, truncated: r.truncatedFraction });
   if (run.best === null || record.accuracy > run.best.accuracy) {
     run.best = record;
-    await saveLearnerCheckpoint(bestDir(run.out), { model: run.policy, tokenizer: run.tokenizer, state: trainerState(run) });
+    // best/ is for eval and deployment: it leaves the run key out
+    await saveLearnerCheckpoint(bestDir(run.out), { model: run.policy, tokenizer: run.tokenizer, state: { ...trainerState(run), runKey: undefined } });
     run.log('info', 'checkpoint_saved', { dir: bestDir(run.out), step: run.step, accuracy: record.accuracy, kind: 'best' });
   }
   return record;
@@ -220,6 +222,7 @@ export function trainerState(run: LearnerRun): LearnerTrainerState {
   return {
     phase: 'grpo',
     runId: run.runId,
+    runKey: run.runKey,
     step: run.step,
     policyVersion: run.trainer.policyVersion,
     dataCursor: run.cursor.state(),

@@ -230,12 +230,15 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
     const rng = new Rng(config.seed);
     if (point) rng.setState(point.state.rng);
     const runId = point?.state.runId ?? `run-${randomBytes(4).toString('hex')}`;
+    // proves to the coordinator that a resumed learner is this run's (learner-slot.ts); a secret, kept only in <out>/checkpoint
+    const runKey = point?.state.runKey ?? randomBytes(24).toString('hex');
 
     const client = new ProtocolClient({
       url: config.coordinator,
       role: 'learner',
       name: `learner@${hostname()}`,
-      token: config.token ?? undefined, // undefined: env GRPO_TOKEN
+      token: config.token ?? undefined, // undefined: env GRPO_LEARNER_TOKEN, else GRPO_TOKEN
+      runKey,
       maxPayloadBytes: config.max_payload_bytes,
       weightsChunkBytes: config.weights_chunk_bytes,
       log,
@@ -289,6 +292,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       client,
       rng,
       runId,
+      runKey,
       step: point?.state.step ?? 0,
       baseline: point?.state.baseline ?? null,
       lastEval: point?.state.lastEval ?? null,
