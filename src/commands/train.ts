@@ -34,6 +34,7 @@ import { formatRewardTrends, rewardTrendsOfFile, type RewardTrends } from '../le
 import { parseConfig, resolveConfig, type Config } from '../shared/config.js';
 import { addConfigOptions, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
+import { writeFailure } from '../shared/write-error.js';
 import { localMetricsPorts } from '../shared/metrics/server.js';
 import { isCompleteCheckpoint } from '../model/checkpoint.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
@@ -221,7 +222,9 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     rewards: await rewardTrendsOfFile(join(out, 'metrics.jsonl')),
   };
   const path = join(out, 'summary.json');
-  await writeFile(path, `${JSON.stringify(summary, null, 2)}\n`);
+  await writeFile(path, `${JSON.stringify(summary, null, 2)}\n`).catch((err: unknown) => {
+    throw writeFailure(path, err, 'run summary');
+  });
   io.log('info', 'train_done', { ...summary, summary: path });
   io.out(formatSummary(summary, path));
   return summary;
