@@ -18,6 +18,7 @@
  * The loop stops after config.steps steps, or when `stop` aborts (SIGTERM/SIGINT, or the client
  * gave up); the caller then evaluates and checkpoints once more.
  */
+import { stepOrder } from './deterministic.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { GrpoError } from '../shared/errors.js';
 import { evaluate } from '../eval/eval.js';
@@ -94,7 +95,7 @@ export async function trainLoop(run: LearnerRun): Promise<number> {
     if (run.stop.aborted) break;
     const waitSeconds = (performance.now() - waitStart) / 1000;
 
-    const batch = inbox.take(P);
+    const batch = stepOrder(inbox.take(P), config.deterministic);
     const versionBefore = trainer.policyVersion;
     const fresh = batch.map((g) => g.rollout);
     const replay = run.replay?.substitute(fresh, trainer.policyVersion) ?? null;

@@ -44,6 +44,7 @@ import { learnerProgressBar, MetricsWriter } from './logging.js';
 import { evalAndKeepBest, publish, saveLatest, trainLoop, type LearnerRun } from './loop.js';
 import { startLearnerTelemetry } from './telemetry.js';
 import { ReplayBuffer } from './replay.js';
+import { groupSeed } from './deterministic.js';
 import { GrpoTrainer } from './train-step.js';
 
 /** How long the learner waits at the end for its last weights upload to be written out. */
@@ -251,7 +252,9 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       tag: groupTag,
       groupSize: config.group_size,
       promptsPerStep: config.prompts_per_step,
-      maxStaleness: config.max_staleness,
+      // deterministic mode (src/learner/deterministic.ts): on-policy, one seed per step and prompt
+      maxStaleness: config.deterministic ? 0 : config.max_staleness,
+      ...(config.deterministic ? { seedOf: (promptIndex: number) => groupSeed(config.seed, run.step, promptIndex) } : {}),
       cursor,
       example: (i) => curriculum?.example(i) ?? task.example('train', i),
       send: (msg) => client.send(msg),
@@ -298,7 +301,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       lastEval: point?.state.lastEval ?? null,
       best: point?.state.best ?? null,
       curriculum,
-      replay: config.replay_buffer_size > 0 ? new ReplayBuffer({ size: config.replay_buffer_size, maxAge: config.replay_max_age, rewardWeights }) : null,
+      replay: config.replay_buffer_size > 0 && !config.deterministic ? new ReplayBuffer({ size: config.replay_buffer_size, maxAge: config.replay_max_age, rewardWeights }) : null,
       metrics: new MetricsWriter(join(out, 'metrics.jsonl'), config.log_csv, { append: point !== null, statsPath: join(out, 'training_stats.json') }),
       telemetry: telemetry.metrics,
       progress,

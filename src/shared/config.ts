@@ -32,7 +32,8 @@ export const ConfigSchema = z.strictObject({
   // --- run ---
   backend: z.enum(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
   device: int().nonnegative().nullable().default(null), // WebGPU adapter index as `grpo doctor` lists them; null = the first GPU
-  seed: int().default(1234), // seeds data, init and sampling; a run is reproducible for the same seed
+  seed: int().default(1234), // seeds data, init and sampling
+  deterministic: z.boolean().default(false), // group seeds from seed/step/prompt, on-policy steps in prompt order: identical losses on resume and with any worker count
   out: z.string().default('runs/grpo'), // output directory: checkpoints, logs, summary.json
   // --- task ---
   task: z.string().default('arithmetic'), // built-in task name, or path to a JS/TS module exporting a task

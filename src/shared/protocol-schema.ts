@@ -26,6 +26,7 @@ const groupSpec = z.object({
   groupSize: z.number().int().min(1),
   level: count().optional(),
   taskOptions: z.record(z.string(), z.unknown()).optional(),
+  seed: version().optional(),
 });
 
 const completion = z.object({

@@ -226,6 +226,13 @@ export interface GroupSpec {
    * the RunSpec's: the worker samples this group under the grammar of the task with these options.
    */
   taskOptions?: Record<string, unknown>;
+  /**
+   * Deterministic mode (config `deterministic`): this group's sampling seed (u32), derived by the
+   * learner from the run seed, the step and the prompt. The worker samples the group's rows from
+   * it alone, in a sampling call of their own, so the completions do not depend on which worker
+   * samples the group or with which other groups.
+   */
+  seed?: number;
 }
 
 /** Learner -> coordinator. Idempotent per groupId: an id the coordinator knows is ignored. */
