@@ -2,7 +2,7 @@
  * `grpo learner`: the learner role of a distributed run (src/learner/main.ts).
  *
  *   grpo learner --coordinator ws://host:7070 --checkpoint runs/sft [--steps N] [--out DIR]
- *                [--config FILE] [any config flag]           token: --token or GRPO_TOKEN
+ *                [--config FILE] [any config flag]   token: --token, GRPO_LEARNER_TOKEN or GRPO_TOKEN
  *   grpo learner --resume runs/grpo/checkpoint --coordinator ws://host:7070 [--steps N]
  *
  * Exits 0 after --steps steps (total, resumed ones included). On --resume, the run's saved config

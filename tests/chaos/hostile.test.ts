@@ -4,7 +4,7 @@
  * UNKNOWN_KIND reply and the bad_frame log line repeated each value in full (8 MiB frames grew a
  * coordinator from 127 to 702 MB and its log by 252 MB); now replies and logs quote a prefix, so
  * the log stays a few KiB and the resident memory (process_resident_memory_bytes at GET /metrics)
- * grows far less than the 120 MiB sent.
+ * grows far less than the 60 MiB sent.
  */
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
