@@ -17,7 +17,6 @@ export class Peer {
   lastSeen: number; // ms since the epoch of the last frame or pong received
   lastPing: number;
   badFrames = 0;
-  runKey: string | null = null; // learner: the run key of its Hello (learner-slot.ts)
   readonly logLimit = new LogLimit(); // this peer's warning lines (log-limit.ts)
   /** Bytes that may wait in this socket's send buffer; past it the peer is terminated (it is not reading). */
   maxBufferedBytes = Number.POSITIVE_INFINITY;
