@@ -203,7 +203,7 @@ describe('rollout worker', () => {
   it('runWorker resolves when its signal aborts; a refused token is fatal and coded', async () => {
     const ac = new AbortController();
     const { log, lines } = recorder();
-    const running = runWorker({ coordinator: coord.url, token: null, name: 'wC', capacity: 1, rewardThreads: 1, backend: 'cpu', log, signal: ac.signal });
+    const running = runWorker({ coordinator: coord.url, token: null, name: 'wC', capacity: 1, rewardThreads: 1, backend: 'cpu', log, signal: ac.signal, allowedModules: [dirname(CHAOS)] }); // the run is CHAOS's by now
     await until(() => lines.some((l) => l.event === 'run_spec'), 10_000, 'wC got the RunSpec');
     ac.abort();
     await expect(running).resolves.toBeUndefined();
