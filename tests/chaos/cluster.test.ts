@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Kind, PROTOCOL_VERSION, WireError } from '../../src/shared/protocol.js';
 import { writeTinyCheckpoint } from '../commands/fixture.js';
 import { RawPeer } from '../coordinator/helpers.js';
+import { SAMPLES } from '../shared/protocol-samples.js';
 import { GrpoProcess, killAll } from '../integration/cluster-helpers.js';
 import { freePorts } from '../shared/metrics/helpers.js';
 import './chaos-helpers.js'; // fails early without dist/
@@ -66,11 +67,9 @@ describe('chaos: a cluster of processes', () => {
     const marker = join(root, 'imported');
     const evil = join(root, 'evil-task.mjs');
     writeFileSync(evil, `import { writeFileSync } from 'node:fs'; writeFileSync(${JSON.stringify(marker)}, 'x'); export default {};\n`);
-    const { peer: holder } = await RawPeer.join(url, 'learner', { token: TOKENS.GRPO_LEARNER_TOKEN });
-    holder.send({
-      kind: Kind.RunSpec,
-      spec: { runId: 'evil', model: {}, tokenizer: null, task: { name: evil, seed: 1, options: {} }, rewardWeights: {}, sampling: { temperature: 1, topK: 0, topP: 1, maxNewTokens: 4, seed: 1 }, rewards: { timeoutMs: 1_000, retries: 0 } },
-    });
+    const { peer: holder } = await RawPeer.join(url, 'learner', { token: TOKENS.GRPO_LEARNER_TOKEN, runSpec: false });
+    const sample = SAMPLES[Kind.RunSpec];
+    holder.send({ ...sample, spec: { ...sample.spec, runId: 'evil', task: { ...sample.spec.task, name: evil } } });
     for (const w of workers) expect((await w.waitForEvent('run_spec_failed', 30_000)).code).toBe('GRPO_ERR_NOT_ALLOWED');
     expect(existsSync(marker)).toBe(false);
     await holder.close(); // a normal close frees the slot for the real run
