@@ -6,23 +6,15 @@ import { RunState } from '../../src/rollout-worker/run-state.js';
 import { checkSpecTrust, listOf, workerTrust } from '../../src/rollout-worker/trust.js';
 import { isGrpoError } from '../../src/shared/errors.js';
 import type { RunSpec } from '../../src/shared/protocol.js';
-import { silentLogger } from '../../src/shared/protocol.js';
+import { Kind, silentLogger } from '../../src/shared/protocol.js';
+import { SAMPLES } from '../shared/protocol-samples.js';
 
-function spec(task: string, rewards: RunSpec['rewards'] = { timeoutMs: 1_000, retries: 0 }): RunSpec {
-  return {
-    runId: 'r1',
-    model: {},
-    tokenizer: null,
-    task: { name: task, seed: 1, options: {} },
-    rewardWeights: {},
-    sampling: { temperature: 1, topK: 0, topP: 1, maxNewTokens: 4, seed: 3 },
-    rewards,
-  };
+function spec(task: string, rewards: Partial<RunSpec['rewards']> = {}): RunSpec {
+  const sample = SAMPLES[Kind.RunSpec].spec;
+  return { ...sample, runId: 'r1', task: { ...sample.task, name: task }, rewards: { ...sample.rewards, module: null, remote: null, ...rewards } };
 }
 
-const remote = (url: string): RunSpec['rewards'] => ({
-  timeoutMs: 1_000,
-  retries: 0,
+const remote = (url: string): Partial<RunSpec['rewards']> => ({
   remote: { url, name: 'judge', weight: 1, timeoutMs: 1_000, retries: 0, backoffMs: 0, maxInFlight: 1 },
 });
 
@@ -46,7 +38,7 @@ describe('worker trust: nothing imported or called only because a RunSpec says s
     expect(() => checkSpecTrust(spec(join(allowedDir, 'mine.mjs')), trust)).not.toThrow();
     expect(notAllowed(() => checkSpecTrust(spec('/tmp/evil.mjs'), trust))).toMatch(/task module "\/tmp\/evil\.mjs".*--allowed-modules/);
     expect(notAllowed(() => checkSpecTrust(spec(join(allowedDir, '..', 'evil.mjs')), trust))).toMatch(/not under its allowed_modules/);
-    expect(notAllowed(() => checkSpecTrust(spec('arithmetic', { timeoutMs: 1, retries: 0, module: './r.mjs' }), trust))).toMatch(/reward module/);
+    expect(notAllowed(() => checkSpecTrust(spec('arithmetic', { module: './r.mjs' }), trust))).toMatch(/reward module/);
   });
 
   it('a remote reward URL only under allowed_reward_urls or the worker\'s GRPO_REMOTE_REWARD_URL', () => {
