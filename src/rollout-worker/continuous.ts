@@ -10,8 +10,9 @@
  * groups and returns, so every group still carries the version that sampled it. It yields to the
  * event loop every `yieldMs` of sampling so heartbeats, leases and weights are handled meanwhile.
  *
- * A group sampled here gets the seed rolloutSeed(seed, [groupId]), so its completions depend only
- * on the run seed, its id and the weights, never on what it shared the pool with.
+ * A group sampled here gets its GroupSpec.seed (deterministic mode) or else rolloutSeed(seed,
+ * [groupId]), so its completions depend only on that seed and the weights, never on what it
+ * shared the pool with.
  */
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
@@ -79,7 +80,7 @@ export async function streamGroups<T extends { spec: GroupSpec }>(
     checkSpecs([s], ctx.policyVersion);
     const task = s.taskOptions !== undefined && ctx.taskFor ? await ctx.taskFor(s.taskOptions) : ctx.task;
     const grammar = batchGrammar(tokenizer, Array.from({ length: s.groupSize }, () => ({ task, prompt: s.prompt })));
-    const job: StreamJob<T> = { key: item, prompt: promptIds(tokenizer, s.prompt), n: s.groupSize, seed: rolloutSeed(sampling.seed, [s.groupId]) };
+    const job: StreamJob<T> = { key: item, prompt: promptIds(tokenizer, s.prompt), n: s.groupSize, seed: s.seed ?? rolloutSeed(sampling.seed, [s.groupId]) }; // deterministic mode: the learner's per-group seed
     if (grammar) job.allowedTokens = grammar;
     return job;
   };

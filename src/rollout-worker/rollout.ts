@@ -84,6 +84,36 @@ export function rolloutSeed(seed: number, groupIds: readonly string[]): number {
   return h;
 }
 
+/**
+ * Deterministic mode: one sampling call per group, seeded by the group's own seed (the learner's,
+ * GroupSpec.seed), so a group's completions are the same whichever worker samples it and whatever
+ * else it samples at the same time (a call's rows share batched matmuls and the KV-cache
+ * compaction, so only a call of the group alone is independent of the other groups).
+ */
+async function sampleEachGroup(
+  ctx: RolloutContext,
+  specs: readonly GroupSpec[],
+  rows: number[][],
+  grammarRows: Parameters<typeof batchGrammar>[1],
+  opts: SampleOptions,
+  firstRow: readonly number[],
+): Promise<SampleResult> {
+  const parts: SampleResult[] = [];
+  for (const [g, s] of specs.entries()) {
+    const span = [firstRow[g], firstRow[g] + s.groupSize] as const;
+    const seed = s.seed ?? rolloutSeed(ctx.sampling.seed, [s.groupId]);
+    const allowedTokens = opts.allowedTokens === undefined ? undefined : batchGrammar(ctx.tokenizer, grammarRows.slice(...span));
+    parts.push(await sample(ctx.model, rows.slice(...span), { ...opts, seed, allowedTokens }));
+  }
+  const allowed = parts.every((p) => p.allowed !== undefined) ? parts.flatMap((p) => p.allowed!) : undefined;
+  return {
+    tokens: parts.flatMap((p) => p.tokens),
+    logprobs: parts.flatMap((p) => p.logprobs),
+    finishReason: parts.flatMap((p) => p.finishReason),
+    ...(allowed !== undefined ? { allowed } : {}),
+  };
+}
+
 export function checkSpecs(specs: readonly GroupSpec[], policyVersion: number): void {
   const fail = (msg: string): never => {
     throw new GrpoError('GRPO_ERR_BAD_GROUP_SPEC', msg);
@@ -170,7 +200,9 @@ export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSp
     allowedTokens: batchGrammar(tokenizer, grammarRows),
   };
   const t0 = performance.now();
-  const sampled = await sample(ctx.model, rows, opts); // one batched call: [sum of group sizes] rows
+  const sampled = specs.some((s) => s.seed !== undefined)
+    ? await sampleEachGroup(ctx, specs, rows, grammarRows, opts, firstRow)
+    : await sample(ctx.model, rows, opts); // one batched call: [sum of group sizes] rows
   const sampleSeconds = (performance.now() - t0) / 1000;
   const texts = sampled.tokens.map((ids) => decodeCompletion(tokenizer, ids));
 

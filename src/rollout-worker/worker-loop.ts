@@ -34,6 +34,8 @@ import { streamGroups } from './continuous.js';
 import { isGroupFailure, rolloutGroups } from './rollout.js';
 import type { GroupOutcome, RolloutBatch, RolloutContext } from './rollout.js';
 import { RunState } from './run-state.js';
+import { workerTrust } from './trust.js';
+import type { WorkerTrust } from './trust.js';
 
 /** What the loop sends: ProtocolClient.send, or a test double. */
 export type SendFn = (msg: Message) => boolean;
@@ -42,6 +44,7 @@ export interface WorkerLoopOptions {
   name: string;
   capacity: number; // most groups per sampling call (the coordinator never leases more)
   rewardThreads: number;
+  trust?: WorkerTrust; // what a RunSpec may make this worker import or call; default: built-in tasks only, no remote reward
   send: SendFn;
   log: ProtocolLogger;
   /** Latency histograms (rollout and reward time per group, weights load time). */
@@ -103,7 +106,7 @@ export class WorkerLoop {
   sampleBudgetSeconds = 5;
 
   constructor(private readonly opts: WorkerLoopOptions) {
-    this.run = new RunState({ rewardThreads: opts.rewardThreads, log: opts.log });
+    this.run = new RunState({ rewardThreads: opts.rewardThreads, log: opts.log, trust: opts.trust ?? workerTrust([], []) });
     this.groupsPerCall = opts.capacity;
     this.rollout = opts.rollout ?? rolloutGroups;
   }
