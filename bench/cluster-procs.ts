@@ -6,7 +6,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { CoordinatorStats } from '../src/coordinator/main.js';
 
@@ -98,7 +98,7 @@ export interface WorkerFlags {
 }
 
 export function startWorker(url: string, token: string, name: string, f: WorkerFlags): Child {
-  return new Child(['worker', '--coordinator', url, '--name', name, '--worker-capacity', String(f.capacity), '--reward-threads', String(f.rewardThreads), '--backend', f.backend], token);
+  return new Child(['worker', '--coordinator', url, '--name', name, '--worker-capacity', String(f.capacity), '--reward-threads', String(f.rewardThreads), '--backend', f.backend, '--allowed-modules', dirname(SLOW_TASK)], token);
 }
 
 export async function healthz(http: string): Promise<CoordinatorStats> {

@@ -23,8 +23,8 @@ give_up() {
   exit 0
 }
 
-# Up to date: the addon exists and no source or build file is newer.
-if [ -f "$addon" ] && [ -z "$(find native/binding.gyp native/src -newer "$addon" -print -quit 2>/dev/null)" ]; then
+# Up to date: the addon (and the rollout decoder beside it) exists and no source or build file is newer.
+if [ -f "$addon" ] && [ -f native/build/Release/grpo_decode.node ] && [ -z "$(find native/binding.gyp native/src -newer "$addon" -print -quit 2>/dev/null)" ]; then
   exit 0
 fi
 

@@ -2,7 +2,7 @@
  * `grpo learner`: the learner role of a distributed run (src/learner/main.ts).
  *
  *   grpo learner --coordinator ws://host:7070 --checkpoint runs/sft [--steps N] [--out DIR]
- *                [--config FILE] [any config flag]           token: --token or GRPO_TOKEN
+ *                [--config FILE] [any config flag]   token: --token, GRPO_LEARNER_TOKEN or GRPO_TOKEN
  *   grpo learner --resume runs/grpo/checkpoint --coordinator ws://host:7070 [--steps N]
  *
  * Exits 0 after --steps steps (total, resumed ones included). On --resume, the run's saved config
@@ -10,6 +10,7 @@
  * --checkpoint defaults to the run's initial policy (the KL reference). SIGTERM/SIGINT: the step in
  * progress finishes, the run is checkpointed into <out>/checkpoint, and the learner exits 0.
  */
+import { roleToken } from '../shared/credentials.js';
 import { Command } from 'commander';
 import { runLearner, type LearnerSummary } from '../learner/main.js';
 import { savedRunConfig } from '../learner/checkpointing.js';
@@ -31,10 +32,10 @@ export interface LearnerCommandOptions {
  */
 export async function learnerConfig(opts: LearnerCommandOptions, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
   const flags: RawConfig = flagsToRawConfig(opts);
-  if (opts.resume === undefined) return resolveConfig({ file: opts.config, flags, env });
+  if (opts.resume === undefined) return resolveConfig({ file: opts.config, flags, env, role: 'learner' });
   const { token: _secret, ...saved } = await savedRunConfig(opts.resume); // never saved, dropped all the same
   const merged: Record<string, unknown> = { ...saved, ...(opts.config ? readConfigFile(opts.config) : {}), ...flags };
-  if ((merged.token === undefined || merged.token === null) && env.GRPO_TOKEN) merged.token = env.GRPO_TOKEN;
+  if ((merged.token === undefined || merged.token === null) && roleToken('learner', env)) merged.token = roleToken('learner', env);
   return parseConfig(merged, `${opts.resume}/trainer_state.json + ${opts.config ? `${opts.config} + ` : ''}flags`);
 }
 

@@ -65,7 +65,7 @@ export function startLocalWorkers(o: LocalWorkersOptions): LocalWorkers {
   for (let i = 0; i < o.count; i++) {
     const argv = [o.cli, 'worker', '--coordinator', o.url, '--name', `local-worker-${i}`, ...o.args, ...(o.argsOf?.(i) ?? [])];
     const p = spawn(process.execPath, argv, {
-      env: { ...process.env, GRPO_TOKEN: o.token },
+      env: { ...process.env, GRPO_TOKEN: o.token, GRPO_WORKER_TOKEN: o.token },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     procs.push(p);

@@ -34,6 +34,7 @@ import { formatRewardTrends, rewardTrendsOfFile, type RewardTrends } from '../le
 import { parseConfig, resolveConfig, type Config } from '../shared/config.js';
 import { addConfigOptions, flagsToRawConfig } from '../shared/config-flags.js';
 import { GrpoError } from '../shared/errors.js';
+import { writeFailure } from '../shared/write-error.js';
 import { localMetricsPorts } from '../shared/metrics/server.js';
 import { isCompleteCheckpoint } from '../model/checkpoint.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
@@ -43,6 +44,7 @@ import { coordinatorOptions } from './coordinator.js';
 import { processIO, startEngine, type CommandIO } from './io.js';
 import { startLocalWorkers } from './local-workers.js';
 import { SFT_IDENTITY_KEYS } from './sft.js';
+import { looksLikeModulePath } from '../tasks/user-module.js';
 
 export interface TrainSummary {
   task: string;
@@ -153,9 +155,11 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     checkpoint = sft.dir;
   }
 
-  const token = given.token ?? randomBytes(16).toString('hex'); // this run's secret; workers get it by env
-  const coord = await startCoordinator({ ...coordinatorOptions(given, sideLog(io)), host: '127.0.0.1', port: 0, token });
-  const config = parseConfig({ ...given, coordinator: coord.url, token, checkpoint, out, metrics_host: '127.0.0.1' }, 'train config');
+  // this run's secrets: one per role (a worker's cannot open a learner session), or the user's one token for both
+  const learnerToken = given.token ?? randomBytes(16).toString('hex');
+  const token = given.token ?? randomBytes(16).toString('hex'); // the workers' token; they get it by env
+  const coord = await startCoordinator({ ...coordinatorOptions(given, sideLog(io)), host: '127.0.0.1', port: 0, token, workerToken: token, learnerToken });
+  const config = parseConfig({ ...given, coordinator: coord.url, token: learnerToken, checkpoint, out, metrics_host: '127.0.0.1' }, 'train config');
   const stop = new AbortController();
   const onAbort = (): void => stop.abort();
   signal.addEventListener('abort', onAbort, { once: true });
@@ -166,7 +170,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     count: config.workers,
     url: coord.url,
     token,
-    args: ['--backend', config.backend, ...(config.device === null ? [] : ['--device', String(config.device)]), '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads)],
+    args: ['--backend', config.backend, ...(config.device === null ? [] : ['--device', String(config.device)]), '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads), ...trustFlags(config)],
     argsOf: (i) => (metricsPorts === null ? [] : ['--metrics-port', String(metricsPorts.workers[i]), '--metrics-host', config.metrics_host]),
     log: sideLog(io),
     onAllExited: (err) => {
@@ -218,7 +222,9 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     rewards: await rewardTrendsOfFile(join(out, 'metrics.jsonl')),
   };
   const path = join(out, 'summary.json');
-  await writeFile(path, `${JSON.stringify(summary, null, 2)}\n`);
+  await writeFile(path, `${JSON.stringify(summary, null, 2)}\n`).catch((err: unknown) => {
+    throw writeFailure(path, err, 'run summary');
+  });
   io.log('info', 'train_done', { ...summary, summary: path });
   io.out(formatSummary(summary, path));
   return summary;
@@ -258,4 +264,13 @@ export function registerTrainCommand(program: Command, io: () => CommandIO = pro
   addConfigOptions(cmd);
   cmd.action(commandAction(io, trainCommand));
   program.addCommand(cmd);
+}
+
+/** The local workers may import this run's own modules and call its own remote reward (src/rollout-worker/trust.ts). */
+function trustFlags(config: Config): string[] {
+  const modules = [config.task, config.reward_module].filter((m): m is string => m !== null && looksLikeModulePath(m));
+  return [
+    ...(modules.length > 0 ? ['--allowed-modules', modules.join(',')] : []),
+    ...(config.remote_reward_url !== null ? ['--allowed-reward-urls', config.remote_reward_url] : []),
+  ];
 }

@@ -7,7 +7,9 @@
  *               [--reward-threads N] [--backend auto|tensorflow|webgpu|wasm|cpu] [--config FILE]
  *               [--metrics-port P [--metrics-host H]]     GET /metrics and /healthz on P
  *
- * GRPO_TOKEN is used when no token is given. SIGTERM or SIGINT stop it cleanly (the batch in
+ * GRPO_WORKER_TOKEN, else GRPO_TOKEN, is used when no token is given. A RunSpec's task or reward
+ * module is imported only from --allowed-modules, a remote reward called only under
+ * --allowed-reward-urls or env GRPO_REMOTE_REWARD_URL (src/rollout-worker/trust.ts). SIGTERM or SIGINT stop it cleanly (the batch in
  * progress is finished and reported); a second signal exits at once.
  */
 import { Command } from 'commander';
@@ -28,6 +30,8 @@ export const WORKER_CONFIG_KEYS = [
   'device',
   'metrics_port',
   'metrics_host',
+  'allowed_modules',
+  'allowed_reward_urls',
 ] as const satisfies readonly ConfigKey[];
 
 export interface WorkerCommandOptions extends Record<string, unknown> {
@@ -50,6 +54,8 @@ export function workerOptionsFrom(config: Config, name: string | undefined): Omi
     device: config.device,
     metricsPort: config.metrics_port,
     metricsHost: config.metrics_host,
+    allowedModules: config.allowed_modules,
+    allowedRewardUrls: config.allowed_reward_urls,
   };
 }
 
@@ -58,7 +64,7 @@ export function workerOptionsFrom(config: Config, name: string | undefined): Omi
  * AbortSignal fed by SIGTERM/SIGINT; tests pass their own.
  */
 export async function workerCommand(opts: WorkerCommandOptions, io: CommandIO, signal: AbortSignal): Promise<void> {
-  const config = resolveConfig({ file: opts.config, flags: flagsToRawConfig(opts, WORKER_CONFIG_KEYS) });
+  const config = resolveConfig({ file: opts.config, flags: flagsToRawConfig(opts, WORKER_CONFIG_KEYS), role: 'worker' });
   const options = workerOptionsFrom(config, opts.name);
   io.log('info', 'config', {
     role: 'worker',

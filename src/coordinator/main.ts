@@ -20,7 +20,7 @@ import type { ProtocolLogger } from '../shared/protocol.js';
 import { CHUNK_HEADER_BYTES } from '../shared/codec.js';
 import { createMetricsRegistry } from '../shared/metrics/index.js';
 import { coordinatorMetrics } from './prometheus.js';
-import { resolveToken } from './auth.js';
+import { resolveTokens } from './auth.js';
 import { Router } from './router.js';
 import type { CoordinatorStats } from './router.js';
 import { CoordinatorServer } from './server.js';
@@ -30,7 +30,9 @@ export type { CoordinatorStats } from './router.js';
 export interface CoordinatorOptions {
   host: string; // bind address; loopback unless told otherwise
   port: number; // 0 = any free port
-  token: string | null | undefined; // null/undefined = env GRPO_TOKEN; if that is unset too, no auth (loopback only)
+  token: string | null | undefined; // shared token of both roles; null/undefined = env GRPO_TOKEN; if unset too, no auth (loopback only)
+  workerToken: string | undefined; // the workers' own token; undefined = env GRPO_WORKER_TOKEN, else the shared token
+  learnerToken: string | undefined; // the learner's own token; undefined = env GRPO_LEARNER_TOKEN, else the shared token
   heartbeatMs: number;
   peerTimeoutMs: number;
   helloTimeoutMs: number;
@@ -44,6 +46,7 @@ export interface CoordinatorOptions {
   maxRedispatches: number;
   maxHeldResults: number;
   maxBadFrames: number;
+  maxBufferedBytes: number;
   log: ProtocolLogger;
   processMetrics: boolean; // add the process metrics to GET /metrics
   metricsInstance: string | undefined; // `instance` label; default <hostname>:<pid>
@@ -54,6 +57,8 @@ export const COORDINATOR_DEFAULTS: Readonly<CoordinatorOptions> = Object.freeze(
   host: '127.0.0.1',
   port: 7070,
   token: undefined,
+  workerToken: undefined,
+  learnerToken: undefined,
   log: stderrLogger,
   processMetrics: false,
   metricsInstance: undefined,
@@ -69,7 +74,7 @@ export interface CoordinatorHandle {
 
 function checkOptions(o: CoordinatorOptions): void {
   const positive = ['heartbeatMs', 'peerTimeoutMs', 'helloTimeoutMs', 'leaseMs', 'sweepMs', 'maxPayloadBytes', 'maxWeightsBytes',
-    'weightsChunkBytes', 'highWaterMarkBytes', 'maxGroupAttempts', 'maxHeldResults', 'maxBadFrames'] as const;
+    'weightsChunkBytes', 'highWaterMarkBytes', 'maxGroupAttempts', 'maxHeldResults', 'maxBadFrames', 'maxBufferedBytes'] as const;
   for (const k of positive) {
     if (!(Number.isFinite(o[k]) && o[k] > 0)) throw new GrpoError('GRPO_ERR_CONFIG', `coordinator option ${k} = ${o[k]} must be a positive number`);
   }
@@ -85,16 +90,19 @@ export async function startCoordinator(options: Partial<CoordinatorOptions> = {}
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const o: CoordinatorOptions = { ...COORDINATOR_DEFAULTS, ...defined, token: options.token };
   checkOptions(o);
-  const token = resolveToken(o.token, o.host);
+  const env = { ...process.env };
+  if (o.workerToken !== undefined) env.GRPO_WORKER_TOKEN = o.workerToken;
+  if (o.learnerToken !== undefined) env.GRPO_LEARNER_TOKEN = o.learnerToken;
+  const tokens = resolveTokens(o.token, o.host, env);
   const registry = createMetricsRegistry({ role: 'coordinator', instance: o.metricsInstance, processMetrics: o.processMetrics });
   // the router calls onWeightsSent only once workers are connected, long after `metrics` exists
   const router = new Router({ ...o, onWeightsSent: (seconds) => metrics.observeBroadcast(seconds) });
   const metrics = coordinatorMetrics(registry, () => router.stats());
-  const server = new CoordinatorServer({ ...o, token, metrics: registry }, router);
+  const server = new CoordinatorServer({ ...o, tokens, metrics: registry }, router);
   const port = await server.listen();
   const hostInUrl = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `ws://${hostInUrl === '0.0.0.0' ? '127.0.0.1' : hostInUrl}:${port}`;
-  o.log('info', 'coordinator_listening', { url, auth: token !== null, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs });
+  o.log('info', 'coordinator_listening', { url, auth: { worker: tokens.worker !== null, learner: tokens.learner !== null, separate: tokens.learner !== tokens.worker }, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs });
   let closing: Promise<void> | null = null;
   return {
     port,

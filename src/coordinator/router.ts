@@ -6,7 +6,10 @@
 import { assertNever, GrpoError } from '../shared/errors.js';
 import { CloseCode, Kind, PROTOCOL_VERSION, WireError } from '../shared/protocol.js';
 import type { HelloMsg, Message, ProtocolLogger, RunSpecMsg } from '../shared/protocol.js';
+import { LearnerSlot } from './learner-slot.js';
 import { Ledger } from './ledger.js';
+import { limitedLog } from './log-limit.js';
+import { clipText, ECHO_CHARS } from '../shared/clip.js';
 import type { LedgerCounters, LedgerGauges } from './ledger.js';
 import type { Peer } from './peer.js';
 import { Scheduler } from './scheduler.js';
@@ -48,10 +51,12 @@ export class Router implements ServerHooks {
   private policyVersion: number | null = null;
   private runSpec: RunSpecMsg | null = null; // newest from the learner; every worker gets it on join
   private seq = { worker: 0, learner: 0 };
+  private readonly slot: LearnerSlot;
   private readonly startedAt = Date.now();
 
   constructor(private readonly opts: RouterOptions) {
     this.ledger = new Ledger(opts);
+    this.slot = new LearnerSlot(3 * opts.heartbeatMs); // three missed pings
     this.scheduler = new Scheduler(this.ledger, opts);
     this.store = new WeightsStore(opts.maxWeightsBytes);
     this.fanout = new Fanout(this.store, opts.highWaterMarkBytes, opts.log, opts.onWeightsSent);
@@ -86,11 +91,7 @@ export class Router implements ServerHooks {
       peer.close(CloseCode.ProtocolVersion, 'protocol version mismatch');
       return;
     }
-    if (msg.role === 'learner' && this.learner !== null) {
-      peer.send({ kind: Kind.Error, code: WireError.LearnerTaken, message: `learner ${this.learner.name} (${this.learner.sessionId}) is connected; only one learner at a time` });
-      peer.close(CloseCode.LearnerTaken, 'a learner is already connected');
-      return;
-    }
+    if (msg.role === 'learner' && !this.takeLearnerSlot(peer, msg.runKey ?? null, now)) return;
     if (msg.role === 'worker' && msg.capacity < 1) {
       peer.send({ kind: Kind.Error, code: WireError.BadMessage, message: `worker capacity ${msg.capacity} must be at least 1` });
       peer.close(CloseCode.HelloRequired, 'bad Hello');
@@ -132,6 +133,27 @@ export class Router implements ServerHooks {
     }
   }
 
+  /** learner-slot.ts decides; a stale session of the run is replaced (closed 4007). False: refused. */
+  private takeLearnerSlot(peer: Peer, runKey: string | null, now: number): boolean {
+    const d = this.slot.admit(this.learner, peer, runKey, now);
+    if (!d.ok) {
+      this.opts.log('warn', 'learner_refused', { session: peer.sessionId, remote: peer.remote, reason: d.why });
+      peer.send({ kind: Kind.Error, code: WireError.LearnerTaken, message: d.why });
+      peer.close(CloseCode.LearnerTaken, 'the learner slot is taken');
+      return false;
+    }
+    if (d.replace !== null) {
+      const old = d.replace;
+      this.opts.log('warn', 'learner_replaced', { session: old.sessionId, by: peer.remote, quietMs: now - old.lastSeen });
+      old.send({ kind: Kind.Error, code: WireError.LearnerReplaced, message: 'the run\'s learner reconnected; this stale session is closed' });
+      old.close(CloseCode.LearnerReplaced, 'replaced by the run\'s learner');
+      this.learner = null;
+      this.ledger.learnerLost();
+    }
+    this.slot.bind(runKey);
+    return true;
+  }
+
   /**
    * A learner resumed from a checkpoint older than the newest version seen: its versions are the
    * truth. Newer weights are dropped and workers are told the version to go back to.
@@ -149,7 +171,7 @@ export class Router implements ServerHooks {
         if (peer.role === 'worker') this.ledger.heartbeat(peer.sessionId, msg.leaseIds, now);
         return;
       case Kind.Error:
-        this.opts.log('warn', 'peer_error', { session: peer.sessionId, code: msg.code, error: msg.message, ref: msg.ref });
+        limitedLog(this.opts.log, peer.logLimit, 'warn', 'peer_error', { session: peer.sessionId, code: clipText(msg.code, ECHO_CHARS), error: clipText(msg.message), ref: msg.ref === undefined ? undefined : clipText(msg.ref, ECHO_CHARS) });
         return;
       case Kind.Ready:
         peer.ready = true;
@@ -182,8 +204,11 @@ export class Router implements ServerHooks {
         return;
       }
       case Kind.GroupFailed: {
-        const r = this.ledger.fail(peer.sessionId, msg.leaseId, msg.groupId, msg.code, msg.message);
-        this.opts.log('warn', 'group_failed', { session: peer.sessionId, group: msg.groupId, code: msg.code, error: msg.message, outcome: r });
+        // the worker's text travels on to the learner in GroupExhausted: bounded here
+        const code = clipText(msg.code, ECHO_CHARS);
+        const message = clipText(msg.message);
+        const r = this.ledger.fail(peer.sessionId, msg.leaseId, msg.groupId, code, message);
+        limitedLog(this.opts.log, peer.logLimit, 'warn', 'group_failed', { session: peer.sessionId, group: msg.groupId, code, error: message, outcome: r });
         if (r === 'stray') {
           peer.send({ kind: Kind.Error, code: WireError.UnknownGroup, message: `group ${msg.groupId} is not in lease ${msg.leaseId}`, ref: msg.groupId });
         }
@@ -238,6 +263,7 @@ export class Router implements ServerHooks {
       this.schedule(Date.now());
     } else if (this.learner === peer) {
       this.learner = null;
+      if (code === 1000) this.slot.release(); // it chose to leave: a finished or stopped run (learner-slot.ts)
       this.ledger.learnerLost();
     }
   }

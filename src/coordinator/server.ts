@@ -10,24 +10,28 @@ import type { Duplex } from 'node:stream';
 import type { Registry } from 'prom-client';
 import { WebSocketServer } from 'ws';
 import type { RawData, WebSocket } from 'ws';
+import { clipText } from '../shared/clip.js';
 import { claimedKind, decodeMessage } from '../shared/codec.js';
 import { GrpoError, isGrpoError } from '../shared/errors.js';
 import { handleMetricsRequest } from '../shared/metrics/server.js';
 import { ACCEPTED_FROM, CloseCode, isKind, Kind, kindName, WireError } from '../shared/protocol.js';
 import type { HelloMsg, Message, ProtocolLogger } from '../shared/protocol.js';
 import { refuseUpgrade, TokenCheck } from './auth.js';
+import type { Grant, RoleTokens } from './auth.js';
+import { limitedLog } from './log-limit.js';
 import { Peer } from './peer.js';
 
 export interface ServerOptions {
   host: string;
   port: number; // 0 = any free port
-  token: string | null; // null = no authentication (loopback only, see auth.ts)
+  tokens: RoleTokens; // per role; null = that role needs no token (loopback only, see auth.ts)
   maxPayloadBytes: number;
   heartbeatMs: number;
   peerTimeoutMs: number;
   helloTimeoutMs: number;
   sweepMs: number;
   maxBadFrames: number;
+  maxBufferedBytes: number; // a peer with more than this waiting in its send buffer is terminated
   log: ProtocolLogger;
   metrics: Registry; // served at GET /metrics (no token: Prometheus scrapes it like /healthz)
 }
@@ -60,9 +64,11 @@ export class CoordinatorServer {
     private readonly opts: ServerOptions,
     private readonly hooks: ServerHooks,
   ) {
-    this.auth = new TokenCheck(opts.token);
+    this.auth = new TokenCheck(opts.tokens);
     this.http = createServer((req, res) => this.onRequest(req, res));
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes, perMessageDeflate: false });
+    // skipUTF8Validation: text frames are never decoded, only answered with BAD_FRAME; validating
+    // them would close a peer that sent invalid UTF-8 with 1007 instead of the documented error
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxPayloadBytes, perMessageDeflate: false, skipUTF8Validation: true });
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
   }
 
@@ -96,24 +102,27 @@ export class CoordinatorServer {
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', (err) => this.opts.log('warn', 'upgrade_socket_error', { error: err.message }));
     const remote = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
-    if (!this.auth.allows(req)) {
+    const grant = this.auth.grant(req);
+    if (grant === null) {
       this.refusedUpgrades += 1;
       this.opts.log('warn', 'auth_refused', { remote, hasHeader: req.headers.authorization !== undefined });
       refuseUpgrade(socket, 401, 'missing or wrong bearer token');
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, remote));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, remote, grant));
   }
 
-  private onConnection(ws: WebSocket, remote: string): void {
-    const peer = new Peer(ws, remote, Date.now(), ++this.connSeq);
+  private onConnection(ws: WebSocket, remote: string, grant: Grant): void {
+    const peer = new Peer(ws, remote, Date.now(), ++this.connSeq, grant);
+    peer.maxBufferedBytes = this.opts.maxBufferedBytes;
+    peer.onBacklog = (bytes) => this.opts.log('warn', 'peer_backlog', { session: peer.sessionId, remote, bufferedBytes: bytes, limit: this.opts.maxBufferedBytes });
     this.peers.add(peer);
     this.opts.log('debug', 'connected', { session: peer.sessionId, remote });
     ws.on('message', (data, isBinary) => this.onFrame(peer, toBytes(data), isBinary));
     ws.on('pong', () => {
       peer.lastSeen = Date.now();
     });
-    ws.on('error', (err) => this.opts.log('warn', 'socket_error', { session: peer.sessionId, error: err.message }));
+    ws.on('error', (err) => limitedLog(this.opts.log, peer.logLimit, 'warn', 'socket_error', { session: peer.sessionId, error: clipText(err.message) }));
     ws.on('close', (code, reason) => {
       this.peers.delete(peer);
       this.hooks.closed(peer, code, reason.toString());
@@ -150,8 +159,8 @@ export class CoordinatorServer {
     try {
       this.hooks.message(peer, msg, data, now);
     } catch (err) {
-      if (!isGrpoError(err)) this.opts.log('error', 'handler_failed', { session: peer.sessionId, kind: kindName(msg.kind), error: String(err) });
-      const e = isGrpoError(err) ? err : new GrpoError('GRPO_ERR_INTERNAL', `coordinator failed on ${kindName(msg.kind)}: ${String(err)}`);
+      if (!isGrpoError(err)) limitedLog(this.opts.log, peer.logLimit, 'error', 'handler_failed', { session: peer.sessionId, kind: kindName(msg.kind), error: clipText(String(err)) });
+      const e = isGrpoError(err) ? err : new GrpoError('GRPO_ERR_INTERNAL', `coordinator failed on ${kindName(msg.kind)}: ${clipText(String(err))}`);
       peer.send({ kind: Kind.Error, code: e.code, message: e.message });
     }
   }
@@ -170,8 +179,9 @@ export class CoordinatorServer {
   private firstFrame(peer: Peer, data: Uint8Array, isBinary: boolean, now: number): void {
     const refuse = (code: string, message: string): void => {
       this.badFrames += 1;
-      this.opts.log('warn', 'bad_hello', { session: peer.sessionId, code, error: message });
-      peer.send({ kind: Kind.Error, code, message });
+      const clipped = clipText(message); // a bad first frame may be megabytes: quote a prefix
+      limitedLog(this.opts.log, peer.logLimit, 'warn', 'bad_hello', { session: peer.sessionId, code, error: clipped });
+      peer.send({ kind: Kind.Error, code, message: clipped });
       peer.close(CloseCode.HelloRequired, code === WireError.BadMessage ? 'bad Hello' : 'Hello required');
     };
     if (!isBinary) {
@@ -191,6 +201,14 @@ export class CoordinatorServer {
       refuse(WireError.HelloRequired, `first message must be Hello, got ${kindName(msg.kind)}`);
       return;
     }
+    if (!peer.grant.roles.has(msg.role)) {
+      // credentials by role (auth.ts): a worker's token never opens a learner session
+      this.opts.log('warn', 'role_forbidden', { session: peer.sessionId, remote: peer.remote, role: msg.role });
+      const message = `this credential does not open a ${msg.role} session; a ${msg.role} presents GRPO_${msg.role.toUpperCase()}_TOKEN (or the shared GRPO_TOKEN)`;
+      peer.send({ kind: Kind.Error, code: WireError.RoleForbidden, message });
+      peer.close(CloseCode.RoleForbidden, 'credential does not open this role');
+      return;
+    }
     this.hooks.hello(peer, msg, now);
   }
 
@@ -198,8 +216,9 @@ export class CoordinatorServer {
   private rejectFrame(peer: Peer, err: GrpoError): void {
     this.badFrames += 1;
     peer.badFrames += 1;
-    this.opts.log('warn', 'bad_frame', { session: peer.sessionId, code: err.code, error: err.message, count: peer.badFrames });
-    peer.send({ kind: Kind.Error, code: err.code, message: err.message });
+    const message = clipText(err.message); // decode errors are clipped already; this bounds every other kind
+    limitedLog(this.opts.log, peer.logLimit, 'warn', 'bad_frame', { session: peer.sessionId, code: err.code, error: message, count: peer.badFrames });
+    peer.send({ kind: Kind.Error, code: err.code, message });
     if (peer.badFrames >= this.opts.maxBadFrames) {
       peer.close(CloseCode.BadFrames, `${peer.badFrames} bad frames (limit ${this.opts.maxBadFrames})`);
     }

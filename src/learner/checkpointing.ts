@@ -13,7 +13,8 @@
  * data-cursor.ts: every prompt handed out but not trained, including admitted groups still in the
  * buffer, goes out again first on resume), rng (the learner's Rng state), runId, the cumulative
  * group counters, the eval history's last and best entries, the curriculum's level and rolling
- * window (curriculum.ts; null without a curriculum), and the resolved config (without the token:
+ * window (curriculum.ts; null without a curriculum), the run key (latest only: the learner's proof
+ * to the coordinator that it is the run's, see src/coordinator/learner-slot.ts), and the resolved config (without the token:
  * a resumed learner takes it from --token or GRPO_TOKEN again).
  */
 import { readFile } from 'node:fs/promises';
@@ -46,6 +47,7 @@ export interface EvalRecord {
 export interface LearnerTrainerState extends TrainerState {
   phase: 'grpo';
   runId: string;
+  runKey?: string; // proves a resumed learner is the run's (learner-slot.ts); absent in best/ and older checkpoints
   step: number; // optimizer steps done (the next step's index)
   policyVersion: number;
   dataCursor: DataCursorState;

@@ -76,6 +76,8 @@ export interface InboxOptions {
    */
   maxFailedInRow?: number;
   onStuck?: (err: GrpoError) => void;
+  /** Deterministic mode: the sampling seed of a prompt's group (GroupSpec.seed); none otherwise. */
+  seedOf?: (promptIndex: number) => number;
 }
 
 interface Judgement {
@@ -293,6 +295,7 @@ export class GroupsInbox {
       groupSize: this.o.groupSize,
       ...(ex.level !== undefined ? { level: ex.level } : {}),
       ...(ex.taskOptions !== undefined ? { taskOptions: ex.taskOptions } : {}),
+      ...(this.o.seedOf !== undefined ? { seed: this.o.seedOf(promptIndex) } : {}),
     };
   }
 

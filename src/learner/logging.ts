@@ -10,6 +10,7 @@
  * written as null in JSON and as an empty CSV cell.
  */
 import { appendFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { guardWrite } from '../shared/write-error.js';
 import { dirname } from 'node:path';
 import { TrainingStatsWriter } from '../shared/metrics/files.js';
 import { progressBar, type ProgressBar } from '../shared/progress-bar.js';
@@ -136,23 +137,28 @@ export class MetricsWriter {
     opts: { append: boolean; statsPath?: string | null },
   ) {
     for (const path of csvPath === null ? [jsonlPath] : [jsonlPath, csvPath]) {
-      mkdirSync(dirname(path), { recursive: true });
-      if (!opts.append) writeFileSync(path, '');
+      guardWrite(path, 'metrics file', () => {
+        mkdirSync(dirname(path), { recursive: true });
+        if (!opts.append) writeFileSync(path, '');
+      });
     }
     this.stats = opts.statsPath ? new TrainingStatsWriter(opts.statsPath, { append: opts.append }) : null;
   }
 
   write(record: StepRecord): void {
-    appendFileSync(this.jsonlPath, `${JSON.stringify(record)}\n`);
+    guardWrite(this.jsonlPath, 'metrics file', () => appendFileSync(this.jsonlPath, `${JSON.stringify(record)}\n`));
     this.stats?.write(record);
-    if (this.csvPath === null) return;
+    const csv = this.csvPath;
+    if (csv === null) return;
     const flat = flatten(record);
-    if (this.columns === null) {
-      this.columns = Object.keys(flat);
-      // a resumed run appends to the file it wrote before, whose header is already there
-      if (!existsSync(this.csvPath) || statSync(this.csvPath).size === 0) appendFileSync(this.csvPath, `${this.columns.join(',')}\n`);
-    }
-    appendFileSync(this.csvPath, `${this.columns.map((c) => csvCell(flat[c])).join(',')}\n`);
+    guardWrite(csv, 'metrics CSV', () => {
+      if (this.columns === null) {
+        this.columns = Object.keys(flat);
+        // a resumed run appends to the file it wrote before, whose header is already there
+        if (!existsSync(csv) || statSync(csv).size === 0) appendFileSync(csv, `${this.columns.join(',')}\n`);
+      }
+      appendFileSync(csv, `${this.columns.map((c) => csvCell(flat[c])).join(',')}\n`);
+    });
   }
 }
 

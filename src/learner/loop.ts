@@ -18,6 +18,7 @@
  * The loop stops after config.steps steps, or when `stop` aborts (SIGTERM/SIGINT, or the client
  * gave up); the caller then evaluates and checkpoints once more.
  */
+import { stepOrder } from './deterministic.js';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { GrpoError } from '../shared/errors.js';
 import { evaluate } from '../eval/eval.js';
@@ -58,6 +59,7 @@ export interface LearnerRun {
   client: ProtocolClient;
   rng: Rng; // draws each eval's sampling seed (pass@k), so a resumed run evaluates as an uninterrupted one
   runId: string;
+  runKey: string; // the learner's proof of the run (HelloMsg.runKey); saved in <out>/checkpoint only
   step: number; // steps done
   baseline: EvalRecord | null;
   lastEval: EvalRecord | null;
@@ -95,7 +97,7 @@ export async function trainLoop(run: LearnerRun): Promise<number> {
     if (run.stop.aborted) break;
     const waitSeconds = (performance.now() - waitStart) / 1000;
 
-    const batch = inbox.take(P);
+    const batch = stepOrder(inbox.take(P), config.deterministic);
     const versionBefore = trainer.policyVersion;
     const fresh = batch.map((g) => g.rollout);
     const replay = run.replay?.substitute(fresh, trainer.policyVersion) ?? null;
@@ -200,7 +202,8 @@ export async function evalAndKeepBest(run: LearnerRun): Promise<EvalRecord> {
   run.log('info', 'eval', { ...record, seconds: r.seconds, meanCompletionTokens: r.meanCompletionTokens, truncated: r.truncatedFraction });
   if (run.best === null || record.accuracy > run.best.accuracy) {
     run.best = record;
-    await saveLearnerCheckpoint(bestDir(run.out), { model: run.policy, lora: run.lora, tokenizer: run.tokenizer, state: trainerState(run) });
+    // best/ is for eval and deployment: it leaves the run key out
+    await saveLearnerCheckpoint(bestDir(run.out), { model: run.policy, lora: run.lora, tokenizer: run.tokenizer, state: { ...trainerState(run), runKey: undefined } });
     run.log('info', 'checkpoint_saved', { dir: bestDir(run.out), step: run.step, accuracy: record.accuracy, kind: 'best' });
   }
   return record;
@@ -223,6 +226,7 @@ export function trainerState(run: LearnerRun): LearnerTrainerState {
   return {
     phase: 'grpo',
     runId: run.runId,
+    runKey: run.runKey,
     step: run.step,
     policyVersion: run.trainer.policyVersion,
     dataCursor: run.cursor.state(),

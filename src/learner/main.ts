@@ -44,6 +44,7 @@ import { learnerProgressBar, MetricsWriter } from './logging.js';
 import { evalAndKeepBest, publish, saveLatest, trainLoop, type LearnerRun } from './loop.js';
 import { startLearnerTelemetry } from './telemetry.js';
 import { ReplayBuffer } from './replay.js';
+import { groupSeed } from './deterministic.js';
 import { loraPolicy, type LoraPolicy } from './lora-policy.js';
 import { GrpoTrainer } from './train-step.js';
 
@@ -237,12 +238,15 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
     const rng = new Rng(config.seed);
     if (point) rng.setState(point.state.rng);
     const runId = point?.state.runId ?? `run-${randomBytes(4).toString('hex')}`;
+    // proves to the coordinator that a resumed learner is this run's (learner-slot.ts); a secret, kept only in <out>/checkpoint
+    const runKey = point?.state.runKey ?? randomBytes(24).toString('hex');
 
     const client = new ProtocolClient({
       url: config.coordinator,
       role: 'learner',
       name: `learner@${hostname()}`,
-      token: config.token ?? undefined, // undefined: env GRPO_TOKEN
+      token: config.token ?? undefined, // undefined: env GRPO_LEARNER_TOKEN, else GRPO_TOKEN
+      runKey,
       maxPayloadBytes: config.max_payload_bytes,
       weightsChunkBytes: config.weights_chunk_bytes,
       log,
@@ -255,7 +259,9 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       tag: groupTag,
       groupSize: config.group_size,
       promptsPerStep: config.prompts_per_step,
-      maxStaleness: config.max_staleness,
+      // deterministic mode (src/learner/deterministic.ts): on-policy, one seed per step and prompt
+      maxStaleness: config.deterministic ? 0 : config.max_staleness,
+      ...(config.deterministic ? { seedOf: (promptIndex: number) => groupSeed(config.seed, run.step, promptIndex) } : {}),
       cursor,
       example: (i) => curriculum?.example(i) ?? task.example('train', i),
       send: (msg) => client.send(msg),
@@ -297,12 +303,13 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       client,
       rng,
       runId,
+      runKey,
       step: point?.state.step ?? 0,
       baseline: point?.state.baseline ?? null,
       lastEval: point?.state.lastEval ?? null,
       best: point?.state.best ?? null,
       curriculum,
-      replay: config.replay_buffer_size > 0 ? new ReplayBuffer({ size: config.replay_buffer_size, maxAge: config.replay_max_age, rewardWeights }) : null,
+      replay: config.replay_buffer_size > 0 && !config.deterministic ? new ReplayBuffer({ size: config.replay_buffer_size, maxAge: config.replay_max_age, rewardWeights }) : null,
       metrics: new MetricsWriter(join(out, 'metrics.jsonl'), config.log_csv, { append: point !== null, statsPath: join(out, 'training_stats.json') }),
       telemetry: telemetry.metrics,
       progress,

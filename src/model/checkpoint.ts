@@ -30,6 +30,7 @@ import type { Stats } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
+import { writeFailure } from '../shared/write-error.js';
 import { configJsonText, parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
 import { readWeightFiles, SHARD_FILE, weightFiles, type WeightsDtype } from './checkpoint-weights.js';
 import { llamaParamShapes, validateLlamaWeights } from './llama-params.js';
@@ -111,7 +112,7 @@ export async function saveCheckpoint(dir: string, ckpt: Checkpoint, opts: SaveOp
   try {
     await run;
   } catch (err) {
-    throw toGrpoError(err, 'GRPO_ERR_CHECKPOINT_WRITE'); // I/O errors (EACCES, ENOSPC, ...) get a code
+    throw writeFailure(target, err, 'checkpoint'); // I/O errors (EACCES, ENOSPC, ...) get the code and the path
   } finally {
     if (saveQueues.get(target) === run) saveQueues.delete(target);
   }
@@ -398,6 +399,14 @@ function jsonBytes(value: unknown): Buffer {
 
 /** Creates `path` (which must not exist), writes the chunks, fsyncs; returns the size in bytes. */
 async function writeSynced(path: string, chunks: Uint8Array[]): Promise<number> {
+  try {
+    return await writeSyncedNow(path, chunks);
+  } catch (err) {
+    throw writeFailure(path, err, 'checkpoint file'); // name the file: a failed write(2) does not
+  }
+}
+
+async function writeSyncedNow(path: string, chunks: Uint8Array[]): Promise<number> {
   const fh = await open(path, 'wx');
   let size = 0;
   try {

@@ -20,6 +20,7 @@
  */
 import { GrpoError } from '../shared/errors.js';
 import { Rng } from '../shared/rng.js';
+import { startDecoding } from './decode-path.js';
 import type { LlamaModel } from './llama.js';
 import type { SampleOptions, SampleResult } from './types.js';
 
@@ -40,7 +41,7 @@ export async function sample(model: LlamaModel, prompts: number[][], opts: Sampl
   const rngs = prompts.map(() => root.fork());
   const stop = new Set(opts.stopTokens);
   const maxLength = Math.max(...prompts.map((p) => p.length)) + opts.maxNewTokens;
-  const session = model.startDecoding(prompts, maxLength, opts.temperature);
+  const session = await startDecoding(model, prompts, maxLength, opts.temperature, opts.decoder); // native or tfjs
   try {
     for (;;) {
       const rows = session.rows;
@@ -52,23 +53,13 @@ export async function sample(model: LlamaModel, prompts: number[][], opts: Sampl
       const next: number[] = [];
       for (let s = 0; s < rows.length; s++) {
         const r = rows[s];
-        const allow = allowed?.[s] ?? null;
-        if (allow !== null && allow.length === 0) {
-          finishReason[r] = 'grammar';
-          continue;
-        }
-        const row = logp.subarray(s * V, (s + 1) * V);
-        const tok = chooseToken(row, allow, opts, rngs[r]);
-        tokens[r].push(tok);
-        if (allow === null) {
-          logprobs[r].push(row[tok]);
-          allowedSets?.[r].push(null);
-        } else {
-          const set = ascendingSet(allow, V);
-          logprobs[r].push(maskedLogProb(row, set, tok));
-          allowedSets![r].push(set);
-        }
-        if (stop.has(tok)) finishReason[r] = 'stop';
+        const tok = rowStep(logp.subarray(s * V, (s + 1) * V), allowed?.[s] ?? null, opts, rngs[r], {
+          tokens: tokens[r],
+          logprobs: logprobs[r],
+          allowed: allowedSets?.[r],
+        });
+        if (tok === null) finishReason[r] = 'grammar';
+        else if (stop.has(tok)) finishReason[r] = 'stop';
         else if (tokens[r].length >= opts.maxNewTokens) finishReason[r] = 'length';
         else {
           keep.push(s);
@@ -83,6 +74,40 @@ export async function sample(model: LlamaModel, prompts: number[][], opts: Sampl
     session.dispose();
   }
   return result();
+}
+
+/** What one row has generated so far; rowStep appends to it. */
+export interface RowRecord {
+  tokens: number[];
+  logprobs: number[];
+  allowed?: (number[] | null)[]; // only when a grammar hook is given
+}
+
+/**
+ * One row's step of the sampler: picks a token from the row's log-probs [V] under the grammar's
+ * allowed set (null = any), appends it with its (masked) log-probability and allowed set to
+ * `rec`, and returns it; null, appending nothing, when the grammar allows no token (the row ends
+ * with finish reason 'grammar'). Shared by sample() and the continuous-batching StreamSampler.
+ */
+export function rowStep(
+  row: Float32Array,
+  allow: ArrayLike<number> | null,
+  opts: Pick<SampleOptions, 'temperature' | 'topK' | 'topP'>,
+  rng: Rng,
+  rec: RowRecord,
+): number | null {
+  if (allow !== null && allow.length === 0) return null;
+  const tok = chooseToken(row, allow, opts, rng);
+  rec.tokens.push(tok);
+  if (allow === null) {
+    rec.logprobs.push(row[tok]);
+    rec.allowed?.push(null);
+  } else {
+    const set = ascendingSet(allow, row.length);
+    rec.logprobs.push(maskedLogProb(row, set, tok));
+    rec.allowed!.push(set);
+  }
+  return tok;
 }
 
 /** The allowed ids deduplicated and ascending (the form the learner's batch layout takes). */
@@ -112,6 +137,12 @@ export function chooseToken(
   opts: Pick<SampleOptions, 'temperature' | 'topK' | 'topP'>,
   rng: Rng,
 ): number {
+  if (allowed === null && opts.temperature === 0) {
+    // greedy over the whole vocabulary without building the candidate list (V may be 100k+)
+    let best = 0;
+    for (let t = 1; t < logp.length; t++) if (logp[t] > logp[best]) best = t;
+    return best;
+  }
   let cand = candidates(logp.length, allowed);
   if (opts.temperature === 0) {
     let best = cand[0];
@@ -162,7 +193,7 @@ function candidates(V: number, allowed: ArrayLike<number> | null): Int32Array {
   return out;
 }
 
-function checkOptions(V: number, prompts: number[][], o: SampleOptions): void {
+export function checkOptions(V: number, prompts: number[][], o: SampleOptions): void {
   const fail = (msg: string): never => {
     throw new GrpoError('GRPO_ERR_SAMPLE_OPTIONS', msg);
   };
@@ -178,7 +209,7 @@ function checkOptions(V: number, prompts: number[][], o: SampleOptions): void {
   });
 }
 
-function checkAllowed(
+export function checkAllowed(
   allowed: (Int32Array | number[] | null)[],
   rows: number,
   V: number,

@@ -95,6 +95,8 @@ export interface SampleOptions {
    * returns per row the allowed token ids (null = all allowed). Rows with an empty set stop.
    */
   allowedTokens?: (generated: number[][], rows: number[]) => (Int32Array | number[] | null)[];
+  /** 'auto' (default): the native rollout decoder when it supports the model; see decode-path.ts. */
+  decoder?: 'auto' | 'native' | 'reference';
 }
 
 export interface SampleResult {

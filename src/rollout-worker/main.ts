@@ -26,6 +26,7 @@ import { Kind, stderrLogger } from '../shared/protocol.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import { ProtocolClient } from '../shared/ws-client.js';
 import { WorkerLoop } from './worker-loop.js';
+import { workerTrust } from './trust.js';
 import type { WorkerCounters } from './worker-loop.js';
 
 export interface WorkerOptions {
@@ -37,6 +38,9 @@ export interface WorkerOptions {
   backend: BackendChoice;
   /** WebGPU adapter index (`--device N`); null or absent = the first GPU. */
   device?: number | null;
+  /** Module files/folders and remote reward URL prefixes a RunSpec may use (trust.ts); default: none. */
+  allowedModules?: string | readonly string[];
+  allowedRewardUrls?: string | readonly string[];
   log?: ProtocolLogger; // default: JSON lines on stderr
   signal?: AbortSignal; // aborting it stops the worker like stop()
   /** Client reconnect backoff, ms (protocol defaults when unset). */
@@ -100,7 +104,8 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const registry = createMetricsRegistry({ role: 'worker', instance: name, processMetrics: metricsPort > 0 });
   // read at scrape time only, when `stats` (below) exists
   const metrics = workerMetrics(registry, () => stats());
-  const loop = new WorkerLoop({ name, capacity: options.capacity, rewardThreads: options.rewardThreads, send: (m) => client.send(m), log, metrics });
+  const trust = workerTrust(options.allowedModules ?? [], options.allowedRewardUrls ?? []);
+  const loop = new WorkerLoop({ name, capacity: options.capacity, rewardThreads: options.rewardThreads, trust, send: (m) => client.send(m), log, metrics });
   let fatal: GrpoError | null = null;
 
   client.onEvent('welcome', (w) => {

@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { GrpoError, isGrpoError } from '../shared/errors.js';
 import type { LlamaModel } from '../model/llama.js';
 import { sample } from '../model/sampling.js';
-import type { SampleOptions, Tokenizer } from '../model/types.js';
+import type { SampleOptions, SampleResult, Tokenizer } from '../model/types.js';
 import type { Completion, GroupRollout, GroupSpec } from '../shared/protocol.js';
 import { batchGrammar, decodeCompletion, promptIds } from '../tasks/index.js';
 import type { Task } from '../tasks/index.js';
@@ -84,7 +84,37 @@ export function rolloutSeed(seed: number, groupIds: readonly string[]): number {
   return h;
 }
 
-function checkSpecs(specs: readonly GroupSpec[], policyVersion: number): void {
+/**
+ * Deterministic mode: one sampling call per group, seeded by the group's own seed (the learner's,
+ * GroupSpec.seed), so a group's completions are the same whichever worker samples it and whatever
+ * else it samples at the same time (a call's rows share batched matmuls and the KV-cache
+ * compaction, so only a call of the group alone is independent of the other groups).
+ */
+async function sampleEachGroup(
+  ctx: RolloutContext,
+  specs: readonly GroupSpec[],
+  rows: number[][],
+  grammarRows: Parameters<typeof batchGrammar>[1],
+  opts: SampleOptions,
+  firstRow: readonly number[],
+): Promise<SampleResult> {
+  const parts: SampleResult[] = [];
+  for (const [g, s] of specs.entries()) {
+    const span = [firstRow[g], firstRow[g] + s.groupSize] as const;
+    const seed = s.seed ?? rolloutSeed(ctx.sampling.seed, [s.groupId]);
+    const allowedTokens = opts.allowedTokens === undefined ? undefined : batchGrammar(ctx.tokenizer, grammarRows.slice(...span));
+    parts.push(await sample(ctx.model, rows.slice(...span), { ...opts, seed, allowedTokens }));
+  }
+  const allowed = parts.every((p) => p.allowed !== undefined) ? parts.flatMap((p) => p.allowed!) : undefined;
+  return {
+    tokens: parts.flatMap((p) => p.tokens),
+    logprobs: parts.flatMap((p) => p.logprobs),
+    finishReason: parts.flatMap((p) => p.finishReason),
+    ...(allowed !== undefined ? { allowed } : {}),
+  };
+}
+
+export function checkSpecs(specs: readonly GroupSpec[], policyVersion: number): void {
   const fail = (msg: string): never => {
     throw new GrpoError('GRPO_ERR_BAD_GROUP_SPEC', msg);
   };
@@ -96,6 +126,53 @@ function checkSpecs(specs: readonly GroupSpec[], policyVersion: number): void {
     if (!Number.isInteger(s.groupSize) || s.groupSize < 1) fail(`group ${s.groupId} has groupSize ${s.groupSize}; it must be an integer >= 1`);
     if (typeof s.prompt !== 'string') fail(`group ${s.groupId} has no prompt string`);
   }
+}
+
+/** The rows `rows` of a batch's sample() result, as a result of their own. */
+function pick(r: SampleResult, rows: number[]): SampleResult {
+  const out: SampleResult = {
+    tokens: rows.map((i) => r.tokens[i]),
+    logprobs: rows.map((i) => r.logprobs[i]),
+    finishReason: rows.map((i) => r.finishReason[i]),
+  };
+  if (r.allowed) out.allowed = rows.map((i) => r.allowed![i]);
+  return out;
+}
+
+/**
+ * One group's outcome from its rows' sample() result, their decoded texts and its settled reward
+ * call: the GroupRollout, or a GroupFailure when the reward failed after its retries. Anything
+ * else (a closed pool, a task that cannot load) concerns every group and is thrown.
+ */
+export function groupOutcome(
+  policyVersion: number,
+  s: GroupSpec,
+  promptTokens: number[],
+  sampled: SampleResult,
+  texts: string[],
+  result: PromiseSettledResult<Awaited<ReturnType<RewardPool['score']>>>,
+): GroupOutcome {
+  if (result.status === 'rejected') {
+    if (isGrpoError(result.reason, 'GRPO_ERR_REWARD_FAILED')) {
+      return { groupId: s.groupId, code: result.reason.code, message: result.reason.message };
+    }
+    throw result.reason;
+  }
+  const completions: Completion[] = result.value.rewards.map((rewards, k) => {
+    const allowed = sampled.allowed?.[k];
+    return {
+      tokens: sampled.tokens[k],
+      logprobs: sampled.logprobs[k],
+      // the sets the logprobs are renormalised over; left out where no step was constrained
+      ...(allowed !== undefined && allowed.some((a) => a !== null) ? { allowed } : {}),
+      text: texts[k],
+      rewards,
+      finishReason: sampled.finishReason[k],
+    };
+  });
+  const group: GroupRollout = { groupId: s.groupId, policyVersion, promptTokens, completions };
+  if (result.value.errors.length > 0) group.rewardErrors = result.value.errors;
+  return group;
 }
 
 /** Samples and scores every group of `specs`; reward failures are per group, anything else throws. */
@@ -123,7 +200,9 @@ export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSp
     allowedTokens: batchGrammar(tokenizer, grammarRows),
   };
   const t0 = performance.now();
-  const sampled = await sample(ctx.model, rows, opts); // one batched call: [sum of group sizes] rows
+  const sampled = specs.some((s) => s.seed !== undefined)
+    ? await sampleEachGroup(ctx, specs, rows, grammarRows, opts, firstRow)
+    : await sample(ctx.model, rows, opts); // one batched call: [sum of group sizes] rows
   const sampleSeconds = (performance.now() - t0) / 1000;
   const texts = sampled.tokens.map((ids) => decodeCompletion(tokenizer, ids));
 
@@ -138,36 +217,8 @@ export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSp
   const rewardSeconds = (performance.now() - t1) / 1000;
 
   const outcomes = specs.map((s, g): GroupOutcome => {
-    const result = scored[g];
-    if (result.status === 'rejected') {
-      // only a reward that failed after its retries is this group's failure; a closed pool or a
-      // task that cannot load concerns every group, so the caller gets it
-      if (isGrpoError(result.reason, 'GRPO_ERR_REWARD_FAILED')) {
-        return { groupId: s.groupId, code: result.reason.code, message: result.reason.message };
-      }
-      throw result.reason;
-    }
-    const completions: Completion[] = result.value.rewards.map((rewards, k) => {
-      const row = firstRow[g] + k;
-      const allowed = sampled.allowed?.[row];
-      return {
-        tokens: sampled.tokens[row],
-        logprobs: sampled.logprobs[row],
-        // the sets the logprobs are renormalised over; left out where no step was constrained
-        ...(allowed !== undefined && allowed.some((a) => a !== null) ? { allowed } : {}),
-        text: texts[row],
-        rewards,
-        finishReason: sampled.finishReason[row],
-      };
-    });
-    const group: GroupRollout = {
-      groupId: s.groupId,
-      policyVersion: ctx.policyVersion,
-      promptTokens: promptTokens[g],
-      completions,
-    };
-    if (result.value.errors.length > 0) group.rewardErrors = result.value.errors;
-    return group;
+    const rows = Array.from({ length: s.groupSize }, (_, k) => firstRow[g] + k);
+    return groupOutcome(ctx.policyVersion, s, promptTokens[g], pick(sampled, rows), texts.slice(firstRow[g], firstRow[g] + s.groupSize), scored[g]);
   });
 
   const tokensGenerated = sampled.tokens.reduce((n, t) => n + t.length, 0);

@@ -24,9 +24,12 @@ import { loadTask } from '../tasks/index.js';
 import type { Task } from '../tasks/index.js';
 import { RewardPool } from './reward-pool.js';
 import type { RolloutContext } from './rollout.js';
+import { checkSpecTrust } from './trust.js';
+import type { WorkerTrust } from './trust.js';
 
 export interface RunStateOptions {
   rewardThreads: number; // piscina threads of each reward pool (config reward_threads)
+  trust: WorkerTrust; // what a spec may make this worker import or call (trust.ts)
   log: ProtocolLogger;
 }
 
@@ -108,6 +111,7 @@ export class RunState {
     }
     if (newRewards) await this.closeScoring();
     try {
+      checkSpecTrust(spec, this.opts.trust); // before anything is imported or called
       if (newModel) this.built = await buildModelParts(spec);
       if (newRewards) this.scoring = await this.buildScoring(spec);
     } catch (err) {

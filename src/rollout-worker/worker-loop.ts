@@ -5,7 +5,9 @@
  *   1. apply a pending RunSpec (tokenizer, task, reward pool; see run-state.ts);
  *   2. load pending weights (build or overwrite the model) and send Ready with their version;
  *   3. take up to `groupsPerCall` waiting groups across leases, sample and score them in one
- *      rolloutGroups call, and report them per lease (Groups, GroupFailed);
+ *      rolloutGroups call, and report them per lease (Groups, GroupFailed); or, where the native
+ *      decoder runs, stream the waiting groups through a pool of groupsPerCall x groupSize rows
+ *      (continuous batching, continuous.ts), reporting each group as soon as it is scored;
  *   4. yield to the event loop, so pings, heartbeats and incoming frames are handled, and repeat.
  *
  * Weights therefore change only between sampling calls, never mid-sequence, and every group of a
@@ -27,9 +29,13 @@ import type { GroupRollout, GroupSpec, LeaseMsg, Message, ProtocolLogger, RunSpe
 import type { ReceivedWeights } from '../shared/ws-client.js';
 import { LeaseQueue } from './lease-queue.js';
 import type { LeaseEntry, TakenGroup } from './lease-queue.js';
+import { nativeDecodeBlocker } from '../model/decode-path.js';
+import { streamGroups } from './continuous.js';
 import { isGroupFailure, rolloutGroups } from './rollout.js';
 import type { GroupOutcome, RolloutBatch, RolloutContext } from './rollout.js';
 import { RunState } from './run-state.js';
+import { workerTrust } from './trust.js';
+import type { WorkerTrust } from './trust.js';
 
 /** What the loop sends: ProtocolClient.send, or a test double. */
 export type SendFn = (msg: Message) => boolean;
@@ -38,10 +44,17 @@ export interface WorkerLoopOptions {
   name: string;
   capacity: number; // most groups per sampling call (the coordinator never leases more)
   rewardThreads: number;
+  trust?: WorkerTrust; // what a RunSpec may make this worker import or call; default: built-in tasks only, no remote reward
   send: SendFn;
   log: ProtocolLogger;
   /** Latency histograms (rollout and reward time per group, weights load time). */
   metrics?: WorkerMetrics;
+  /**
+   * Continuous batching (default true): where the native decoder runs, groups stream through a
+   * pool of rows and are reported one by one as they finish (continuous.ts); otherwise, or with a
+   * substituted `rollout`, groups are sampled in batches of groupsPerCall.
+   */
+  continuous?: boolean;
   /** The compute step; rolloutGroups unless a test substitutes it. */
   rollout?: (ctx: RolloutContext, specs: readonly GroupSpec[]) => Promise<RolloutBatch>;
 }
@@ -86,13 +99,14 @@ export class WorkerLoop {
   private stopRequested = false;
   private kicked = false;
   private wakeUp: (() => void) | null = null;
+  private samplingPath = ''; // logged when it changes
   /** Groups per sampling call: the capacity, lowered while calls run past the time budget. */
   groupsPerCall: number;
   /** Longest a sampling call should block the event loop, seconds (peerTimeoutMs / 4 once welcomed). */
   sampleBudgetSeconds = 5;
 
   constructor(private readonly opts: WorkerLoopOptions) {
-    this.run = new RunState({ rewardThreads: opts.rewardThreads, log: opts.log });
+    this.run = new RunState({ rewardThreads: opts.rewardThreads, log: opts.log, trust: opts.trust ?? workerTrust([], []) });
     this.groupsPerCall = opts.capacity;
     this.rollout = opts.rollout ?? rolloutGroups;
   }
@@ -176,7 +190,8 @@ export class WorkerLoop {
     }
     const ctx = this.run.context();
     if (ctx === null) return false; // no weights for this run yet: the leases wait for them
-    await this.batch(ctx);
+    if (this.streams(ctx)) await this.stream(ctx);
+    else await this.batch(ctx, this.leases.take(this.groupsPerCall));
     return true;
   }
 
@@ -238,8 +253,7 @@ export class WorkerLoop {
     this.opts.log('error', 'groups_refused', { groups: taken.length, code: err.code, error: err.message });
   }
 
-  private async batch(ctx: RolloutContext): Promise<void> {
-    const taken = this.leases.take(this.groupsPerCall);
+  private async batch(ctx: RolloutContext, taken: TakenGroup[]): Promise<void> {
     const { outcomes, timing } = await this.sampleIsolated(ctx, taken.map((t) => t.spec));
     const perLease = new Map<LeaseEntry, { taken: TakenGroup[]; results: GroupRollout[] }>();
     let failed = 0;
@@ -281,6 +295,77 @@ export class WorkerLoop {
       policyVersion: ctx.policyVersion,
     });
     this.resize(timing.sampleSeconds, taken.length);
+  }
+
+  /** Continuous batching (continuous.ts) runs where the native decoder does, unless turned off or the rollout is substituted. */
+  private streams(ctx: RolloutContext): boolean {
+    let why: string | null = null;
+    if (this.opts.continuous === false) why = 'continuous batching off';
+    else if (this.opts.rollout !== undefined) why = 'substituted rollout';
+    else if (ctx.sampling.maxNewTokens < 1) why = 'max_gen_len 0';
+    else why = nativeDecodeBlocker(ctx.model);
+    const path = why === null ? 'native decoder, continuous batching' : `batches (${why})`;
+    if (path !== this.samplingPath) {
+      this.samplingPath = path;
+      this.opts.log('info', 'sampling_path', { path });
+    }
+    return why === null;
+  }
+
+  /**
+   * Streams waiting groups through one pool of groupsPerCall x groupSize rows until none wait (or
+   * weights, a spec or stop are pending), reporting each group as soon as it is scored. Groups it
+   * hands back (sampling threw, or one too large for the pool) go through the batch path.
+   */
+  private async stream(ctx: RolloutContext): Promise<void> {
+    const first = this.leases.take(1);
+    const rows = this.groupsPerCall * (first[0]?.spec.groupSize ?? 1);
+    let pending: TakenGroup[] = first;
+    let failed = 0;
+    let dropped = 0;
+    const stats = await streamGroups<TakenGroup>(ctx, rows, {
+      next: () => {
+        if (pending.length > 0) return pending.pop()!;
+        if (this.pendingWeights !== null || this.pendingSpec !== null || this.stopRequested) return null;
+        return this.leases.take(1)[0] ?? null;
+      },
+      done: (t, outcome) => {
+        if (!this.leases.isLive(t)) {
+          this.counters.groupsDropped += 1;
+          dropped += 1;
+        } else if (isGroupFailure(outcome)) {
+          this.report(t, outcome);
+          failed += 1;
+        } else {
+          this.opts.send({ kind: Kind.Groups, leaseId: t.lease.leaseId, results: [outcome] });
+          this.leases.settle(t);
+          this.counters.groupsDone += 1;
+        }
+      },
+    });
+    pending = [];
+    const c = this.counters;
+    c.batches += 1;
+    c.completions += stats.completions;
+    c.tokensGenerated += stats.tokensGenerated;
+    c.sampleSeconds += stats.sampleSeconds;
+    c.rewardSeconds += stats.rewardSeconds;
+    this.opts.metrics?.observeBatch({ groups: stats.groups, sampleSeconds: stats.sampleSeconds, rewardSeconds: stats.rewardSeconds });
+    // the same event as a batch call (log readers grep for it), marked continuous
+    this.opts.log('info', 'batch', {
+      mode: 'continuous',
+      groups: stats.groups,
+      failed,
+      dropped,
+      rows: stats.rows,
+      completions: stats.completions,
+      tokens: stats.tokensGenerated,
+      sample_s: round(stats.sampleSeconds),
+      reward_s: round(stats.rewardSeconds),
+      policyVersion: ctx.policyVersion,
+      ...(stats.error !== undefined ? { error: stats.error } : {}),
+    });
+    if (stats.leftover.length > 0) await this.batch(ctx, stats.leftover);
   }
 
   /** GroupFailed for one taken group (the lease still current); counted and logged. */

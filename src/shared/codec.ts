@@ -10,6 +10,7 @@
  */
 import { Packr, Unpackr } from 'msgpackr';
 import type { Options } from 'msgpackr';
+import { clipText } from './clip.js';
 import { GrpoError } from './errors.js';
 import { Kind, WireError } from './protocol.js';
 import type { Message, WeightsChunkMsg } from './protocol.js';
@@ -61,7 +62,7 @@ export function decodeMessage(data: Uint8Array): Message {
   try {
     value = unpackr.unpack(data);
   } catch (err) {
-    throw new GrpoError(WireError.BadFrame, `frame of ${data.byteLength} bytes is not msgpack: ${(err as Error).message}`, {
+    throw new GrpoError(WireError.BadFrame, `frame of ${data.byteLength} bytes is not msgpack: ${clipText((err as Error).message)}`, {
       cause: err,
     });
   }

@@ -10,6 +10,8 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { GrpoError } from './errors.js';
+import { roleToken } from './credentials.js';
+import type { Role } from './protocol.js';
 
 const int = () => z.number().int();
 const posInt = () => z.number().int().positive();
@@ -30,7 +32,8 @@ export const ConfigSchema = z.strictObject({
   // --- run ---
   backend: z.enum(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
   device: int().nonnegative().nullable().default(null), // WebGPU adapter index as `grpo doctor` lists them; null = the first GPU
-  seed: int().default(1234), // seeds data, init and sampling; a run is reproducible for the same seed
+  seed: int().default(1234), // seeds data, init and sampling
+  deterministic: z.boolean().default(false), // group seeds from seed/step/prompt, on-policy steps in prompt order: identical losses on resume and with any worker count
   out: z.string().default('runs/grpo'), // output directory: checkpoints, logs, summary.json
   // --- task ---
   task: z.string().default('arithmetic'), // built-in task name, or path to a JS/TS module exporting a task
@@ -124,6 +127,8 @@ export const ConfigSchema = z.strictObject({
   remote_reward_backoff_ms: int().nonnegative().default(500), // 0.5 s before the first retry, doubling, with jitter
   remote_reward_max_in_flight: posInt().default(4), // requests in flight at once per worker
   metrics_port: int().min(0).max(65535).default(0), // learner/worker /metrics port; 0 = off
+  allowed_modules: z.union([z.string(), z.array(z.string().min(1))]).default([]), // worker: task/reward module files or folders a RunSpec may make it import (a list, or comma-separated); built-in tasks need none
+  allowed_reward_urls: z.union([z.string(), z.array(z.string().min(1))]).default([]), // worker: URL prefixes of remote rewards it may call with GRPO_REMOTE_REWARD_TOKEN (besides env GRPO_REMOTE_REWARD_URL)
   metrics_host: z.string().min(1).default('0.0.0.0'), // learner/worker /metrics bind address (Prometheus scrapes from elsewhere)
 });
 
@@ -178,15 +183,17 @@ export function readConfigFile(path: string): Record<string, unknown> {
 }
 
 /**
- * DEFAULTS < file < flags < GRPO_TOKEN (for `token` only when unset). `flags` holds only the
+ * DEFAULTS < file < flags < GRPO_<ROLE>_TOKEN or GRPO_TOKEN (for `token` only when unset; the role's
+ * own variable first when `role` is given, see credentials.ts). `flags` holds only the
  * keys the user actually gave.
  */
-export function resolveConfig(opts: { file?: string; flags?: RawConfig; env?: NodeJS.ProcessEnv }): Config {
+export function resolveConfig(opts: { file?: string; flags?: RawConfig; env?: NodeJS.ProcessEnv; role?: Role }): Config {
   const fromFile = opts.file ? readConfigFile(opts.file) : {};
   parseConfig(fromFile, opts.file); // report file problems against the file's name
   const merged: Record<string, unknown> = { ...fromFile, ...(opts.flags ?? {}) };
   const env = opts.env ?? process.env;
-  if ((merged.token === undefined || merged.token === null) && env.GRPO_TOKEN) merged.token = env.GRPO_TOKEN;
+  const envToken = opts.role === undefined ? env.GRPO_TOKEN || null : roleToken(opts.role, env);
+  if ((merged.token === undefined || merged.token === null) && envToken) merged.token = envToken;
   return parseConfig(merged, opts.file ? `${opts.file} + flags` : 'flags');
 }
 

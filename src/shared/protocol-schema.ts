@@ -6,6 +6,7 @@
  * schemas and the interfaces of protocol.ts in step.
  */
 import { z } from 'zod';
+import { clipText, ECHO_CHARS, echoValue } from './clip.js';
 import { GrpoError } from './errors.js';
 import { Kind, kindName, VERDICT_MESSAGE_CHARS, WireError } from './protocol.js';
 import type { Message } from './protocol.js';
@@ -25,6 +26,7 @@ const groupSpec = z.object({
   groupSize: z.number().int().min(1),
   level: count().optional(),
   taskOptions: z.record(z.string(), z.unknown()).optional(),
+  seed: version().optional(),
 });
 
 const completion = z.object({
@@ -59,6 +61,7 @@ const SCHEMAS = {
     name: z.string().max(256),
     capacity: count(),
     policyVersion: version().nullable(),
+    runKey: z.string().min(16).max(128).optional(),
   }),
   [Kind.Welcome]: z.object({
     kind: z.literal(Kind.Welcome),
@@ -199,13 +202,13 @@ export function validateMessage(value: Record<string, unknown>): Message {
   const kind = value.kind;
   if (typeof kind !== 'number' || !Object.hasOwn(SCHEMAS, kind)) {
     const what = kind === Kind.WeightsChunk ? 'WeightsChunk must travel as a binary chunk frame' : 'not a message kind';
-    throw new GrpoError(WireError.UnknownKind, `kind ${JSON.stringify(kind)}: ${what}; see docs/protocol.md`);
+    throw new GrpoError(WireError.UnknownKind, `kind ${echoValue(kind)}: ${what}; see docs/protocol.md`);
   }
   const r = SCHEMAS[kind as MsgpackKind].safeParse(value);
   if (!r.success) {
     const issue = r.error.issues[0];
     const path = issue.path.length > 0 ? issue.path.join('.') : '(message)';
-    throw new GrpoError(WireError.BadMessage, `${kindName(kind)}.${path}: ${issue.message}`);
+    throw new GrpoError(WireError.BadMessage, clipText(`${kindName(kind)}.${clipText(path, ECHO_CHARS)}: ${issue.message}`));
   }
   return r.data as Message;
 }

@@ -58,11 +58,13 @@ export const CloseCode = {
   LearnerTaken: 4003, // another learner is connected; retry later
   ShuttingDown: 4004, // the coordinator is stopping; reconnect with backoff
   WeightsCorrupt: 4005, // sent by a worker whose weights failed their checksum; it reconnects
+  RoleForbidden: 4006, // Hello.role is not a role the connection's token opens; do not reconnect
+  LearnerReplaced: 4007, // the run's resumed learner took the slot from this (stale) learner session; do not reconnect
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
 /** Close codes after which a client must not reconnect. */
-export const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.ProtocolVersion]);
+export const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set([CloseCode.ProtocolVersion, CloseCode.RoleForbidden, CloseCode.LearnerReplaced]);
 
 /**
  * Error codes carried by Error messages (and thrown as GrpoError on either side). Receivers
@@ -84,6 +86,8 @@ export const WireError = {
   TooManyAttempts: 'GRPO_ERR_TOO_MANY_ATTEMPTS', // GroupExhausted: failed maxGroupAttempts times
   TooManyRedispatches: 'GRPO_ERR_TOO_MANY_REDISPATCHES', // GroupExhausted: its leases died maxRedispatches times
   Auth: 'GRPO_ERR_AUTH', // client side: the upgrade was refused with HTTP 401
+  RoleForbidden: 'GRPO_ERR_ROLE_FORBIDDEN', // Hello as a role the connection's credential does not open (close 4006)
+  LearnerReplaced: 'GRPO_ERR_LEARNER_REPLACED', // this learner session was replaced by the run's resumed learner (close 4007)
 } as const;
 export type WireError = (typeof WireError)[keyof typeof WireError];
 
@@ -103,6 +107,12 @@ export interface HelloMsg {
   name: string; // human-readable, e.g. `worker-3@host`; not unique
   capacity: number; // groups a worker samples at once (>= 1); 0 for the learner
   policyVersion: number | null; // the weights version the client already holds (reconnects), or null
+  /**
+   * Learner only, optional: the run key kept in its checkpoint (trainer_state.json). It proves the
+   * learner is the run's own after a restart: the coordinator binds the learner slot to the first
+   * key it sees, and a learner with that key may take the slot from a stale session of the run.
+   */
+  runKey?: string;
 }
 
 /** Coordinator -> client, answer to Hello. Timing values are what the client must use. */
@@ -216,6 +226,13 @@ export interface GroupSpec {
    * the RunSpec's: the worker samples this group under the grammar of the task with these options.
    */
   taskOptions?: Record<string, unknown>;
+  /**
+   * Deterministic mode (config `deterministic`): this group's sampling seed (u32), derived by the
+   * learner from the run seed, the step and the prompt. The worker samples the group's rows from
+   * it alone, in a sampling call of their own, so the completions do not depend on which worker
+   * samples the group or with which other groups.
+   */
+  seed?: number;
 }
 
 /** Learner -> coordinator. Idempotent per groupId: an id the coordinator knows is ignored. */
@@ -439,6 +456,7 @@ export const PROTOCOL_DEFAULTS = Object.freeze({
   maxRedispatches: 20, // a group whose leases expired or died this often is given up (poison prompt)
   maxHeldResults: 512, // groups leased or finished but not yet judged by the learner; leasing pauses at this bound
   maxBadFrames: 16, // malformed or unexpected frames from one connection before it is closed (4000)
+  maxBufferedBytes: 256 * 1024 * 1024, // 256 MiB: bytes waiting in one peer's send buffer before the coordinator terminates it (it is not reading)
   reconnectInitialMs: 250, // 250 ms: first client reconnect delay; doubles per failure
   reconnectMaxMs: 10_000, // 10 s: ceiling of the reconnect delay
 });

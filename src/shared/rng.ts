@@ -78,3 +78,18 @@ export class Rng {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
+
+/**
+ * A 32-bit seed from parts (FNV-1a over their text joined by '|'): the same parts give the same
+ * seed on every machine and in every process. Deterministic mode derives each group's sampling
+ * seed from the run seed, the step and the prompt this way (src/learner/main.ts).
+ */
+export function hashSeed(...parts: readonly (string | number)[]): number {
+  const text = parts.join('|');
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}

@@ -18,13 +18,15 @@ import { FATAL_CLOSE_CODES, CloseCode, Kind, kindName, PROTOCOL_DEFAULTS, PROTOC
 import type { AdapterInfo, Message, MessageOf, ProtocolLogger, Role, WeightsEncoding, WelcomeMsg } from './protocol.js';
 import { UploadPump, type UploadOutcome } from './ws-upload.js';
 import { encodeWeights, WeightsAssembler } from './weights-wire.js';
+import { roleToken } from './credentials.js';
 
 export interface ProtocolClientOptions {
   url: string; // ws://host:port
   role: Role;
   name: string;
   capacity?: number; // worker: groups sampled at once (default 1)
-  token?: string | null; // default: env GRPO_TOKEN; null = send none
+  token?: string | null; // default: env GRPO_<ROLE>_TOKEN, else GRPO_TOKEN (credentials.ts); null = send none
+  runKey?: string; // learner: the run key of its checkpoint, sent in Hello (see HelloMsg.runKey)
   maxPayloadBytes?: number;
   maxWeightsBytes?: number;
   highWaterMarkBytes?: number; // weights upload pauses above this bufferedAmount
@@ -102,7 +104,8 @@ export class ProtocolClient {
       reconnectMaxMs: PROTOCOL_DEFAULTS.reconnectMaxMs,
       log: silentLogger,
       ...given,
-      token: options.token === undefined ? (process.env.GRPO_TOKEN ?? null) : options.token,
+      runKey: options.runKey ?? '',
+      token: options.token === undefined ? roleToken(options.role) : options.token,
     };
     this.assembler = new WeightsAssembler({ maxTotalBytes: this.opts.maxWeightsBytes });
     this.upload = new UploadPump(this.opts.highWaterMarkBytes);
@@ -246,6 +249,7 @@ export class ProtocolClient {
         // Worker: the weights it holds. Learner: its newest published version, so a learner
         // resumed from an older checkpoint rolls the coordinator back to it.
         policyVersion: this.opts.role === 'learner' ? this.learnerVersion() : this.weightsVersion,
+        ...(this.opts.role === 'learner' && this.opts.runKey !== '' ? { runKey: this.opts.runKey } : {}),
       }));
     });
     ws.on('unexpected-response', (_req, res) => {
@@ -386,7 +390,8 @@ export class ProtocolClient {
     if (wasWelcomed) this.emit('disconnect', { code, reason });
     if (this.closed) return;
     if (FATAL_CLOSE_CODES.has(code)) {
-      this.fail(new GrpoError(WireError.ProtocolVersion, `coordinator closed the connection (${code} ${reason}); not reconnecting`));
+      const wire = code === CloseCode.RoleForbidden ? WireError.RoleForbidden : code === CloseCode.LearnerReplaced ? WireError.LearnerReplaced : WireError.ProtocolVersion;
+      this.fail(new GrpoError(wire, `coordinator closed the connection (${code} ${reason}); not reconnecting`));
       return;
     }
     const delay = Math.min(this.opts.reconnectMaxMs, this.opts.reconnectInitialMs * 2 ** this.attempt) * (0.8 + 0.4 * Math.random());

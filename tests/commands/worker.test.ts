@@ -35,6 +35,8 @@ describe('grpo worker', () => {
     expect(options).toEqual({
       coordinator: 'ws://10.0.0.5:7070',
       token: 'from-env',
+      allowedModules: [],
+      allowedRewardUrls: [],
       name: 'w9',
       capacity: 6,
       rewardThreads: 3,
@@ -43,6 +45,11 @@ describe('grpo worker', () => {
       metricsPort: 9411,
       metricsHost: '0.0.0.0', // scraped from other machines unless told otherwise
     });
+    // the worker's own variable beats the shared token; a learner's is never read
+    const roleEnv = { GRPO_TOKEN: 'shared', GRPO_WORKER_TOKEN: 'worker', GRPO_LEARNER_TOKEN: 'learner' };
+    expect(workerOptionsFrom(resolveConfig({ file, flags, env: roleEnv, role: 'worker' }), 'w9').token).toBe('worker');
+    const allowed = flagsToRawConfig({ allowedModules: 'tasks/, my-reward.mjs', allowedRewardUrls: 'https://judge/score' }, WORKER_CONFIG_KEYS);
+    expect(workerOptionsFrom(resolveConfig({ file, flags: allowed }), 'w9')).toMatchObject({ allowedModules: 'tasks/, my-reward.mjs', allowedRewardUrls: 'https://judge/score' });
   });
 
   it('needs a coordinator address', async () => {

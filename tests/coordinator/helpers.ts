@@ -37,7 +37,7 @@ export class RawPeer {
   static async join(
     url: string,
     role: Role,
-    opts: { capacity?: number; token?: string | null; policyVersion?: number | null; name?: string; autoPong?: boolean; runSpec?: boolean } = {},
+    opts: { capacity?: number; token?: string | null; policyVersion?: number | null; name?: string; autoPong?: boolean; runSpec?: boolean; runKey?: string } = {},
   ) {
     const peer = await RawPeer.connect(url, opts.token ?? null, opts.autoPong ?? true);
     peer.send({
@@ -47,6 +47,7 @@ export class RawPeer {
       name: opts.name ?? role,
       capacity: role === 'worker' ? (opts.capacity ?? 1) : 0,
       policyVersion: opts.policyVersion ?? null,
+      ...(opts.runKey === undefined ? {} : { runKey: opts.runKey }),
     });
     const welcome: WelcomeMsg = await peer.next(Kind.Welcome);
     // a learner sends its RunSpec after Welcome (the coordinator gives workers weights only after one)

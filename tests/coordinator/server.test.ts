@@ -70,7 +70,7 @@ describe('coordinator server', () => {
     expect(resolveToken(undefined, '127.0.0.1', { GRPO_TOKEN: 'env' })).toBe('env');
     expect(resolveToken('flag', '127.0.0.1', { GRPO_TOKEN: 'env' })).toBe('flag');
     expect(resolveToken(undefined, '127.0.0.1', {})).toBeNull();
-    expect(() => resolveToken(undefined, '0.0.0.0', {})).toThrowError(/without a token/);
+    expect(() => resolveToken(undefined, '0.0.0.0', {})).toThrowError(/without a worker token/);
     expect(() => resolveToken('', '127.0.0.1', {})).toThrowError(/empty/);
   });
 

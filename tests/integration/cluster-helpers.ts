@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { CoordinatorStats } from '../../src/coordinator/main.js';
 import { parseConfig } from '../../src/shared/config.js';
@@ -167,9 +167,9 @@ export async function healthz(http: string): Promise<CoordinatorStats> {
   return (await res.json()) as CoordinatorStats;
 }
 
-/** `grpo worker` with the token in GRPO_TOKEN (never on the command line). */
+/** `grpo worker` with the token in GRPO_TOKEN (never on the command line), allowed to import the test tasks. */
 export function startWorkerProcess(url: string, token: string, name: string, extra: string[] = []): GrpoProcess {
-  const args = ['worker', '--coordinator', url, '--name', name, '--backend', 'cpu', '--worker-capacity', '1', '--reward-threads', '1', ...extra];
+  const args = ['worker', '--coordinator', url, '--name', name, '--backend', 'cpu', '--worker-capacity', '1', '--reward-threads', '1', '--allowed-modules', dirname(SLOW_TASK), ...extra];
   return new GrpoProcess(name, args, { GRPO_TOKEN: token });
 }
 

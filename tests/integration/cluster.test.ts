@@ -97,7 +97,8 @@ describe.skipIf(!cliBuilt())('a cluster of real processes', () => {
       const loaded = await w.waitForEvent('weights_loaded', WAIT_MS);
       expect(loaded.version).toBeGreaterThanOrEqual(0);
       const batch = await w.waitForEvent('batch', WAIT_MS);
-      expect(batch).toMatchObject({ groups: 1, failed: 0 });
+      expect(batch).toMatchObject({ failed: 0 });
+      expect(batch.groups).toBeGreaterThanOrEqual(1); // a continuous-batching stream reports all the groups it sampled
     }
     const h = await stats();
     expect(h.learner).not.toBeNull();

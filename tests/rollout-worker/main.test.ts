@@ -4,6 +4,7 @@
  * backend with a tiny random Llama and real reward pools (piscina threads run the compiled
  * dist/ files: build first, `npx tsc -p .`).
  */
+import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoordinatorHandle } from '../../src/coordinator/main.js';
 import { initEngine } from '../../src/engine/backend.js';
@@ -77,7 +78,7 @@ async function resultsOf(groups: GroupSpec[]): Promise<GroupResultMsg[]> {
 
 async function worker(name: string, capacity = 2): Promise<{ w: WorkerHandle; lines: LogLine[] }> {
   const { log, lines } = recorder();
-  const w = await startWorker({ coordinator: coord.url, token: null, name, capacity, rewardThreads: 1, backend: 'cpu', log });
+  const w = await startWorker({ coordinator: coord.url, token: null, name, capacity, rewardThreads: 1, backend: 'cpu', log, allowedModules: [dirname(CHAOS)] });
   workers.push(w);
   return { w, lines };
 }
@@ -202,7 +203,7 @@ describe('rollout worker', () => {
   it('runWorker resolves when its signal aborts; a refused token is fatal and coded', async () => {
     const ac = new AbortController();
     const { log, lines } = recorder();
-    const running = runWorker({ coordinator: coord.url, token: null, name: 'wC', capacity: 1, rewardThreads: 1, backend: 'cpu', log, signal: ac.signal });
+    const running = runWorker({ coordinator: coord.url, token: null, name: 'wC', capacity: 1, rewardThreads: 1, backend: 'cpu', log, signal: ac.signal, allowedModules: [dirname(CHAOS)] }); // the run is CHAOS's by now
     await until(() => lines.some((l) => l.event === 'run_spec'), 10_000, 'wC got the RunSpec');
     ac.abort();
     await expect(running).resolves.toBeUndefined();

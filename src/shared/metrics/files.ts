@@ -20,6 +20,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { GrpoError } from '../errors.js';
+import { guardWrite } from '../write-error.js';
 
 export type StatValue = number | string | boolean | null;
 
@@ -79,8 +80,10 @@ export class TrainingStatsWriter {
     for (const [key, values] of this.columns) values.push(key in flat ? flat[key] : null);
     this.rows += 1;
     const tmp = `${this.path}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(Object.fromEntries(this.columns))}\n`);
-    renameSync(tmp, this.path);
+    guardWrite(this.path, 'training stats', () => {
+      writeFileSync(tmp, `${JSON.stringify(Object.fromEntries(this.columns))}\n`);
+      renameSync(tmp, this.path);
+    });
   }
 
   /** Drops the kept entries whose step is `step` or later. */

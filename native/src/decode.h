@@ -1,0 +1,42 @@
+// Shared by the rollout decoder's two files: the weights and cache it owns (decode.cc makes them
+// from JS arguments) and the model step over them (decode-forward.cc). See decode.cc for the API.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace grpo_decode {
+
+struct Layer {
+  std::vector<float> inNorm, wqkv, wo, postNorm, wgu, wdown;
+};
+
+struct Decoder {
+  int V, d, I, L, nH, nKV, hd;
+  float eps;
+  std::vector<float> embed, norm, head;
+  std::vector<Layer> layers;
+};
+
+struct Cache {
+  int rows = 0, maxLen = 0, L = 0, nKV = 0, hd = 0;
+  // [rows, L, nKV, maxLen, hd], left uninitialised: only positions below a row's len are read
+  std::unique_ptr<float[]> k, v;
+  std::vector<int32_t> len;   // positions held per row
+  std::vector<float> cosT;    // [maxLen, hd / 2]
+  std::vector<float> sinT;    // [maxLen, hd / 2]
+  // scratch of forward(), kept between calls (grown, never shrunk) so a step allocates nothing
+  std::vector<float> x, xn, qkv, att, proj, act, scores;
+  std::vector<int32_t> rowOf, posOf;
+  float* at(const std::unique_ptr<float[]>& kv, int row, int layer, int head, int pos) {
+    return kv.get() + ((((int64_t)row * L + layer) * nKV + head) * maxLen + pos) * hd;
+  }
+};
+
+// One call of the model over n entries holding N tokens in all: entry e appends counts[e] tokens
+// (from `tokens`, in entry order) to row slots[e] and writes the log-softmax of its last token's
+// logits * invT into out[e V ...]. Arguments are checked by the caller.
+void forwardRows(const Decoder& m, Cache& c, const int32_t* slots, const int32_t* counts, int n, const int32_t* tokens,
+                 int N, float* out, float invT);
+
+}  // namespace grpo_decode
