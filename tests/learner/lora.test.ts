@@ -26,6 +26,8 @@ import { createTask, tokenizerForTask } from '../../src/tasks/index.js';
 
 const TOKEN = 'lora-test-token';
 const TASK_OPTIONS = { max_digits: 1, max_depth: 1 };
+// a reward that varies within a group even for a random model: the completion's length
+const REWARD_MODULE = join(import.meta.dirname, '../fixtures/rewards/group-module.mjs');
 
 let root: string;
 let coord: CoordinatorHandle;
@@ -58,7 +60,7 @@ function config(over: Record<string, unknown> = {}): Config {
     lora_alpha: 8,
     lora_target_modules: 'all-linear',
     // a reward that varies within a group even for a random model: the completion's length
-    reward_module: join(import.meta.dirname, '../fixtures/rewards/group-module.mjs'),
+    reward_module: REWARD_MODULE,
     reward_weights: { correct: 0, group_size: 0, group_async: 0, chaos_group: 0 },
     ...over,
   });
@@ -80,7 +82,7 @@ beforeAll(async () => {
   baseHash = await sha(join(root, 'base', 'model.safetensors'));
   baseBytes = (await readFile(join(root, 'base', 'model.safetensors'))).byteLength;
   coord = await startCoordinator({ port: 0, token: TOKEN, log: silentLogger, heartbeatMs: 500, peerTimeoutMs: 10_000 });
-  worker = await startWorker({ coordinator: coord.url, token: TOKEN, capacity: 8, rewardThreads: 1, backend: 'cpu', log: silentLogger });
+  worker = await startWorker({ coordinator: coord.url, token: TOKEN, capacity: 8, rewardThreads: 1, backend: 'cpu', log: silentLogger, allowedModules: [REWARD_MODULE] });
 });
 
 afterAll(async () => {

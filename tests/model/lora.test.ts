@@ -3,6 +3,7 @@
  * is exactly the base model, that the merged weights equal the adapters applied in the forward,
  * and that training moves only A and B (the base bit-identical) with the base as KL reference.
  */
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tf } from '../../src/engine/tf.js';
 import { GrpoTrainer } from '../../src/learner/train-step.js';
@@ -201,4 +202,31 @@ describe('GRPO with LoRA', () => {
     expect(tf.memory().numTensors).toBe(before);
     tf.dispose([model, a]);
   });
+});
+
+describe('LoRA on every model family', () => {
+  for (const family of ['llama3', 'qwen2', 'qwen3', 'gemma2']) {
+    it(`${family}: zero B is the base exactly, and merged weights give the logits of the adapters applied`, async () => {
+      const { loadCheckpoint } = await import('../../src/model/checkpoint.js');
+      const ckpt = await loadCheckpoint(join(import.meta.dirname, `../fixtures/hf-tiny-${family}`));
+      const shapes = llamaParamShapes(ckpt.config);
+      const spec: LoraSpec = { r: 2, alpha: 4, dropout: 0, targetModules: 'all-linear' };
+      const plain = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights);
+      const adapted = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights, { trainable: false });
+      const a = LoraAdapters.create(shapes, spec, 1);
+      adapted.setAdapters(a);
+      const ids = [[1, 5, 6, 7, 8, 9, 10, 11]];
+      expect(logProbs(adapted, ids)).toEqual(logProbs(plain, ids));
+      const host = await a.toHostTensors();
+      for (const [name, t] of host) if (name.includes('lora_B')) t.data.forEach((_, i) => (t.data[i] = Math.cos(i) * 0.05));
+      a.setHostTensors(host);
+      const merged = LlamaModel.fromHostTensors(ckpt.config, mergeAdapters(ckpt.weights, a.targets, a.scale, host));
+      const x = tf.tensor2d(ids, undefined, 'int32');
+      const diff = tf.tidy(() => adapted.logits(x).sub(merged.logits(x)).abs().max().dataSync()[0]!);
+      const moved = tf.tidy(() => adapted.logits(x).sub(plain.logits(x)).abs().max().dataSync()[0]!);
+      expect(diff).toBeLessThan(1e-4);
+      expect(moved).toBeGreaterThan(1e-4);
+      tf.dispose([x, plain, adapted, merged, a]);
+    });
+  }
 });
