@@ -82,7 +82,8 @@ async function sampling(): Promise<void> {
   const model = LlamaModel.create(presetConfig('tiny', tokenizer), 1); // `grpo train`'s default size
   const weights = await model.toHostTensors();
   const config = parseConfig({ task: SLOW_TASK, task_options: taskOptions, group_size: G, max_gen_len: flags['max-gen-len'], seed: 1 });
-  const spec = runSpecOf('bench-sampling', config, model, { tokenizer, task });
+  const rewardWeights = Object.fromEntries(task.rewards.map((r) => [r.name, r.weight ?? 1]));
+  const spec = runSpecOf('bench-sampling', config, model, { tokenizer, task, moduleRewards: [], rewardWeights });
   model.dispose();
   const makeGroup = (groupId: string, i: number) => {
     const ex = task.example('train', i);
