@@ -61,6 +61,12 @@ export class LeaseQueue {
     return n;
   }
 
+  /** Whether a waiting group carries its own sampling seed (the learner's deterministic mode). */
+  get seeded(): boolean {
+    for (const entry of this.leases.values()) if (entry.waiting.some((s) => s.seed !== undefined)) return true;
+    return false;
+  }
+
   /** Leases held (some groups not reported). */
   get size(): number {
     return this.leases.size;

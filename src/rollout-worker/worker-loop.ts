@@ -303,6 +303,9 @@ export class WorkerLoop {
     if (this.opts.continuous === false) why = 'continuous batching off';
     else if (this.opts.rollout !== undefined) why = 'substituted rollout';
     else if (ctx.sampling.maxNewTokens < 1) why = 'max_gen_len 0';
+    // a pool's GEMM shapes depend on what shares it, and so do the last bits of the log-probs:
+    // deterministic mode samples each group in a call of its own (rollout.ts)
+    else if (this.leases.seeded) why = 'deterministic mode';
     else why = nativeDecodeBlocker(ctx.model);
     const path = why === null ? 'native decoder, continuous batching' : `batches (${why})`;
     if (path !== this.samplingPath) {

@@ -84,7 +84,7 @@ describe.skipIf(addon === null)('native rollout decoder', () => {
   });
 
   it('leaves a model with config fields it does not implement to the tfjs decoder', () => {
-    const scaled = LlamaModel.create({ ...model.config, rope_scaling: { rope_type: 'llama3', factor: 8 } } as typeof model.config, 1);
+    const scaled = LlamaModel.create({ ...model.config, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } } as typeof model.config, 1);
     expect(nativeDecodeBlocker(scaled)).toMatch(/config field rope_scaling/);
     scaled.dispose();
     const plain = LlamaModel.create({ ...model.config, use_cache: true, rope_scaling: null } as typeof model.config, 1);
