@@ -49,7 +49,7 @@ describe('grpo worker', () => {
     const roleEnv = { GRPO_TOKEN: 'shared', GRPO_WORKER_TOKEN: 'worker', GRPO_LEARNER_TOKEN: 'learner' };
     expect(workerOptionsFrom(resolveConfig({ file, flags, env: roleEnv, role: 'worker' }), 'w9').token).toBe('worker');
     const allowed = flagsToRawConfig({ allowedModules: 'tasks/, my-reward.mjs', allowedRewardUrls: 'https://judge/score' }, WORKER_CONFIG_KEYS);
-    expect(workerOptionsFrom(resolveConfig({ file, flags: allowed }), 'w9')).toMatchObject({ allowedModules: 'tasks/, my-reward.mjs', allowedRewardUrls: 'https://judge/score' });
+    expect(workerOptionsFrom(resolveConfig({ file, flags: allowed }), 'w9')).toMatchObject({ allowedModules: ['tasks/', 'my-reward.mjs'], allowedRewardUrls: ['https://judge/score'] }); // list flags split on commas
   });
 
   it('needs a coordinator address', async () => {
