@@ -30,7 +30,7 @@ export const CurriculumSchema = z.strictObject({
 
 export const ConfigSchema = z.strictObject({
   // --- run ---
-  backend: z.enum(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
+  backend: z.enum(['auto', 'tensorflow', 'webgpu', 'native', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
   device: int().nonnegative().nullable().default(null), // WebGPU adapter index as `grpo doctor` lists them; null = the first GPU
   seed: int().default(1234), // seeds data, init and sampling
   deterministic: z.boolean().default(false), // group seeds from seed/step/prompt, on-policy steps in prompt order: identical losses on resume and with any worker count
