@@ -75,6 +75,7 @@ export interface GradientInputs {
   loss: GrpoLossOptions; // numItemsInBatch included for dapo
   temperature: number; // the sampling temperature: logits are divided by it
   keepLogp: boolean; // also return each micro-batch's logp (detached), for later epochs' oldLogp
+  checkpoint?: boolean; // gradient checkpointing: recompute each decoder layer in backward
 }
 
 export interface AccumulatedGradients {
@@ -101,7 +102,7 @@ export async function accumulateGradients(policy: LlamaModel, x: GradientInputs)
       if (k > 0) await yieldToEventLoop();
       const { value, grads: g } = tf.variableGrads(() => {
         // entropy is always computed: the step's metric, and the bonus when entropy_coef > 0
-        const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true, allowed: mb.allowed };
+        const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true, allowed: mb.allowed, checkpoint: x.checkpoint };
         const { logp, entropy } = policy.tokenLogProbs(mb.ids, fwd); // [B, T-1] each
         if (x.keepLogp) logps.push(tf.keep(tf.clone(logp)));
         const out = grpoLoss(
@@ -266,7 +267,7 @@ export class GrpoTrainer {
       let oldLogp = tensors.map((t) => t.oldLogp);
       for (let e = 0; e < epochs; e++) {
         const keepLogp = e === 0 && epochs > 1;
-        const inputs = { microBatches: tensors, oldLogp, refLogp, weights, loss, temperature: c.temperature, keepLogp };
+        const inputs = { microBatches: tensors, oldLogp, refLogp, weights, loss, temperature: c.temperature, keepLogp, checkpoint: c.gradient_checkpointing };
         const acc = await accumulateGradients(this.policy, inputs);
         rows.push(...acc.metrics);
         if (keepLogp) {

@@ -27,6 +27,8 @@ export interface ForwardOptions {
    * and rotary positions start at 0 on each row's first real token. Omit for unpadded rows.
    */
   leftPad?: ArrayLike<number>;
+  /** Gradient checkpointing: recompute each decoder layer in backward (config gradient_checkpointing). */
+  checkpoint?: boolean;
 }
 
 export interface LogProbOptions extends ForwardOptions {
@@ -285,7 +287,7 @@ export class LlamaModel {
       rope = this.rope.contiguous(T);
     }
     const masks = this.rope.masks(T, opts.leftPad);
-    return decoderLayers(this.config, w, embed(w, ids), B, T, rope, masks).h;
+    return decoderLayers(this.config, w, embed(w, ids), B, T, rope, masks, undefined, opts.checkpoint === true).h;
   }
 
   private checkIds(ids: tf.Tensor2D, minT: number, opts: ForwardOptions): [number, number] {
