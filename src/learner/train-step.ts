@@ -25,10 +25,12 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Config } from '../shared/config.js';
+import { memoryLimit } from '../engine/memory-limit.js';
 import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import { grpoLoss, type GrpoLossOptions, type LossType } from '../grpo/index.js';
 import type { LlamaModel } from '../model/llama.js';
+import { checkStepFits } from '../model/memory-estimate.js';
 import type { NamedHostTensors } from '../model/types.js';
 import type { GroupRollout } from '../shared/protocol.js';
 import { AdamW } from '../optim/adamw.js';
@@ -166,6 +168,7 @@ export class GrpoTrainer {
   private readonly batchOptions: BatchOptions;
   private readonly schedule: LrSchedule;
   private version: number;
+  private checkedTokens = 0; // largest micro-batch (B * T) the fit check has passed
 
   constructor(o: GrpoTrainerOptions) {
     const c = o.config;
@@ -202,6 +205,20 @@ export class GrpoTrainer {
     this.reference = c.kl_coef > 0 ? (o.reference ?? defaultReference()) : null;
   }
 
+  /**
+   * GRPO_ERR_MODEL_TOO_LARGE before any tensor math when the largest micro-batch cannot fit
+   * (memory-estimate.ts); each new largest shape is checked once.
+   */
+  private checkFits(microBatches: readonly { size: number; length: number }[]): void {
+    for (const mb of microBatches) {
+      if (mb.size * mb.length <= this.checkedTokens) continue;
+      const limit = memoryLimit();
+      const shape = { batch: mb.size, seq: mb.length, checkpoint: this.config.gradient_checkpointing, reference: this.reference ? ('f32' as const) : ('none' as const) };
+      checkStepFits(this.policy.config, shape, limit.bytes, limit.where);
+      this.checkedTokens = mb.size * mb.length;
+    }
+  }
+
   /** Version of the policy's current weights. */
   get policyVersion(): number {
     return this.version;
@@ -227,6 +244,7 @@ export class GrpoTrainer {
     const lr = learningRate(this.schedule, stepIndex);
     const staleness = groups.map((g) => this.version - g.policyVersion);
     const batch = buildStepBatch(groups, this.batchOptions);
+    this.checkFits(batch.microBatches);
     const base = {
       step: stepIndex,
       lr,
