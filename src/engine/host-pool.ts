@@ -67,7 +67,7 @@ export class HostPool {
 
   /** An output array of n elements: recycled (contents undefined) or fresh (zeroed). */
   take(n: number, dtype: DataType): Values {
-    const bytes = n * (dtype === 'float32' || dtype === 'int32' ? 4 : 1);
+    const bytes = sizeClass(n * (dtype === 'float32' || dtype === 'int32' ? 4 : 1));
     const list = this.free.get(bytes);
     let buffer = list?.pop();
     if (buffer) {
@@ -77,7 +77,8 @@ export class HostPool {
       buffer = new ArrayBuffer(bytes);
       this.owned.add(buffer);
     }
-    return dtype === 'float32' ? new Float32Array(buffer) : dtype === 'int32' ? new Int32Array(buffer) : new Uint8Array(buffer);
+    // a view of exactly n elements: kernels and the cpu backend see the tensor's size
+    return dtype === 'float32' ? new Float32Array(buffer, 0, n) : dtype === 'int32' ? new Int32Array(buffer, 0, n) : new Uint8Array(buffer, 0, n);
   }
 
   /** Bytes waiting in the free lists. */
@@ -102,6 +103,17 @@ export class HostPool {
     list.push(buffer);
     this.pooledBytes += buffer.byteLength;
   }
+}
+
+/**
+ * Buffers come in size classes, 8 per doubling (at most 12.5% unused), so a freed buffer serves
+ * any later request of its class: with exact sizes, the many slightly different shapes of a step
+ * (a micro-batch's T varies) each kept their own free list and the pool grew to its cap.
+ */
+export function sizeClass(bytes: number): number {
+  if (bytes <= 64) return 64;
+  const step = 2 ** (Math.floor(Math.log2(bytes)) - 3);
+  return Math.ceil(bytes / step) * step;
 }
 
 function bufferOf(values: unknown): ArrayBuffer | null {

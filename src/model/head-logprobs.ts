@@ -38,57 +38,86 @@ export function headLogProbs(
   const invT = t === 0 ? 1 : 1 / t;
   const withEntropy = opts.withEntropy === true;
   const rows = Math.max(1, Math.floor(opts.chunkRows ?? HEAD_CHUNK_BYTES / (4 * V)));
-  const parts: tf.Tensor[] = [];
-  for (let r0 = 0; r0 < N; r0 += rows) {
-    const n = Math.min(rows, N - r0);
-    const h = n === N ? hn : hn.slice([r0, 0], [n, -1]);
-    const tg = n === N ? targets : targets.slice([r0], [n]);
-    parts.push(chunkOp(tg, invT, withEntropy)(h, head)); // [n] or [n, 2]
-  }
-  const all = parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+  const chunks: [number, number][] = [];
+  for (let r0 = 0; r0 < N; r0 += rows) chunks.push([r0, Math.min(rows, N - r0)]);
+  const op = tf.customGrad((...args) => {
+    const [h, w, tg, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
+    const lse: tf.Tensor[] = [];
+    const logp: tf.Tensor[] = [];
+    const ent: tf.Tensor[] = [];
+    for (const [r0, n] of chunks) {
+      // one chunk's [n, V] logits live only inside this loop body (the forward runs tape-off)
+      const [l, p, e] = tf.tidy(() => {
+        const hc = rowsOf(h, r0, n, N);
+        const tc = rowsOf(tg, r0, n, N);
+        const z = scaled(tf.matMul(hc, w, false, true), invT); // [n, V]
+        const s = tf.logSumExp(z, 1); // [n]
+        const zt = scaled(hc.mul(tf.gather(w, tc)).sum(1), invT); // [n]: z[i, t_i], no one-hot
+        if (!withEntropy) return [s, zt.sub(s)];
+        return [s, zt.sub(s), s.sub(tf.exp(z.sub(s.expandDims(1))).mul(z).sum(1))]; // H [n]
+      });
+      lse.push(l);
+      logp.push(p);
+      if (e) ent.push(e);
+    }
+    const lseAll = concat1(lse);
+    const Hall = withEntropy ? concat1(ent) : null;
+    // targets are saved too: the caller's tidy may dispose them before the backward pass runs
+    save(Hall ? [h, w, tg, lseAll, Hall] : [h, w, tg, lseAll]);
+    const lp = concat1(logp);
+    return {
+      value: Hall ? tf.stack([lp, Hall], 1) : lp, // [N, 2] or [N]
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [gl, ge] = withEntropy ? tf.split(dy, 2, 1).map((x) => x.reshape([-1])) : [dy, undefined];
+        return [...headGrad(saved, chunks, invT, gl as tf.Tensor1D, ge as tf.Tensor1D | undefined), tf.zerosLike(saved[2])];
+      },
+    };
+  });
+  const all = op(hn, head, targets);
   if (!withEntropy) return { logp: all as tf.Tensor1D };
   const [logp, entropy] = tf.split(all, 2, 1);
   return { logp: logp.reshape([N]) as tf.Tensor1D, entropy: entropy.reshape([N]) as tf.Tensor1D };
 }
 
-/** One chunk as a custom-gradient op of (h [n, d], head [V, d]) -> logp [n] or [logp, H] [n, 2]. */
-function chunkOp(tg: tf.Tensor1D, invT: number, withEntropy: boolean): (h: tf.Tensor, head: tf.Tensor) => tf.Tensor {
-  return tf.customGrad((...args) => {
-    const [h, head, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
-    const z = scaled(tf.matMul(h, head, false, true), invT); // [n, V], freed when the op returns
-    const lse = tf.logSumExp(z, 1); // [n]
-    const zt = scaled(h.mul(tf.gather(head, tg)).sum(1), invT); // [n]: z[i, t_i]
-    const logp = zt.sub(lse);
-    // targets are saved too: the caller's tidy may dispose tg before the backward pass runs
-    if (!withEntropy) {
-      save([h, head, tg, lse]);
-      return { value: logp, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => chunkGrad(saved, invT, dy as tf.Tensor1D) };
-    }
-    const H = lse.sub(tf.exp(z.sub(lse.expandDims(1))).mul(z).sum(1)); // [n]
-    save([h, head, tg, lse, H]);
-    return {
-      value: tf.stack([logp, H], 1), // [n, 2]
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [gl, ge] = tf.split(dy, 2, 1);
-        return chunkGrad(saved, invT, gl.reshape([-1]) as tf.Tensor1D, ge.reshape([-1]) as tf.Tensor1D);
-      },
-    };
-  }) as (h: tf.Tensor, head: tf.Tensor) => tf.Tensor;
+/**
+ * [dhn, dhead, (targets: none)] for upstream gl (logp) and optional ge (entropy), chunk by chunk,
+ * recomputing each chunk's logits. dhead is accumulated as the chunks go (one [V, d] sum alive at
+ * a time, not one per chunk), and the one-hot part goes in once, as a segment sum over targets.
+ */
+function headGrad(saved: tf.Tensor[], chunks: [number, number][], invT: number, gl: tf.Tensor1D, ge?: tf.Tensor1D): tf.Tensor[] {
+  const [h, head, tg, lse, H] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D | undefined];
+  const [N] = h.shape;
+  const V = head.shape[0];
+  const glh = gl.expandDims(1).mul(invT); // [N, 1]: the one-hot part's weights
+  let dhead = tf.unsortedSegmentSum(h.mul(glh), tg, V); // [V, d]
+  const dh: tf.Tensor[] = [];
+  for (const [r0, n] of chunks) {
+    const [dhc, next] = tf.tidy(() => {
+      const hc = rowsOf(h, r0, n, N);
+      const lc = rowsOf(lse, r0, n, N);
+      const glc = rowsOf(gl, r0, n, N);
+      const z = scaled(tf.matMul(hc, head, false, true), invT); // [n, V], recomputed
+      const p = tf.exp(z.sub(lc.expandDims(1))); // softmax(z)
+      let coef: tf.Tensor = glc.expandDims(1); // [n, 1]
+      if (ge && H) coef = coef.add(rowsOf(ge, r0, n, N).expandDims(1).mul(z.sub(lc.sub(rowsOf(H, r0, n, N)).expandDims(1)))); // [n, V]
+      const dzSoft = scaled(p.mul(coef).neg(), invT); // [n, V], times 1/temperature for the matMuls
+      const onehot = tf.gather(head, rowsOf(tg, r0, n, N)).mul(rowsOf(glh, r0, n, N)); // [n, d]
+      return [tf.matMul(dzSoft, head).add(onehot), dhead.add(tf.matMul(dzSoft, hc, true, false))];
+    });
+    dhead.dispose();
+    dhead = next;
+    dh.push(dhc);
+  }
+  return [dh.length === 1 ? dh[0] : tf.concat(dh, 0), dhead];
 }
 
-/** [dh, dhead] of one chunk for upstream gl (logp) and optional ge (entropy), recomputing z. */
-function chunkGrad(saved: tf.Tensor[], invT: number, gl: tf.Tensor1D, ge?: tf.Tensor1D): tf.Tensor[] {
-  const [h, head, tg, lse, H] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D | undefined];
-  const V = head.shape[0];
-  const z = scaled(tf.matMul(h, head, false, true), invT); // [n, V], recomputed
-  const p = tf.exp(z.sub(lse.expandDims(1))); // softmax(z)
-  let coef: tf.Tensor = gl.expandDims(1); // [n, 1]
-  if (ge && H) coef = coef.add(ge.expandDims(1).mul(z.sub(lse.sub(H).expandDims(1)))); // [n, V]
-  const dzSoft = scaled(p.mul(coef).neg(), invT); // [n, V], times 1/temperature for the matMuls
-  const glh = gl.expandDims(1).mul(invT); // [n, 1]: the one-hot part's weights
-  const dh = tf.matMul(dzSoft, head).add(tf.gather(head, tg).mul(glh)); // [n, d]
-  const dhead = tf.matMul(dzSoft, h, true, false).add(tf.unsortedSegmentSum(h.mul(glh), tg, V)); // [V, d]
-  return [dh, dhead];
+function rowsOf<T extends tf.Tensor>(x: T, r0: number, n: number, N: number): T {
+  if (n === N) return x;
+  return (x.rank === 1 ? x.slice([r0], [n]) : x.slice([r0, 0], [n, -1])) as T;
+}
+
+function concat1(xs: tf.Tensor[]): tf.Tensor1D {
+  return (xs.length === 1 ? xs[0] : tf.concat(xs, 0)) as tf.Tensor1D;
 }
 
 function scaled<T extends tf.Tensor>(x: T, s: number): T {

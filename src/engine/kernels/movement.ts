@@ -68,6 +68,8 @@ export function installMovementKernels(addon: NativeAddon, target: KernelBackend
   replaceKernel(target, tf.Transpose, (args, backend) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { perm } = args.attrs as { perm: number[] };
+    // the identity permutation (the gradient of an axis-0 gather asks for one) moves nothing
+    if (perm.every((p, d) => p === d) && elemBytes(x.dtype) !== 0) return backend.share(x);
     const xs = stridesOf(x.shape);
     return copyOut(addon, backend, x, perm.map((p) => x.shape[p]), 0, perm.map((p) => xs[p]));
   });
