@@ -54,7 +54,7 @@ export async function benchStep(opts: BenchStepOptions, io: CommandIO): Promise<
   const info = await startEngine(opts.backend as BackendChoice, io);
   const checkpoint = opts.gradientCheckpointing === true;
   const limit = memoryLimit();
-  const estimate = checkStepFits(shape.config, { batch: shape.batch, seq: shape.seq, checkpoint }, limit.bytes, limit.where);
+  const estimate = checkStepFits(shape.config, { batch: shape.batch, seq: shape.seq, checkpoint }, limit.bytes, limit.where, limit.engineBytes);
   const { config, batch: B, seq: T } = shape;
   const model = LlamaModel.create(config, 0);
   const params = model.variables();

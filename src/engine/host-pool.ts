@@ -28,7 +28,7 @@ export interface PooledBackend {
 }
 
 /** Pooled bytes kept at most; beyond this a freed buffer is left to the GC. */
-const DEFAULT_MAX_POOLED = 2 ** 31;
+export const DEFAULT_MAX_POOLED = 2 ** 31;
 
 export class HostPool {
   private readonly free = new Map<number, ArrayBuffer[]>(); // by byte length

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
+import { DEFAULT_MAX_POOLED } from './host-pool.js';
 import { tf } from './tf.js';
 
 export const WASM_HEAP_BYTES = 4 * 2 ** 30;
@@ -12,6 +13,8 @@ export const WASM_HEAP_BYTES = 4 * 2 ** 30;
 export interface MemoryLimit {
   bytes: number;
   where: string; // what sets it, for error messages
+  /** What the engine itself may hold beyond the tensors: the native backend's buffer pool. */
+  engineBytes: number;
 }
 
 /** cgroup v2 (memory.max) or v1 (memory.limit_in_bytes) limit, or null when none is set. */
@@ -30,8 +33,10 @@ export function cgroupLimit(read: (path: string) => string = (p) => readFileSync
 export function memoryLimit(backend: string = tf.getBackend()): MemoryLimit {
   const ram = totalmem();
   const cg = cgroupLimit();
-  let limit: MemoryLimit = cg !== null && cg < ram ? { bytes: cg, where: `the cgroup memory limit (${gib(cg)})` } : { bytes: ram, where: `${gib(ram)} of RAM` };
-  if (backend === 'wasm' && WASM_HEAP_BYTES < limit.bytes) limit = { bytes: WASM_HEAP_BYTES, where: "the wasm backend's 4 GB heap" };
+  const engineBytes = backend === 'native' ? DEFAULT_MAX_POOLED : 0;
+  let limit: MemoryLimit =
+    cg !== null && cg < ram ? { bytes: cg, where: `the cgroup memory limit (${gib(cg)})`, engineBytes } : { bytes: ram, where: `${gib(ram)} of RAM`, engineBytes };
+  if (backend === 'wasm' && WASM_HEAP_BYTES < limit.bytes) limit = { bytes: WASM_HEAP_BYTES, where: "the wasm backend's 4 GB heap", engineBytes };
   return limit;
 }
 

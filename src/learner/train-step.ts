@@ -214,7 +214,7 @@ export class GrpoTrainer {
       if (mb.size * mb.length <= this.checkedTokens) continue;
       const limit = memoryLimit();
       const shape = { batch: mb.size, seq: mb.length, checkpoint: this.config.gradient_checkpointing, reference: this.reference ? ('f32' as const) : ('none' as const) };
-      checkStepFits(this.policy.config, shape, limit.bytes, limit.where);
+      checkStepFits(this.policy.config, shape, limit.bytes, limit.where, limit.engineBytes);
       this.checkedTokens = mb.size * mb.length;
     }
   }

@@ -60,12 +60,13 @@ export function estimateStepBytes(c: LlamaConfig, s: StepShape): StepBytes {
 }
 
 /**
- * Throws GRPO_ERR_MODEL_TOO_LARGE when the estimate exceeds `limitBytes` (with headroom). `where`
- * names the limit (e.g. "the wasm backend's 4 GB heap" or "24.0 GB of RAM").
+ * Throws GRPO_ERR_MODEL_TOO_LARGE when the estimate plus `engineBytes` (the engine's own buffers,
+ * e.g. the native backend's pool) exceeds `limitBytes` (with headroom). `where` names the limit
+ * (e.g. "the wasm backend's 4 GB heap" or "24.0 GB of RAM").
  */
-export function checkStepFits(c: LlamaConfig, s: StepShape, limitBytes: number, where: string): StepBytes {
+export function checkStepFits(c: LlamaConfig, s: StepShape, limitBytes: number, where: string, engineBytes = 0): StepBytes {
   const b = estimateStepBytes(c, s);
-  if (b.total <= HEADROOM * limitBytes) return b;
+  if (b.total + engineBytes <= HEADROOM * limitBytes) return b;
   const knobs = [
     `micro_batch_size (now ${s.batch}; activations scale with it)`,
     s.checkpoint ? null : 'gradient_checkpointing: true (activations to about one layer)',
@@ -74,10 +75,12 @@ export function checkStepFits(c: LlamaConfig, s: StepShape, limitBytes: number, 
   ].filter((k): k is string => k !== null);
   throw new GrpoError(
     'GRPO_ERR_MODEL_TOO_LARGE',
-    `one training step of this model (${(b.params / 1e6).toFixed(1)}M parameters, batch ${s.batch} x ${s.seq} tokens) needs about ${gb(b.total)}: ` +
+    `one training step of this model (${(b.params / 1e6).toFixed(1)}M parameters, batch ${s.batch} x ${s.seq} tokens) needs about ${gb(b.total + engineBytes)}: ` +
       `weights ${gb(b.weights)}, gradients ${gb(b.gradients)}, AdamW state ${gb(b.optimizer)}, ` +
       (b.reference > 0 ? `reference model ${gb(b.reference)}, ` : '') +
-      `activations ${gb(b.activations)}; ${where} allows ${gb(HEADROOM * limitBytes)}. Shrink it with: ${knobs.join('; ')}`,
+      `activations ${gb(b.activations)}` +
+      (engineBytes > 0 ? `, engine buffer pool up to ${gb(engineBytes)}` : '') +
+      `; ${where} allows ${gb(HEADROOM * limitBytes)}. Shrink it with: ${knobs.join('; ')}`,
   );
 }
 

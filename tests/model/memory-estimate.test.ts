@@ -47,6 +47,13 @@ describe('checkStepFits', () => {
     expect(checkStepFits(smol, { batch: 4, seq: 128 }, 24 * 2 ** 30, '24 GB of RAM').params).toBe(134_515_008);
   });
 
+  it("counts the engine's own buffers (the native pool) against the limit", () => {
+    const total = estimateStepBytes(smol, { batch: 4, seq: 128 }).total;
+    const limit = (total + 2 ** 30) / 0.85; // fits with 1 GB to spare, not with a 2 GB pool
+    expect(() => checkStepFits(smol, { batch: 4, seq: 128 }, limit, 'RAM', 2 ** 30 / 2)).not.toThrow();
+    expect(() => checkStepFits(smol, { batch: 4, seq: 128 }, limit, 'RAM', 2 ** 31)).toThrow(/engine buffer pool up to 2\.00 GB/);
+  });
+
   it('fails with GRPO_ERR_MODEL_TOO_LARGE naming the bytes and the knobs', () => {
     let err: unknown;
     try {
