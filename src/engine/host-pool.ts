@@ -28,7 +28,15 @@ export interface PooledBackend {
 }
 
 /** Pooled bytes kept at most; beyond this a freed buffer is left to the GC. */
-export const DEFAULT_MAX_POOLED = 2 ** 31;
+export const DEFAULT_MAX_POOLED = poolCapFromEnv() ?? 2 ** 31;
+
+/** GRPO_POOL_MB overrides the cap (0 turns recycling off), for memory experiments. */
+function poolCapFromEnv(): number | null {
+  const raw = process.env.GRPO_POOL_MB;
+  if (raw === undefined || raw === '') return null;
+  const mb = Number(raw);
+  return Number.isFinite(mb) && mb >= 0 ? mb * 2 ** 20 : null;
+}
 
 export class HostPool {
   private readonly free = new Map<number, ArrayBuffer[]>(); // by byte length
@@ -68,10 +76,12 @@ export class HostPool {
   /** An output array of n elements: recycled (contents undefined) or fresh (zeroed). */
   take(n: number, dtype: DataType): Values {
     const bytes = sizeClass(n * (dtype === 'float32' || dtype === 'int32' ? 4 : 1));
-    const list = this.free.get(bytes);
-    let buffer = list?.pop();
+    // best fit: this class, else the next classes up to twice the size (a free buffer that no
+    // request of its own class wants would otherwise sit in the pool while we allocate afresh)
+    let buffer: ArrayBuffer | undefined;
+    for (let c = bytes, k = 0; k <= 8 && !buffer; k++, c = sizeClass(c + 1)) buffer = this.free.get(c)?.pop();
     if (buffer) {
-      this.pooledBytes -= bytes;
+      this.pooledBytes -= buffer.byteLength;
       this.reused++;
     } else {
       buffer = new ArrayBuffer(bytes);
