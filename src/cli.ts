@@ -7,6 +7,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { registerBench } from './commands/bench.js';
 import { registerCoordinatorCommand } from './commands/coordinator.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerEval } from './commands/eval.js';
@@ -46,7 +47,10 @@ export function buildProgram(io: () => CommandIO = processIO): Command {
   registerJudgeTrain(program, io);
   registerDoctor(program, io);
   registerExport(program, io);
-  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: () => {} });
+  registerBench(program, io);
+  for (const cmd of program.commands) {
+    for (const c of [cmd, ...cmd.commands]) c.exitOverride().configureOutput({ outputError: () => {} });
+  }
   return program;
 }
 

@@ -1,7 +1,9 @@
 // Argument helpers shared by the addon's entry points. Every kernel takes the wasm heap (an
-// ArrayBuffer) first and then byte offsets into it and sizes, all as JS numbers; these helpers
-// read them and check that every region a kernel touches lies inside the heap, so a wrong offset
-// throws a RangeError in JS instead of corrupting memory.
+// ArrayBuffer, or null) first and then its tensors and sizes. A tensor argument is either a byte
+// offset into the heap (wasm backend) or a typed array whose first element is where the tensor
+// starts (the native backend: each tensor owns an ArrayBuffer, so no 4 GB heap bounds the model).
+// These helpers check that every region a kernel touches lies inside its buffer, so a wrong
+// offset throws a RangeError in JS instead of corrupting memory.
 #pragma once
 #include <node_api.h>
 
@@ -25,7 +27,7 @@ class Args {
   double f64(size_t i);
   bool flag(size_t i) { return i64(i) != 0; }
 
-  // Pointer into the heap for the byte offset in argument i, covering `count` elements of T.
+  // Pointer for tensor argument i (heap byte offset or typed array), covering `count` elements of T.
   template <typename T>
   T* ptr(size_t i, int64_t count) {
     return static_cast<T*>(region(i, count, sizeof(T)));
@@ -44,6 +46,8 @@ class Args {
 
  private:
   void* region(size_t i, int64_t count, size_t elemBytes);
+  // The buffer behind tensor argument i: its start, the tensor's byte offset in it and its size.
+  bool base(size_t i, size_t elemBytes, uint8_t** start, int64_t* offset, uint64_t* limit);
 
   napi_env env_;
   napi_value argv_[kMaxArgs];

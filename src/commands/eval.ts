@@ -91,7 +91,7 @@ export function registerEval(program: Command, io: () => CommandIO): void {
       .option('--n <n>', 'completions sampled per problem for pass@k (default k)')
       .option('--temperature <t>', 'sampling temperature for pass@k', '1')
       .option('--batch-size <n>', 'sequences per sampler call', '64')
-      .option('--backend <auto|tensorflow|webgpu|wasm|cpu>', 'tensor engine', 'auto')
+      .option('--backend <auto|tensorflow|webgpu|native|wasm|cpu>', 'tensor engine', 'auto')
       .option('--json', 'print one JSON object')
       .action(async (opts: EvalCommandOptions) => {
         if (opts.compare !== undefined) await compareCommand(opts, io());

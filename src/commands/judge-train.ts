@@ -80,7 +80,7 @@ export function registerJudgeTrain(program: Command, io: () => CommandIO): void 
       .option('--model-size <size>', `tiny|small|medium|base (default ${JUDGE_DEFAULTS.modelSize})`)
       .option('--seed <n>', `fixes the sentences and the initial weights (default ${DEFAULT_CONFIG.seed})`)
       .option('--eval-pairs <n>', `held-out pairs in the final check (default ${JUDGE_DEFAULTS.evalPairs})`)
-      .option('--backend <auto|tensorflow|webgpu|wasm|cpu>', 'tensor engine', 'auto')
+      .option('--backend <auto|tensorflow|webgpu|native|wasm|cpu>', 'tensor engine', 'auto')
       // first Ctrl-C or SIGTERM: stop after the current step, check and save; a second one exits at once
       .action(commandAction(io, judgeTrainCommand)),
   );

@@ -88,7 +88,7 @@ export function registerScore(program: Command, io: () => CommandIO): void {
       .requiredOption('--prompt <text>', 'prompt text (BOS is prepended)')
       .requiredOption('--completion <text>', 'completion text to score')
       .option('--eos', 'append the EOS token to the completion (as generated completions end)')
-      .option('--backend <auto|tensorflow|webgpu|wasm|cpu>', 'tensor engine', 'auto')
+      .option('--backend <auto|tensorflow|webgpu|native|wasm|cpu>', 'tensor engine', 'auto')
       .action(async (opts: ScoreCommandOptions) => {
         await scoreCommand(opts, io());
       }),

@@ -3,7 +3,7 @@
  * resumable checkpoint to --out (see src/offline/sft.ts for the loop).
  *
  *   grpo sft --task arithmetic --out runs/sft [--steps N] [--model-size tiny|small|medium|base]
- *            [--batch-size B] [--lr LR] [--seed S] [--backend auto|tensorflow|webgpu|wasm|cpu] [--device N]
+ *            [--batch-size B] [--lr LR] [--seed S] [--backend auto|tensorflow|webgpu|native|wasm|cpu] [--device N]
  *   grpo sft --resume runs/sft [--steps N]         continue at the saved step on the same data
  *   grpo sft --model DIR --dataset FILE [--completion-field F] --out runs/sft
  *                                                  fine-tune a pretrained checkpoint on a file's completions

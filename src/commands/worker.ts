@@ -4,7 +4,7 @@
  * coordinator's address and the token:
  *
  *   grpo worker --coordinator ws://host:7070 [--token T] [--name N] [--worker-capacity N]
- *               [--reward-threads N] [--backend auto|tensorflow|webgpu|wasm|cpu] [--config FILE]
+ *               [--reward-threads N] [--backend auto|tensorflow|webgpu|native|wasm|cpu] [--config FILE]
  *               [--metrics-port P [--metrics-host H]]     GET /metrics and /healthz on P
  *
  * GRPO_WORKER_TOKEN, else GRPO_TOKEN, is used when no token is given. A RunSpec's task or reward

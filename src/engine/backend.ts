@@ -3,8 +3,10 @@
  * line saying what it chose:
  * - auto: @tensorflow/tfjs-node-gpu when installed; else webgpu when a hardware GPU adapter
  *   exists (./webgpu.ts); else @tensorflow/tfjs-node when installed (optional, never required:
- *   this machine cannot install it); else the wasm backend with the native OpenBLAS/C++ kernels;
+ *   this machine cannot install it); else the native backend (./native-backend.ts: tensors in
+ *   process memory, no 4 GB ceiling, the native OpenBLAS/C++ kernels) when the addon is built;
  *   else stock wasm with a warning. Skipping webgpu logs one notice line saying why.
+ * - native: the native backend, or GRPO_ERR_BACKEND_UNAVAILABLE when the addon is not built.
  * - tensorflow: tfjs-node(-gpu) or GRPO_ERR_BACKEND_UNAVAILABLE.
  * - webgpu: adapter `device` (default: the first hardware one, else lavapipe), or
  *   GRPO_ERR_NO_GPU_ADAPTER naming what was probed.
@@ -16,16 +18,16 @@
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { GrpoError } from '../shared/errors.js';
-import { installNativeKernels, installPortableKernels } from './kernels/index.js';
-import { replacedKernels } from './kernels/registry.js';
+import { installNativeKernels, installPortableKernels, replacedKernels } from './kernels/index.js';
 import { loadNativeAddon } from './native-addon.js';
+import { NATIVE_BACKEND, registerNativeBackend } from './native-backend.js';
 import { tf } from './tf.js';
 import { isWasmBackend } from './wasm-heap.js';
 import { gpuDeviceNodes } from './vulkan-probe.js';
 import { chooseAdapter, describeProbe, probeGpu, registerWebgpu } from './webgpu.js';
 
-export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
-export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
+export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'native' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'webgpu', 'native', 'wasm', 'cpu'];
 
 export interface EngineOptions {
   backend?: BackendChoice; // default 'auto'
@@ -115,6 +117,7 @@ async function select(requested: BackendChoice, device: number | null, log: (lin
     );
   }
   if (!info && requested === 'cpu') info = await useCpu();
+  if (!info && (requested === 'native' || requested === 'auto')) info = await useNative(requested);
   if (!info) info = await useWasm(requested);
   if (notice) info = { ...info, notice };
   log(describe(info));
@@ -162,6 +165,19 @@ async function useCpu(): Promise<EngineInfo> {
   return { requested: 'cpu', backend: 'cpu', provider: '@tensorflow/tfjs-backend-cpu', native: false, kernels: [] };
 }
 
+/** The native backend, or null under auto when the addon is missing (then wasm is next). */
+async function useNative(requested: BackendChoice): Promise<EngineInfo | null> {
+  const load = loadNativeAddon();
+  if (!load.addon) {
+    if (requested === 'auto') return null;
+    throw new GrpoError('GRPO_ERR_BACKEND_UNAVAILABLE', `backend "native" needs the native addon, which is ${load.error}; fix: ${NATIVE_FIX}, or use --backend wasm`);
+  }
+  const kernels = registerNativeBackend(load.addon);
+  await setBackendOrThrow(NATIVE_BACKEND);
+  const { threads, blasCore } = load.addon.info();
+  return { requested, backend: NATIVE_BACKEND, provider: 'grpo-cluster native (cpu storage + OpenBLAS)', native: true, kernels, threads, blasCore };
+}
+
 async function useWasm(requested: BackendChoice): Promise<EngineInfo> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   // The .wasm binaries sit next to the package's main file; resolving it from here works both
@@ -176,18 +192,18 @@ async function useWasm(requested: BackendChoice): Promise<EngineInfo> {
   const load = loadNativeAddon();
   const provider = '@tensorflow/tfjs-backend-wasm';
   if (load.addon) {
-    installNativeKernels(load.addon);
-    installPortableKernels(); // only fills what the native set does not cover
+    installNativeKernels(load.addon, 'wasm');
+    installPortableKernels('wasm'); // only fills what the native set does not cover
     const { threads, blasCore } = load.addon.info();
-    return { requested, backend: 'wasm', provider, native: true, kernels: replacedKernels(), threads, blasCore };
+    return { requested, backend: 'wasm', provider, native: true, kernels: replacedKernels('wasm'), threads, blasCore };
   }
-  installPortableKernels();
+  installPortableKernels('wasm');
   return {
     requested,
     backend: 'wasm',
     provider,
     native: false,
-    kernels: replacedKernels(),
+    kernels: replacedKernels('wasm'),
     warning: `native kernels unavailable (${load.error}): training runs 10-30x slower on stock wasm; fix: ${NATIVE_FIX}`,
   };
 }
@@ -205,7 +221,7 @@ async function setBackendOrThrow(name: string): Promise<void> {
 
 function describe(info: EngineInfo): string {
   const parts = [`[engine] backend=${info.backend}`, `provider=${info.provider}`, `requested=${info.requested}`];
-  if (info.backend === 'wasm') {
+  if (info.backend === 'wasm' || info.backend === NATIVE_BACKEND) {
     parts.push(`native=${info.native ? 'yes' : 'no'}`);
     if (info.threads !== undefined) parts.push(`threads=${info.threads}`);
     if (info.blasCore) parts.push(`blas=${info.blasCore}`);

@@ -1,8 +1,9 @@
 /**
  * Loads the project's native kernel addon (native/, built by `npm run build:native`) and describes
- * its functions. Every function runs synchronously on TensorFlow.js wasm-heap memory in place:
- * the first argument is the heap ArrayBuffer, tensors are byte offsets into it. The addon checks
- * that every region lies inside the heap and throws a RangeError otherwise.
+ * its functions. Every function runs synchronously on tensor memory in place: the first argument
+ * is the wasm heap ArrayBuffer (tensors are byte offsets into it) or null (each tensor argument is
+ * a typed array, as on the native backend). The addon checks that every region lies inside its
+ * buffer and throws a RangeError otherwise.
  *
  * Loading never throws: a missing or broken addon yields `{ addon: null, error }` and the engine
  * falls back to stock kernels with a warning.
@@ -11,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { TensorRef } from './tensor-memory.js';
 
 /** Op codes of `unary`; the order matches native/src/elementwise.cc. */
 export const UnaryOp = {
@@ -45,15 +47,15 @@ export interface NativeInfo {
   threads: number; // threads our kernels use, the caller included
 }
 
-/** Byte offsets are into `heap`; sizes and strides count elements. */
+/** Tensor arguments (`...Off`) are byte offsets into `heap`, or typed arrays when heap is null; sizes and strides count elements. */
 export interface NativeAddon {
   info(): NativeInfo;
   /** C[i] = op(A[i]) x op(B[i]); A[i] at aOff + 4 * i * aStride (stride 0 broadcasts). C is [batch, M, N]. */
   gemm(
-    heap: ArrayBuffer,
-    aOff: number,
-    bOff: number,
-    cOff: number,
+    heap: ArrayBuffer | null,
+    aOff: TensorRef,
+    bOff: TensorRef,
+    cOff: TensorRef,
     batch: number,
     M: number,
     N: number,
@@ -63,27 +65,27 @@ export interface NativeAddon {
     aStride: number,
     bStride: number,
   ): void;
-  unary(heap: ArrayBuffer, op: UnaryOp, xOff: number, outOff: number, n: number): void;
+  unary(heap: ArrayBuffer | null, op: UnaryOp, xOff: TensorRef, outOff: TensorRef, n: number): void;
   /** layout: [r, shape[r], aStrides[r], bStrides[r]]; out contiguous with `shape`. */
-  binary(heap: ArrayBuffer, op: BinaryOp, aOff: number, bOff: number, outOff: number, layout: Int32Array): void;
+  binary(heap: ArrayBuffer | null, op: BinaryOp, aOff: TensorRef, bOff: TensorRef, outOff: TensorRef, layout: Int32Array): void;
   /** layout: [r, shape[r], srcStrides[r], dstStrides[r]]; elemBytes 1 or 4. */
-  copy(heap: ArrayBuffer, srcOff: number, dstOff: number, elemBytes: number, layout: Int32Array): void;
+  copy(heap: ArrayBuffer | null, srcOff: TensorRef, dstOff: TensorRef, elemBytes: number, layout: Int32Array): void;
   /** out[o, j, :] = x[o, idx[j], :], rows of `inner` 4-byte elements. */
   gather(
-    heap: ArrayBuffer,
-    xOff: number,
-    idxOff: number,
-    outOff: number,
+    heap: ArrayBuffer | null,
+    xOff: TensorRef,
+    idxOff: TensorRef,
+    outOff: TensorRef,
     outer: number,
     axisLen: number,
     inner: number,
     nIdx: number,
   ): void;
-  segmentSum(heap: ArrayBuffer, xOff: number, idsOff: number, outOff: number, n: number, inner: number, numSegments: number): void;
-  cast(heap: ArrayBuffer, mode: CastMode, xOff: number, outOff: number, n: number): void;
+  segmentSum(heap: ArrayBuffer | null, xOff: TensorRef, idsOff: TensorRef, outOff: TensorRef, n: number, inner: number, numSegments: number): void;
+  cast(heap: ArrayBuffer | null, mode: CastMode, xOff: TensorRef, outOff: TensorRef, n: number): void;
   /** x viewed as [O, R, I]; out [O, I] = op over R. */
-  reduce(heap: ArrayBuffer, op: ReduceOp, xOff: number, outOff: number, O: number, R: number, I: number): void;
-  softmax(heap: ArrayBuffer, xOff: number, outOff: number, rows: number, cols: number): void;
+  reduce(heap: ArrayBuffer | null, op: ReduceOp, xOff: TensorRef, outOff: TensorRef, O: number, R: number, I: number): void;
+  softmax(heap: ArrayBuffer | null, xOff: TensorRef, outOff: TensorRef, rows: number, cols: number): void;
 }
 
 export interface AddonLoad {

@@ -25,10 +25,12 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Config } from '../shared/config.js';
+import { memoryLimit } from '../engine/memory-limit.js';
 import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import { grpoLoss, type GrpoLossOptions, type LossType } from '../grpo/index.js';
 import type { LlamaModel } from '../model/llama.js';
+import { checkStepFits } from '../model/memory-estimate.js';
 import type { NamedHostTensors } from '../model/types.js';
 import type { GroupRollout } from '../shared/protocol.js';
 import { AdamW } from '../optim/adamw.js';
@@ -75,6 +77,7 @@ export interface GradientInputs {
   loss: GrpoLossOptions; // numItemsInBatch included for dapo
   temperature: number; // the sampling temperature: logits are divided by it
   keepLogp: boolean; // also return each micro-batch's logp (detached), for later epochs' oldLogp
+  checkpoint?: boolean; // gradient checkpointing: recompute each decoder layer in backward
 }
 
 export interface AccumulatedGradients {
@@ -101,7 +104,7 @@ export async function accumulateGradients(policy: LlamaModel, x: GradientInputs)
       if (k > 0) await yieldToEventLoop();
       const { value, grads: g } = tf.variableGrads(() => {
         // entropy is always computed: the step's metric, and the bonus when entropy_coef > 0
-        const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true, allowed: mb.allowed };
+        const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true, allowed: mb.allowed, checkpoint: x.checkpoint };
         const { logp, entropy } = policy.tokenLogProbs(mb.ids, fwd); // [B, T-1] each
         if (x.keepLogp) logps.push(tf.keep(tf.clone(logp)));
         const out = grpoLoss(
@@ -165,6 +168,7 @@ export class GrpoTrainer {
   private readonly batchOptions: BatchOptions;
   private readonly schedule: LrSchedule;
   private version: number;
+  private checkedTokens = 0; // largest micro-batch (B * T) the fit check has passed
 
   constructor(o: GrpoTrainerOptions) {
     const c = o.config;
@@ -201,6 +205,20 @@ export class GrpoTrainer {
     this.reference = c.kl_coef > 0 ? (o.reference ?? defaultReference()) : null;
   }
 
+  /**
+   * GRPO_ERR_MODEL_TOO_LARGE before any tensor math when the largest micro-batch cannot fit
+   * (memory-estimate.ts); each new largest shape is checked once.
+   */
+  private checkFits(microBatches: readonly { size: number; length: number }[]): void {
+    for (const mb of microBatches) {
+      if (mb.size * mb.length <= this.checkedTokens) continue;
+      const limit = memoryLimit();
+      const shape = { batch: mb.size, seq: mb.length, checkpoint: this.config.gradient_checkpointing, reference: this.reference ? ('f32' as const) : ('none' as const) };
+      checkStepFits(this.policy.config, shape, limit.bytes, limit.where, limit.engineBytes);
+      this.checkedTokens = mb.size * mb.length;
+    }
+  }
+
   /** Version of the policy's current weights. */
   get policyVersion(): number {
     return this.version;
@@ -226,6 +244,7 @@ export class GrpoTrainer {
     const lr = learningRate(this.schedule, stepIndex);
     const staleness = groups.map((g) => this.version - g.policyVersion);
     const batch = buildStepBatch(groups, this.batchOptions);
+    this.checkFits(batch.microBatches);
     const base = {
       step: stepIndex,
       lr,
@@ -266,7 +285,7 @@ export class GrpoTrainer {
       let oldLogp = tensors.map((t) => t.oldLogp);
       for (let e = 0; e < epochs; e++) {
         const keepLogp = e === 0 && epochs > 1;
-        const inputs = { microBatches: tensors, oldLogp, refLogp, weights, loss, temperature: c.temperature, keepLogp };
+        const inputs = { microBatches: tensors, oldLogp, refLogp, weights, loss, temperature: c.temperature, keepLogp, checkpoint: c.gradient_checkpointing };
         const acc = await accumulateGradients(this.policy, inputs);
         rows.push(...acc.metrics);
         if (keepLogp) {

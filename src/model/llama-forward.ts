@@ -14,6 +14,7 @@
  */
 import { tf } from '../engine/tf.js';
 import { archOf, headDim, type Arch } from './architecture.js';
+import { checkpointedLayer } from './recompute.js';
 import type { LayerMasks, RopeCoefs } from './rope.js';
 import type { ModelConfig } from './types.js';
 
@@ -143,6 +144,7 @@ export function headLogits(c: ModelConfig, w: FusedWeights, h: tf.Tensor2D): tf.
  * layer's keys/values (including `past`, when given, in front of this call's T positions).
  * `masks` are additive, broadcastable to [B, nKV, T*g, Tk] (see RopeTables.masks / stepMasks);
  * a layer with a sliding window takes `masks.sliding`.
+ * With `checkpoint` (training, no past) each layer is recomputed in backward and no kv is returned.
  */
 export function decoderLayers(
   c: ModelConfig,
@@ -153,11 +155,17 @@ export function decoderLayers(
   rope: RopeCoefs,
   masks: LayerMasks,
   past?: LayerKV[],
+  checkpoint = false,
 ): { h: tf.Tensor2D; kv: LayerKV[] } {
   const kv: LayerKV[] = [];
   for (let i = 0; i < w.layers.length; i++) {
     const L = w.layers[i];
     const mask = L.window === null ? masks.full : (masks.sliding as tf.Tensor4D);
+    if (checkpoint && !past) {
+      // training only: recomputed in backward (recompute.ts); keys/values are not kept
+      h = checkpointedLayer((x, Lx, r, m) => decoderLayer(c, w.arch, Lx, x, B, T, r, m).h, h, L, rope, mask);
+      continue;
+    }
     const out = decoderLayer(c, w.arch, L, h, B, T, rope, mask, past?.[i]);
     kv.push(out.kv);
     h = out.h;

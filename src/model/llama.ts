@@ -14,7 +14,8 @@ import { maskedNormaliser, type AllowedMask } from './allowed-mask.js';
 import { DecodeSession } from './kv-cache.js';
 import { archOf } from './architecture.js';
 import { validateLlamaConfig } from './llama-config.js';
-import { decoderLayers, embed, fuseWeights, headLogits, type FusedWeights } from './llama-forward.js';
+import { headLogProbs } from './head-logprobs.js';
+import { decoderLayers, embed, fuseWeights, headLogits, rmsNorm, type FusedWeights } from './llama-forward.js';
 import { isNormWeight, llamaParamShapes, validateLlamaWeights } from './llama-params.js';
 import type { LoraAdapters } from './lora.js';
 import { RopeTables } from './rope.js';
@@ -26,6 +27,8 @@ export interface ForwardOptions {
    * and rotary positions start at 0 on each row's first real token. Omit for unpadded rows.
    */
   leftPad?: ArrayLike<number>;
+  /** Gradient checkpointing: recompute each decoder layer in backward (config gradient_checkpointing). */
+  checkpoint?: boolean;
 }
 
 export interface LogProbOptions extends ForwardOptions {
@@ -205,22 +208,28 @@ export class LlamaModel {
         .reshape([B, T, d])
         .slice([0, 0, 0], [B, T - 1, d])
         .reshape<tf.Tensor2D>([B * (T - 1), d]);
+      const targets = ids.slice([0, 1], [B, T - 1]).reshape<tf.Tensor1D>([-1]); // [N']
+      if (!opts.allowed && w.arch.finalSoftcap === null) {
+        // chunked head: a [N', V] block never exists whole (head-logprobs.ts); Gemma2's final
+        // logit soft-capping takes the full path below
+        const r = headLogProbs(rmsNorm(h, w.norm, this.config.rms_norm_eps), w.head, targets, { temperature, withEntropy: opts.withEntropy });
+        const logp = r.logp.reshape([B, T - 1]) as tf.Tensor2D;
+        return r.entropy ? { logp, entropy: r.entropy.reshape([B, T - 1]) as tf.Tensor2D } : { logp };
+      }
       let z = headLogits(this.config, w, h); // [N', V]
       if (temperature !== 0 && temperature !== 1) z = z.mul<tf.Tensor2D>(1 / temperature);
       const lsm = tf.logSoftmax(z); // [N', V]
-      const targets = ids.slice([0, 1], [B, T - 1]).reshape([-1]);
-      // int32 one-hot then cast: the wasm OneHot kernel ignores a float32 dtype and writes int32 bits
-      const pick = tf.oneHot(targets, V).cast('float32'); // [N', V]
-      const full = lsm.mul(pick).sum(1); // [N']
-      if (opts.allowed) {
-        const m = maskedNormaliser(lsm, opts.allowed, opts.withEntropy === true); // log Z, entropy [N']
-        const logp = full.sub(m.logZ).reshape([B, T - 1]) as tf.Tensor2D;
-        return m.entropy ? { logp, entropy: m.entropy.reshape([B, T - 1]) as tf.Tensor2D } : { logp };
+      // each row's target entry of the flat [N' * V] block: a gather, no [N', V] one-hot
+      const flat = tf.range(0, B * (T - 1), 1, 'int32').mul(tf.scalar(V, 'int32')).add(targets);
+      const full = tf.gather(lsm.reshape([-1]), flat); // [N']
+      if (!opts.allowed) {
+        const logp = full.reshape([B, T - 1]) as tf.Tensor2D;
+        if (!opts.withEntropy) return { logp };
+        return { logp, entropy: tf.exp(lsm).mul(lsm).sum(1).neg().reshape([B, T - 1]) as tf.Tensor2D };
       }
-      const logp = full.reshape([B, T - 1]) as tf.Tensor2D;
-      if (!opts.withEntropy) return { logp };
-      const entropy = tf.exp(lsm).mul(lsm).sum(1).neg().reshape([B, T - 1]) as tf.Tensor2D;
-      return { logp, entropy };
+      const m = maskedNormaliser(lsm, opts.allowed, opts.withEntropy === true); // log Z, entropy [N']
+      const logp = full.sub(m.logZ).reshape([B, T - 1]) as tf.Tensor2D;
+      return m.entropy ? { logp, entropy: m.entropy.reshape([B, T - 1]) as tf.Tensor2D } : { logp };
     });
   }
 
@@ -278,7 +287,7 @@ export class LlamaModel {
       rope = this.rope.contiguous(T);
     }
     const masks = this.rope.masks(T, opts.leftPad);
-    return decoderLayers(this.config, w, embed(w, ids), B, T, rope, masks).h;
+    return decoderLayers(this.config, w, embed(w, ids), B, T, rope, masks, undefined, opts.checkpoint === true).h;
   }
 
   private checkIds(ids: tf.Tensor2D, minT: number, opts: ForwardOptions): [number, number] {

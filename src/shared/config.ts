@@ -30,7 +30,7 @@ export const CurriculumSchema = z.strictObject({
 
 export const ConfigSchema = z.strictObject({
   // --- run ---
-  backend: z.enum(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
+  backend: z.enum(['auto', 'tensorflow', 'webgpu', 'native', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
   device: int().nonnegative().nullable().default(null), // WebGPU adapter index as `grpo doctor` lists them; null = the first GPU
   seed: int().default(1234), // seeds data, init and sampling
   deterministic: z.boolean().default(false), // group seeds from seed/step/prompt, on-policy steps in prompt order: identical losses on resume and with any worker count
@@ -85,6 +85,7 @@ export const ConfigSchema = z.strictObject({
   prompts_per_step: posInt().default(256), // groups per step (batch_size in the seeds)
   num_iterations: posInt().default(1), // inner epochs over each batch (PPO-style reuse)
   micro_batch_size: posInt().default(256), // completions per forward/backward; gradients accumulate
+  gradient_checkpointing: z.boolean().default(false), // recompute each decoder layer in backward: less memory, ~1 more forward
   lr: z.number().positive().default(1e-3),
   lr_schedule: z.enum(['cosine', 'constant']).default('cosine'),
   warmup_steps: int().nonnegative().default(20),

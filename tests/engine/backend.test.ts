@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { activeBackend, engineInfo, initEngine } from '../../src/engine/backend.js';
+import { loadNativeAddon } from '../../src/engine/native-addon.js';
 import { tf } from '../../src/engine/tf.js';
 import { isGrpoError } from '../../src/shared/errors.js';
 import { LlamaModel } from '../../src/model/llama.js';
@@ -39,13 +40,18 @@ function tinyStep(): tf.Tensor[] {
 }
 
 describe('initEngine', () => {
-  it('auto picks tfjs-node when installed, else wasm (no GPU adapter here), and logs one line naming backend and kernels', async () => {
+  it('auto picks tfjs-node when installed, else native (no GPU adapter here; wasm without the addon), and logs one line naming backend and kernels', async () => {
     const lines: string[] = [];
     const info = await initEngine({ backend: 'auto', log: (l) => lines.push(l) });
     expect(info.requested).toBe('auto');
-    expect(info.backend).toBe(hasTfjsNode ? 'tensorflow' : 'wasm');
+    expect(info.backend).toBe(hasTfjsNode ? 'tensorflow' : loadNativeAddon().addon ? 'native' : 'wasm');
     expect(activeBackend()).toBe(info.backend);
     expect(lines[0]).toMatch(new RegExp(`^\\[engine\\] backend=${info.backend} `));
+    if (info.backend === 'native') {
+      expect(lines[0]).toContain(`kernels=${info.kernels.join(',')}`);
+      expect(info.kernels).toEqual(expect.arrayContaining(['BatchMatMul', '_FusedMatMul', 'UnsortedSegmentSum', 'GatherV2']));
+      expect(lines.length).toBe(1 + (info.notice ? 1 : 0)); // and the webgpu notice, when set
+    }
     if (info.backend === 'wasm') {
       expect(lines[0]).toContain(`kernels=${info.kernels.join(',')}`);
       expect(info.kernels).toEqual(expect.arrayContaining(['UnsortedSegmentSum', 'OneHot']));
@@ -92,11 +98,11 @@ describe('initEngine', () => {
   });
 });
 
-describe('the wasm engine in training', () => {
+describe('the wasm and native engines in training', () => {
   it('gives a small Llama the same loss and gradients as the cpu reference', async () => {
     const reference = await runOn('cpu', tinyStep);
-    const actual = await runOn('wasm', tinyStep);
-    expectClose(actual, reference, 1e-4);
+    expectClose(await runOn('wasm', tinyStep), reference, 1e-4);
+    if (loadNativeAddon().addon) expectClose(await runOn('native', tinyStep), reference, 1e-4);
   });
 
   it('keeps tensor count and wasm heap allocations stable across optimizer steps', async () => {

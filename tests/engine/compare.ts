@@ -1,15 +1,17 @@
 /**
  * Helpers for engine tests: run the same computation on the cpu backend (the reference: plain
- * JS kernels) and on the wasm backend with our replaced kernels, and compare the results.
+ * JS kernels) and on the backends with our replaced kernels (wasm: tensors in the wasm heap;
+ * native: tensors in their own typed arrays), and compare the results.
  */
 import { expect } from 'vitest';
 import { initEngine, type EngineInfo } from '../../src/engine/backend.js';
+import { loadNativeAddon } from '../../src/engine/native-addon.js';
 import { tf } from '../../src/engine/tf.js';
 
 export type HostResult = { shape: number[]; dtype: string; values: number[] };
 
 /** Runs `fn` on a backend and returns every output tensor as host data (all tensors disposed). */
-export async function runOn(backend: 'cpu' | 'wasm', fn: () => tf.Tensor | tf.Tensor[]): Promise<HostResult[]> {
+export async function runOn(backend: 'cpu' | 'wasm' | 'native', fn: () => tf.Tensor | tf.Tensor[]): Promise<HostResult[]> {
   await initEngine({ backend, log: () => {} });
   const before = tf.memory().numTensors;
   const out = tf.tidy(fn);
@@ -49,11 +51,14 @@ export function expectClose(actual: HostResult[], expected: HostResult[], rtol =
   }
 }
 
-/** Compares `fn` on wasm (replaced kernels) against cpu (reference). */
+/** Compares `fn` on wasm and native (replaced kernels) against cpu (reference). */
 export async function expectSameOnBackends(fn: () => tf.Tensor | tf.Tensor[], rtol = 1e-5): Promise<void> {
   const reference = await runOn('cpu', fn);
-  const actual = await runOn('wasm', fn);
-  expectClose(actual, reference, rtol);
+  // without the addon (GRPO_NATIVE=0 or not built) only wasm's portable kernels can be checked
+  for (const backend of loadNativeAddon().addon ? (['wasm', 'native'] as const) : (['wasm'] as const)) {
+    const actual = await runOn(backend, fn);
+    expectClose(actual, reference, rtol);
+  }
 }
 
 /** Deterministic pseudo-random floats in [-scale, scale) (same on every backend). */

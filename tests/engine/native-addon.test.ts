@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { packLayout, broadcastShapes, broadcastStrides } from '../../src/engine/kernels/layout.js';
 import { reductionView } from '../../src/engine/kernels/reduce.js';
-import { BinaryOp, loadNativeAddon, pickBlasCore } from '../../src/engine/native-addon.js';
+import { BinaryOp, UnaryOp, loadNativeAddon, pickBlasCore } from '../../src/engine/native-addon.js';
 
 const load = loadNativeAddon();
 
@@ -72,12 +72,33 @@ describe.skipIf(load.addon === null)(`native addon bounds checks${load.addon ? '
   it('throws RangeError for regions outside the heap or misaligned', () => {
     expect(() => addon.gemm(heap, 0, 16, 1020, 1, 2, 2, 2, 0, 0, 0, 0)).toThrow(RangeError);
     expect(() => addon.gemm(heap, 2, 16, 32, 1, 2, 2, 2, 0, 0, 0, 0)).toThrow(/misaligned/);
-    expect(() => addon.unary(heap, 0, 0, 0, 257)).toThrow(/outside the wasm heap/);
+    expect(() => addon.unary(heap, 0, 0, 0, 257)).toThrow(/outside its buffer/);
     const layout = Int32Array.from([1, 300, 1, 1]);
-    expect(() => addon.binary(heap, BinaryOp.Add, 0, 0, 0, layout)).toThrow(/outside the wasm heap/);
-    expect(() => addon.copy(heap, 0, 0, 4, Int32Array.from([1, 4, -1, 1]))).toThrow(/outside the wasm heap/);
+    expect(() => addon.binary(heap, BinaryOp.Add, 0, 0, 0, layout)).toThrow(/outside its buffer/);
+    expect(() => addon.copy(heap, 0, 0, 4, Int32Array.from([1, 4, -1, 1]))).toThrow(/outside its buffer/);
     expect(() => addon.copy(heap, 0, 0, 4, Int32Array.from([9]))).toThrow(/layout/);
     expect(() => addon.gemm(new ArrayBuffer(8) as never, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)).not.toThrow();
     expect(() => (addon.gemm as (...a: unknown[]) => void)('not a heap', 0)).toThrow(/ArrayBuffer/);
+  });
+
+  it('takes typed arrays in place of heap offsets when the heap is null (the native backend)', () => {
+    const a = Float32Array.from([1, 2, 3, 4]);
+    const b = Float32Array.from([5, 6, 7, 8]);
+    const c = new Float32Array(4);
+    addon.gemm(null, a, b, c, 1, 2, 2, 2, 0, 0, 0, 0);
+    expect(Array.from(c)).toEqual([19, 22, 43, 50]);
+    // a view starting at element 2 of a larger buffer: the tensor starts there
+    const big = new Float32Array(8);
+    addon.unary(null, UnaryOp.Neg, a, big.subarray(2), 4);
+    expect(Array.from(big)).toEqual([0, 0, -1, -2, -3, -4, 0, 0]);
+  });
+
+  it('bounds typed-array regions by their buffer and refuses offsets without a heap', () => {
+    const small = new Float32Array(4);
+    expect(() => addon.unary(null, UnaryOp.Neg, small, small, 5)).toThrow(/outside its buffer/);
+    expect(() => addon.gemm(null, small, small, small, 1, 2, 2, 3, 0, 0, 0, 0)).toThrow(RangeError);
+    expect(() => addon.unary(null, UnaryOp.Neg, 0, small, 1)).toThrow(/needs the heap/);
+    // a reversed walk may not step before the buffer's first element
+    expect(() => addon.copy(null, small, small, 4, Int32Array.from([1, 4, -1, 1]))).toThrow(/outside its buffer/);
   });
 });

@@ -5,9 +5,10 @@
  */
 import { tf } from '../tf.js';
 import { BinaryOp, UnaryOp, type NativeAddon } from '../native-addon.js';
-import { heapOf, offsetOf, sizeOf, stridesOf, type TensorInfo, type WasmBackend } from '../wasm-heap.js';
+import type { KernelMemory } from '../tensor-memory.js';
+import { sizeOf, stridesOf, type TensorInfo } from '../wasm-heap.js';
 import { broadcastShapes, broadcastStrides, packLayout } from './layout.js';
-import { replaceKernel } from './registry.js';
+import { replaceKernel, type KernelBackendName } from './registry.js';
 
 const UNARY: Record<string, UnaryOp> = {
   [tf.Neg]: UnaryOp.Neg,
@@ -35,19 +36,19 @@ const BINARY: Record<string, BinaryOp> = {
 /** Kernel names this module replaces. */
 export const ELEMENTWISE_KERNELS = [...Object.keys(UNARY), ...Object.keys(BINARY)];
 
-export function installElementwiseKernels(addon: NativeAddon): void {
+export function installElementwiseKernels(addon: NativeAddon, target: KernelBackendName): void {
   for (const [name, op] of Object.entries(UNARY)) {
-    replaceKernel(name, (args, backend) => {
+    replaceKernel(target, name, (args, backend) => {
       const { x } = args.inputs as { x: TensorInfo };
       if (x.dtype !== 'float32') return null;
       const out = backend.makeOutput(x.shape, 'float32');
       const n = sizeOf(x.shape);
-      if (n > 0) addon.unary(heapOf(backend), op, offsetOf(backend, x), offsetOf(backend, out), n);
+      if (n > 0) addon.unary(backend.heap(), op, backend.ref(x), backend.ref(out), n);
       return out;
     });
   }
   for (const [name, op] of Object.entries(BINARY)) {
-    replaceKernel(name, (args, backend) => {
+    replaceKernel(target, name, (args, backend) => {
       const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
       return binary(addon, backend, op, a, b);
     });
@@ -55,7 +56,7 @@ export function installElementwiseKernels(addon: NativeAddon): void {
 }
 
 /** a (op) b with numpy broadcasting into a fresh tensor, or null when not float32. */
-export function binary(addon: NativeAddon, backend: WasmBackend, op: BinaryOp, a: TensorInfo, b: TensorInfo): TensorInfo | null {
+export function binary(addon: NativeAddon, backend: KernelMemory, op: BinaryOp, a: TensorInfo, b: TensorInfo): TensorInfo | null {
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return null;
   const shape = broadcastShapes(a.shape, b.shape);
   if (shape === null) return null; // let the stock kernel raise its usual error
@@ -63,18 +64,18 @@ export function binary(addon: NativeAddon, backend: WasmBackend, op: BinaryOp, a
   if (layout === null) return null;
   const out = backend.makeOutput(shape, 'float32');
   if (sizeOf(shape) > 0) {
-    addon.binary(heapOf(backend), op, offsetOf(backend, a), offsetOf(backend, b), offsetOf(backend, out), layout);
+    addon.binary(backend.heap(), op, backend.ref(a), backend.ref(b), backend.ref(out), layout);
   }
   return out;
 }
 
 /** out += bias in place, bias broadcast to out's shape. False when the shapes do not allow it. */
-export function binaryInPlace(addon: NativeAddon, backend: WasmBackend, out: TensorInfo, bias: TensorInfo): boolean {
+export function binaryInPlace(addon: NativeAddon, backend: KernelMemory, out: TensorInfo, bias: TensorInfo): boolean {
   const shape = broadcastShapes(out.shape, bias.shape);
   if (shape === null || shape.length !== out.shape.length || shape.some((n, d) => n !== out.shape[d])) return false;
   const layout = packLayout(shape, stridesOf(shape), broadcastStrides(bias.shape, shape));
   if (layout === null) return false;
-  const off = offsetOf(backend, out);
-  if (sizeOf(shape) > 0) addon.binary(heapOf(backend), BinaryOp.Add, off, offsetOf(backend, bias), off, layout);
+  const off = backend.ref(out);
+  if (sizeOf(shape) > 0) addon.binary(backend.heap(), BinaryOp.Add, off, backend.ref(bias), off, layout);
   return true;
 }

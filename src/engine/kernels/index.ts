@@ -1,5 +1,5 @@
 /**
- * The wasm backend's replacement kernels, installed by initEngine (backend.ts).
+ * The replacement kernels of the wasm and native backends, installed by initEngine (backend.ts).
  * Native set (needs the addon): GEMM, elementwise, data movement, reductions and softmax.
  * Portable set (plain JS): what the wasm backend lacks or gets wrong; see portable.ts.
  */
@@ -8,13 +8,14 @@ import { installElementwiseKernels } from './elementwise.js';
 import { installMatMulKernels } from './matmul.js';
 import { installMovementKernels } from './movement.js';
 import { installReduceKernels } from './reduce.js';
+import type { KernelBackendName } from './registry.js';
 
 export { installPortableKernels } from './portable.js';
-export { replacedKernels } from './registry.js';
+export { replacedKernels, type KernelBackendName } from './registry.js';
 
-export function installNativeKernels(addon: NativeAddon): void {
-  installMatMulKernels(addon);
-  installElementwiseKernels(addon);
-  installMovementKernels(addon);
-  installReduceKernels(addon);
+export function installNativeKernels(addon: NativeAddon, target: KernelBackendName): void {
+  installMatMulKernels(addon, target);
+  installElementwiseKernels(addon, target);
+  installMovementKernels(addon, target);
+  installReduceKernels(addon, target);
 }

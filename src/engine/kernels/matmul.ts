@@ -6,15 +6,16 @@
  */
 import { tf } from '../tf.js';
 import { UnaryOp, type NativeAddon } from '../native-addon.js';
-import { f32View, heapOf, offsetOf, sizeOf, stridesOf, type TensorInfo, type WasmBackend } from '../wasm-heap.js';
+import type { KernelMemory } from '../tensor-memory.js';
+import { sizeOf, stridesOf, type TensorInfo } from '../wasm-heap.js';
 import { binaryInPlace } from './elementwise.js';
 import { broadcastShapes, broadcastStrides } from './layout.js';
-import { replaceKernel, type KernelArgs } from './registry.js';
+import { replaceKernel, type KernelArgs, type KernelBackendName } from './registry.js';
 
 /** op(a) x op(b) into a fresh [...batch, M, N] tensor, or null for non-float32 inputs. */
 export function nativeMatMul(
   addon: NativeAddon,
-  backend: WasmBackend,
+  backend: KernelMemory,
   a: TensorInfo,
   b: TensorInfo,
   transA: boolean,
@@ -42,10 +43,10 @@ export function nativeMatMul(
   const batchB = sizeOf(outerB);
   const out = backend.makeOutput([...outer, M, N], 'float32');
   if (batch === 0 || M === 0 || N === 0) return out;
-  const heap = heapOf(backend);
-  const aOff = offsetOf(backend, a);
-  const bOff = offsetOf(backend, b);
-  const cOff = offsetOf(backend, out);
+  const heap = backend.heap();
+  const aOff = backend.ref(a);
+  const bOff = backend.ref(b);
+  const cOff = backend.ref(out);
   const tA = transA ? 1 : 0;
   const tB = transB ? 1 : 0;
   if ((batchA === batch || batchA === 1) && (batchB === batch || batchB === 1)) {
@@ -68,7 +69,7 @@ export function nativeMatMul(
       ia += idx * aStrides[d];
       ib += idx * bStrides[d];
     }
-    addon.gemm(heap, aOff + 4 * ia * M * Ka, bOff + 4 * ib * Ka * N, cOff + 4 * i * M * N, 1, M, N, Ka, tA, tB, 0, 0);
+    addon.gemm(heap, backend.ref(a, 4 * ia * M * Ka), backend.ref(b, 4 * ib * Ka * N), backend.ref(out, 4 * i * M * N), 1, M, N, Ka, tA, tB, 0, 0);
   }
   return out;
 }
@@ -80,13 +81,13 @@ function batchStrides(shape: number[], outer: number[]): number[] {
   return outer.map((_, d) => (d < pad || shape[d - pad] === 1 ? 0 : own[d - pad]));
 }
 
-export function installMatMulKernels(addon: NativeAddon): void {
-  replaceKernel(tf.BatchMatMul, (args, backend) => {
+export function installMatMulKernels(addon: NativeAddon, target: KernelBackendName): void {
+  replaceKernel(target, tf.BatchMatMul, (args, backend) => {
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
     const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
     return nativeMatMul(addon, backend, a, b, transposeA, transposeB);
   });
-  replaceKernel(tf._FusedMatMul, (args, backend) => fusedMatMul(addon, args, backend));
+  replaceKernel(target, tf._FusedMatMul, (args, backend) => fusedMatMul(addon, args, backend));
 }
 
 /**
@@ -94,7 +95,7 @@ export function installMatMulKernels(addon: NativeAddon): void {
  * sigmoid run natively; the rarer elu, relu6, leakyrelu and prelu in JS over the heap view (the
  * stock wasm kernel is not a safe fallback: it returned wrong values for batched elu).
  */
-function fusedMatMul(addon: NativeAddon, args: KernelArgs, backend: WasmBackend): TensorInfo | null {
+function fusedMatMul(addon: NativeAddon, args: KernelArgs, backend: KernelMemory): TensorInfo | null {
   const { a, b, bias, preluActivationWeights: alphas } = args.inputs as Record<string, TensorInfo | undefined>;
   const { transposeA, transposeB, activation, leakyreluAlpha } = args.attrs as {
     transposeA: boolean;
@@ -113,12 +114,12 @@ function fusedMatMul(addon: NativeAddon, args: KernelArgs, backend: WasmBackend)
   }
   const n = sizeOf(out.shape);
   if (n === 0) return out;
-  const off = offsetOf(backend, out);
+  const off = backend.ref(out);
   if (activation === 'relu' || activation === 'sigmoid') {
-    addon.unary(heapOf(backend), activation === 'relu' ? UnaryOp.Relu : UnaryOp.Sigmoid, off, off, n);
+    addon.unary(backend.heap(), activation === 'relu' ? UnaryOp.Relu : UnaryOp.Sigmoid, off, off, n);
     return out;
   }
-  const y = f32View(backend, out);
+  const y = backend.f32(out);
   if (activation === 'elu') {
     for (let i = 0; i < n; i++) if (y[i] < 0) y[i] = Math.expm1(y[i]);
   } else if (activation === 'relu6') {
@@ -136,11 +137,11 @@ function fusedMatMul(addon: NativeAddon, args: KernelArgs, backend: WasmBackend)
 }
 
 /** y = y < 0 ? alpha * y : y, alpha broadcast to y's shape; false when it does not broadcast. */
-function preluInPlace(backend: WasmBackend, out: TensorInfo, alphas: TensorInfo): boolean {
+function preluInPlace(backend: KernelMemory, out: TensorInfo, alphas: TensorInfo): boolean {
   const shape = broadcastShapes(out.shape, alphas.shape);
   if (shape === null || shape.length !== out.shape.length || shape.some((d, i) => d !== out.shape[i])) return false;
-  const y = f32View(backend, out);
-  const w = f32View(backend, alphas);
+  const y = backend.f32(out);
+  const w = backend.f32(alphas);
   const ws = broadcastStrides(alphas.shape, out.shape);
   const os = stridesOf(out.shape);
   for (let i = 0; i < y.length; i++) {

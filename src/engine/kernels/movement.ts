@@ -6,25 +6,15 @@
  */
 import { tf } from '../tf.js';
 import { CastMode, type NativeAddon } from '../native-addon.js';
-import {
-  elemBytes,
-  f32View,
-  heapOf,
-  i32View,
-  offsetOf,
-  shareData,
-  sizeOf,
-  stridesOf,
-  type TensorInfo,
-  type WasmBackend,
-} from '../wasm-heap.js';
+import type { KernelMemory } from '../tensor-memory.js';
+import { elemBytes, sizeOf, stridesOf, type TensorInfo } from '../wasm-heap.js';
 import { packLayout } from './layout.js';
-import { replaceKernel } from './registry.js';
+import { replaceKernel, type KernelBackendName } from './registry.js';
 
 /** Copies `shape` elements from src (at element offset srcAt, strides srcStrides) into dst. */
 function stridedCopy(
   addon: NativeAddon,
-  backend: WasmBackend,
+  backend: KernelMemory,
   src: TensorInfo,
   srcAt: number,
   srcStrides: number[],
@@ -37,16 +27,16 @@ function stridedCopy(
   const eb = elemBytes(src.dtype);
   const layout = packLayout(shape, srcStrides, dstStrides);
   if (layout === null || eb === 0) return false;
-  const so = offsetOf(backend, src) + srcAt * eb;
-  const dOff = offsetOf(backend, dst) + dstAt * eb;
-  addon.copy(heapOf(backend), so, dOff, eb, layout);
+  const so = backend.ref(src, srcAt * eb);
+  const dOff = backend.ref(dst, dstAt * eb);
+  addon.copy(backend.heap(), so, dOff, eb, layout);
   return true;
 }
 
 /** Allocates an output and fills it by one strided copy; null (nothing allocated) when unsupported. */
 function copyOut(
   addon: NativeAddon,
-  backend: WasmBackend,
+  backend: KernelMemory,
   x: TensorInfo,
   outShape: number[],
   srcAt: number,
@@ -61,7 +51,7 @@ function copyOut(
   return out;
 }
 
-function slice(addon: NativeAddon, backend: WasmBackend, x: TensorInfo, begin: number[], size: number[]): TensorInfo | null {
+function slice(addon: NativeAddon, backend: KernelMemory, x: TensorInfo, begin: number[], size: number[]): TensorInfo | null {
   const xs = stridesOf(x.shape);
   const at = begin.reduce((acc, b, d) => acc + b * xs[d], 0);
   return copyOut(addon, backend, x, size, at, xs);
@@ -74,22 +64,24 @@ const CAST_MODES: Record<string, CastMode> = {
   'float32>bool': CastMode.Float32ToBool,
 };
 
-export function installMovementKernels(addon: NativeAddon): void {
-  replaceKernel(tf.Transpose, (args, backend) => {
+export function installMovementKernels(addon: NativeAddon, target: KernelBackendName): void {
+  replaceKernel(target, tf.Transpose, (args, backend) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { perm } = args.attrs as { perm: number[] };
+    // the identity permutation (the gradient of an axis-0 gather asks for one) moves nothing
+    if (perm.every((p, d) => p === d) && elemBytes(x.dtype) !== 0) return backend.share(x);
     const xs = stridesOf(x.shape);
     return copyOut(addon, backend, x, perm.map((p) => x.shape[p]), 0, perm.map((p) => xs[p]));
   });
 
-  replaceKernel(tf.Slice, (args, backend) => {
+  replaceKernel(target, tf.Slice, (args, backend) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { begin, size } = args.attrs as { begin: number | number[]; size: number | number[] };
     const [b, s] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size);
     return slice(addon, backend, x, b, s);
   });
 
-  replaceKernel(tf.SplitV, (args, backend) => {
+  replaceKernel(target, tf.SplitV, (args, backend) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { numOrSizeSplits, axis } = args.attrs as { numOrSizeSplits: number | number[]; axis: number };
     if (elemBytes(x.dtype) === 0) return null;
@@ -111,7 +103,7 @@ export function installMovementKernels(addon: NativeAddon): void {
     return outs;
   });
 
-  replaceKernel(tf.Concat, (args, backend) => {
+  replaceKernel(target, tf.Concat, (args, backend) => {
     const inputs = Object.values(args.inputs) as TensorInfo[];
     const { axis } = args.attrs as { axis: number };
     if (inputs.length === 0 || inputs.some((t) => t.dtype !== inputs[0].dtype) || elemBytes(inputs[0].dtype) === 0) return null;
@@ -130,7 +122,7 @@ export function installMovementKernels(addon: NativeAddon): void {
     return out;
   });
 
-  replaceKernel(tf.Reverse, (args, backend) => {
+  replaceKernel(target, tf.Reverse, (args, backend) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { dims } = args.attrs as { dims: number | number[] };
     const axes = tf.util.parseAxisParam(dims, x.shape);
@@ -144,7 +136,7 @@ export function installMovementKernels(addon: NativeAddon): void {
     return copyOut(addon, backend, x, [...x.shape], at, src);
   });
 
-  replaceKernel(tf.Tile, (args, backend) => {
+  replaceKernel(target, tf.Tile, (args, backend) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { reps } = args.attrs as { reps: number[] };
     if (elemBytes(x.dtype) === 0 || reps.length !== x.shape.length) return null;
@@ -163,20 +155,20 @@ export function installMovementKernels(addon: NativeAddon): void {
     return out;
   });
 
-  replaceKernel(tf.PadV2, (args, backend) => {
+  replaceKernel(target, tf.PadV2, (args, backend) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { paddings, constantValue } = args.attrs as { paddings: [number, number][]; constantValue: number };
     if (x.dtype !== 'float32' && x.dtype !== 'int32') return null;
     const outShape = x.shape.map((n, d) => paddings[d][0] + n + paddings[d][1]);
     const out = backend.makeOutput(outShape, x.dtype);
-    (x.dtype === 'float32' ? f32View(backend, out) : i32View(backend, out)).fill(constantValue);
+    (x.dtype === 'float32' ? backend.f32(out) : backend.i32(out)).fill(constantValue);
     const os = stridesOf(outShape);
     const at = paddings.reduce((acc, [before], d) => acc + before * os[d], 0);
     stridedCopy(addon, backend, x, 0, stridesOf(x.shape), out, at, os, [...x.shape]);
     return out;
   });
 
-  replaceKernel(tf.GatherV2, (args, backend) => {
+  replaceKernel(target, tf.GatherV2, (args, backend) => {
     const { x, indices } = args.inputs as { x: TensorInfo; indices: TensorInfo };
     const { axis, batchDims } = args.attrs as { axis: number; batchDims: number };
     if (batchDims !== 0 || indices.dtype !== 'int32' || elemBytes(x.dtype) !== 4) return null;
@@ -188,7 +180,7 @@ export function installMovementKernels(addon: NativeAddon): void {
     const out = backend.makeOutput(outShape, x.dtype);
     if (sizeOf(outShape) === 0) return out;
     try {
-      addon.gather(heapOf(backend), offsetOf(backend, x), offsetOf(backend, indices), offsetOf(backend, out), outer, x.shape[$axis], inner, nIdx);
+      addon.gather(backend.heap(), backend.ref(x), backend.ref(indices), backend.ref(out), outer, x.shape[$axis], inner, nIdx);
     } catch (err) {
       backend.disposeData(out.dataId);
       throw new Error(`GatherV2: indices must lie in [0, ${x.shape[$axis] - 1}]`, { cause: err });
@@ -196,7 +188,7 @@ export function installMovementKernels(addon: NativeAddon): void {
     return out;
   });
 
-  replaceKernel(tf.UnsortedSegmentSum, (args, backend) => {
+  replaceKernel(target, tf.UnsortedSegmentSum, (args, backend) => {
     const { x, segmentIds } = args.inputs as { x: TensorInfo; segmentIds: TensorInfo };
     const { numSegments } = args.attrs as { numSegments: number };
     if (x.dtype !== 'float32' || segmentIds.dtype !== 'int32') return null;
@@ -204,22 +196,22 @@ export function installMovementKernels(addon: NativeAddon): void {
     const inner = n === 0 ? 0 : sizeOf(x.shape) / n;
     const out = backend.makeOutput([numSegments, ...x.shape.slice(segmentIds.shape.length)], 'float32');
     if (n === 0 || inner === 0) {
-      f32View(backend, out).fill(0);
+      backend.f32(out).fill(0);
       return out;
     }
-    addon.segmentSum(heapOf(backend), offsetOf(backend, x), offsetOf(backend, segmentIds), offsetOf(backend, out), n, inner, numSegments);
+    addon.segmentSum(backend.heap(), backend.ref(x), backend.ref(segmentIds), backend.ref(out), n, inner, numSegments);
     return out;
   });
 
-  replaceKernel(tf.Cast, (args, backend) => {
+  replaceKernel(target, tf.Cast, (args, backend) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { dtype } = args.attrs as { dtype: tf.DataType };
-    if (dtype === x.dtype && elemBytes(dtype) !== 0) return shareData(backend, x);
+    if (dtype === x.dtype && elemBytes(dtype) !== 0) return backend.share(x);
     const mode = CAST_MODES[`${x.dtype}>${dtype}`];
     if (mode === undefined) return null;
     const out = backend.makeOutput([...x.shape], dtype);
     const n = sizeOf(x.shape);
-    if (n > 0) addon.cast(heapOf(backend), mode, offsetOf(backend, x), offsetOf(backend, out), n);
+    if (n > 0) addon.cast(backend.heap(), mode, backend.ref(x), backend.ref(out), n);
     return out;
   });
 }

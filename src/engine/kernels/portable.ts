@@ -9,22 +9,22 @@
  *   data is enough (as the cpu backend does).
  */
 import { tf } from '../tf.js';
-import { f32View, i32View, shareData, sizeOf, type TensorInfo } from '../wasm-heap.js';
-import { replaceKernel } from './registry.js';
+import { sizeOf, type TensorInfo } from '../wasm-heap.js';
+import { replaceKernel, type KernelBackendName } from './registry.js';
 
-export function installPortableKernels(): void {
-  replaceKernel(tf.Identity, (args, backend) => {
+export function installPortableKernels(target: KernelBackendName): void {
+  replaceKernel(target, tf.Identity, (args, backend) => {
     const { x } = args.inputs as { x: TensorInfo };
-    return x.dtype === 'string' || x.dtype === 'complex64' ? null : shareData(backend, x);
+    return x.dtype === 'string' || x.dtype === 'complex64' ? null : backend.share(x);
   });
 
-  replaceKernel(tf.Cast, (args, backend) => {
+  replaceKernel(target, tf.Cast, (args, backend) => {
     const { x } = args.inputs as { x: TensorInfo };
     const { dtype } = args.attrs as { dtype: tf.DataType };
-    return dtype === x.dtype && dtype !== 'string' && dtype !== 'complex64' ? shareData(backend, x) : null;
+    return dtype === x.dtype && dtype !== 'string' && dtype !== 'complex64' ? backend.share(x) : null;
   });
 
-  replaceKernel(tf.OneHot, (args, backend) => {
+  replaceKernel(target, tf.OneHot, (args, backend) => {
     const { indices } = args.inputs as { indices: TensorInfo };
     const { dtype, depth, onValue, offValue } = args.attrs as {
       dtype: tf.DataType;
@@ -35,8 +35,8 @@ export function installPortableKernels(): void {
     if (indices.dtype !== 'int32' || (dtype !== 'float32' && dtype !== 'int32')) return null;
     const out = backend.makeOutput([...indices.shape, depth], dtype);
     const n = sizeOf(indices.shape);
-    const idx = i32View(backend, indices);
-    const values = dtype === 'float32' ? f32View(backend, out) : i32View(backend, out);
+    const idx = backend.i32(indices);
+    const values = dtype === 'float32' ? backend.f32(out) : backend.i32(out);
     values.fill(offValue);
     for (let i = 0; i < n; i++) {
       const j = idx[i];
@@ -45,16 +45,16 @@ export function installPortableKernels(): void {
     return out;
   });
 
-  replaceKernel(tf.UnsortedSegmentSum, (args, backend) => {
+  replaceKernel(target, tf.UnsortedSegmentSum, (args, backend) => {
     const { x, segmentIds } = args.inputs as { x: TensorInfo; segmentIds: TensorInfo };
     const { numSegments } = args.attrs as { numSegments: number };
     if (x.dtype !== 'float32' || segmentIds.dtype !== 'int32') return null;
     const n = sizeOf(segmentIds.shape);
     const inner = n === 0 ? 0 : sizeOf(x.shape) / n;
     const out = backend.makeOutput([numSegments, ...x.shape.slice(segmentIds.shape.length)], 'float32');
-    const src = f32View(backend, x);
-    const ids = i32View(backend, segmentIds);
-    const dst = f32View(backend, out);
+    const src = backend.f32(x);
+    const ids = backend.i32(segmentIds);
+    const dst = backend.f32(out);
     dst.fill(0);
     for (let i = 0; i < n; i++) {
       const s = ids[i];

@@ -6,8 +6,8 @@
  */
 import { tf } from '../tf.js';
 import { ReduceOp, type NativeAddon } from '../native-addon.js';
-import { heapOf, offsetOf, sizeOf, type TensorInfo } from '../wasm-heap.js';
-import { replaceKernel } from './registry.js';
+import { sizeOf, type TensorInfo } from '../wasm-heap.js';
+import { replaceKernel, type KernelBackendName } from './registry.js';
 
 const REDUCE: Record<string, ReduceOp> = {
   [tf.Sum]: ReduceOp.Sum,
@@ -32,9 +32,9 @@ export function reductionView(shape: readonly number[], axes: readonly number[])
   return [sizeOf(shape.slice(0, lo)), sizeOf(shape.slice(lo, hi + 1)), sizeOf(shape.slice(hi + 1))];
 }
 
-export function installReduceKernels(addon: NativeAddon): void {
+export function installReduceKernels(addon: NativeAddon, target: KernelBackendName): void {
   for (const [name, op] of Object.entries(REDUCE)) {
-    replaceKernel(name, (args, backend) => {
+    replaceKernel(target, name, (args, backend) => {
       const { x } = args.inputs as { x: TensorInfo };
       // Max names its axes `reductionIndices`, the others `axis`; null means every axis
       const { axis, reductionIndices, keepDims } = args.attrs as {
@@ -48,12 +48,12 @@ export function installReduceKernels(addon: NativeAddon): void {
       if (view === null || sizeOf(x.shape) === 0) return null;
       const outShape = keepDims ? x.shape.map((n, d) => (axes.includes(d) ? 1 : n)) : x.shape.filter((_, d) => !axes.includes(d));
       const out = backend.makeOutput(outShape, 'float32');
-      addon.reduce(heapOf(backend), op, offsetOf(backend, x), offsetOf(backend, out), ...view);
+      addon.reduce(backend.heap(), op, backend.ref(x), backend.ref(out), ...view);
       return out;
     });
   }
 
-  replaceKernel(tf.Softmax, (args, backend) => {
+  replaceKernel(target, tf.Softmax, (args, backend) => {
     const { logits } = args.inputs as { logits: TensorInfo };
     const { dim } = args.attrs as { dim: number };
     const rank = logits.shape.length;
@@ -61,7 +61,7 @@ export function installReduceKernels(addon: NativeAddon): void {
     const cols = logits.shape[rank - 1];
     const rows = cols === 0 ? 0 : sizeOf(logits.shape) / cols;
     const out = backend.makeOutput([...logits.shape], 'float32');
-    if (rows > 0) addon.softmax(heapOf(backend), offsetOf(backend, logits), offsetOf(backend, out), rows, cols);
+    if (rows > 0) addon.softmax(backend.heap(), backend.ref(logits), backend.ref(out), rows, cols);
     return out;
   });
 }

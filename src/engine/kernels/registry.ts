@@ -1,13 +1,16 @@
 /**
- * Replacing kernels of the wasm backend. A replacement handles the cases it is built for and
- * returns null for the rest (other dtypes, exotic attributes), which then run the stock kernel,
- * so replacing a kernel never removes a capability. Replacements are installed once per process.
+ * Replacing kernels of the backends our native kernels serve: 'wasm' (tfjs's wasm backend) and
+ * 'native' (our own, see ../native-backend.ts). A replacement handles the cases it is built for
+ * and returns null for the rest (other dtypes, exotic attributes), which then run the stock
+ * kernel, so replacing a kernel never removes a capability. Replacements are installed once per
+ * process and backend.
  */
 import { tf } from '../tf.js';
-import type { NativeAddon } from '../native-addon.js';
-import type { TensorInfo, WasmBackend } from '../wasm-heap.js';
+import { memoryOf, type KernelMemory } from '../tensor-memory.js';
+import type { TensorInfo } from '../wasm-heap.js';
 
-export const WASM = 'wasm';
+/** The backends kernels are installed on. */
+export type KernelBackendName = 'wasm' | 'native';
 
 /** What tfjs passes to a kernel function. */
 export interface KernelArgs {
@@ -19,44 +22,41 @@ export interface KernelArgs {
 export type KernelResult = TensorInfo | TensorInfo[];
 
 /** A replacement: its result, or null to run the stock kernel instead. */
-export type FastKernel = (args: KernelArgs, backend: WasmBackend) => KernelResult | null;
+export type FastKernel = (args: KernelArgs, backend: KernelMemory) => KernelResult | null;
 
-/** The addon, or null when kernels must work without it (portable JS kernels). */
-export interface KernelEnv {
-  addon: NativeAddon | null;
-}
+const installed = new Map<KernelBackendName, Set<string>>();
 
-const installed = new Set<string>();
-
-/** Names of the wasm kernels replaced so far in this process. */
-export function replacedKernels(): string[] {
-  return [...installed].sort();
+/** Names of the kernels replaced so far in this process on `backendName`. */
+export function replacedKernels(backendName: KernelBackendName = 'wasm'): string[] {
+  return [...(installed.get(backendName) ?? [])].sort();
 }
 
 /**
- * Registers `fast` for `kernelName` on the wasm backend, keeping the stock kernel (if any) as the
- * fallback. A second call for the same name is ignored.
+ * Registers `fast` for `kernelName` on `backendName`, keeping the stock kernel (if any) as the
+ * fallback. A second call for the same name and backend is ignored.
  */
-export function replaceKernel(kernelName: string, fast: FastKernel): void {
-  if (installed.has(kernelName)) return;
-  const stock = tf.getKernel(kernelName, WASM);
-  if (stock) tf.unregisterKernel(kernelName, WASM);
+export function replaceKernel(backendName: KernelBackendName, kernelName: string, fast: FastKernel): void {
+  let done = installed.get(backendName);
+  if (!done) installed.set(backendName, (done = new Set()));
+  if (done.has(kernelName)) return;
+  const stock = tf.getKernel(kernelName, backendName);
+  if (stock) tf.unregisterKernel(kernelName, backendName);
   const kernelFunc = (args: KernelArgs): KernelResult => {
-    const result = fast(args, args.backend as WasmBackend);
+    const result = fast(args, memoryOf(args.backend));
     if (result !== null) return result;
     if (!stock) {
-      throw new Error(`${kernelName} on the wasm backend: unsupported inputs (${describeInputs(args)}) and no stock kernel`);
+      throw new Error(`${kernelName} on the ${backendName} backend: unsupported inputs (${describeInputs(args)}) and no stock kernel`);
     }
     return stock.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as KernelResult;
   };
   tf.registerKernel({
     kernelName,
-    backendName: WASM,
+    backendName,
     kernelFunc: kernelFunc as unknown as tf.KernelFunc,
     setupFunc: stock?.setupFunc,
     disposeFunc: stock?.disposeFunc,
   });
-  installed.add(kernelName);
+  done.add(kernelName);
 }
 
 function describeInputs(args: KernelArgs): string {

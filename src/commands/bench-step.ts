@@ -1,0 +1,129 @@
+/**
+ * `grpo bench step`: times one GRPO-shaped training step of a model of any shape with random
+ * weights, the same step as the PyTorch peer /work/shared/bench/torch_scale_step.py: forward,
+ * log-probabilities of the next tokens, loss -(mean_t logp * advantage).mean(), backward, AdamW.
+ *
+ *   grpo bench step --model-config shapes/smollm2-135m.json --batch 4 --seq 128 [--steps 3]
+ *       [--gradient-checkpointing] [--backend auto|tensorflow|native|wasm|cpu] [--json]
+ *
+ * Prints the best and median ms per step after a warm-up step, tokens/s, matmul GFLOP/s as a
+ * share of the fp32 peak, and the peak RSS. The fit check runs first: a step that cannot fit
+ * fails with GRPO_ERR_MODEL_TOO_LARGE before any weight is allocated.
+ */
+import type { BackendChoice } from '../engine/backend.js';
+import { memoryLimit } from '../engine/memory-limit.js';
+import { tf } from '../engine/tf.js';
+import { LlamaModel } from '../model/llama.js';
+import { checkStepFits } from '../model/memory-estimate.js';
+import { AdamW } from '../optim/adamw.js';
+import { Rng } from '../shared/rng.js';
+import { benchShape, deviceOf, DEFAULT_PEAK_GFLOPS, forwardFlops, peakRssMb, type ShapeFlags } from './bench-shape.js';
+import { startEngine, type CommandIO } from './io.js';
+
+export interface BenchStepOptions extends ShapeFlags {
+  steps: string;
+  gradientCheckpointing?: boolean;
+  backend: string;
+  peakGflops: string;
+  json?: boolean;
+}
+
+export interface BenchStepResult {
+  bench: 'step';
+  model: string;
+  backend: string;
+  device: string;
+  params: number;
+  batch: number;
+  seq: number;
+  gradient_checkpointing: boolean;
+  steps: number;
+  best_ms: number;
+  median_ms: number;
+  tokens_per_s: number;
+  matmul_gflops: number;
+  peak_fraction: number;
+  peak_rss_mb: number;
+  estimated_mb: number; // the fit check's estimate of one step
+  loss: number;
+}
+
+export async function benchStep(opts: BenchStepOptions, io: CommandIO): Promise<BenchStepResult> {
+  const shape = benchShape(opts);
+  const steps = Math.max(1, Number(opts.steps) || 1);
+  const info = await startEngine(opts.backend as BackendChoice, io);
+  const checkpoint = opts.gradientCheckpointing === true;
+  const limit = memoryLimit();
+  const estimate = checkStepFits(shape.config, { batch: shape.batch, seq: shape.seq, checkpoint }, limit.bytes, limit.where, limit.engineBytes);
+  const { config, batch: B, seq: T } = shape;
+  const model = LlamaModel.create(config, 0);
+  const params = model.variables();
+  const vars = [...params.values()];
+  const names = new Map([...params].map(([name, v]) => [v.name, name]));
+  const adamw = new AdamW(params);
+  const rng = new Rng(1);
+  const ids = tf.tensor2d(Int32Array.from({ length: B * T }, () => rng.int(0, config.vocab_size - 1)), [B, T], 'int32');
+  const adv = tf.tensor1d(Float32Array.from({ length: B }, () => rng.normal())); // [B]
+  const step = async (): Promise<number> => {
+    const { value, grads } = tf.variableGrads(
+      () => tf.tidy(() => model.tokenLogProbs(ids, { checkpoint }).logp.mean(1).mul(adv).mean().neg() as tf.Scalar),
+      vars,
+    );
+    adamw.apply(new Map(Object.entries(grads).map(([k, g]) => [names.get(k)!, g])), 1e-4);
+    tf.dispose(Object.values(grads));
+    const loss = (await value.data())[0]; // the one host read per step
+    value.dispose();
+    return loss;
+  };
+  const times: number[] = [];
+  let loss = NaN;
+  try {
+    await step(); // warm-up: AdamW's moments, kernel set-up, the buffer pool
+    for (let i = 0; i < steps; i++) {
+      const t0 = performance.now();
+      loss = await step();
+      times.push(performance.now() - t0);
+    }
+  } finally {
+    tf.dispose([ids, adv]);
+    adamw.dispose();
+    model.dispose();
+  }
+  const best = Math.min(...times);
+  const median = [...times].sort((a, b) => a - b)[times.length >> 1];
+  const gflops = (3 * forwardFlops(config, B, T, T - 1)) / best / 1e6; // forward + 2x backward
+  const peak = Number(opts.peakGflops) || DEFAULT_PEAK_GFLOPS;
+  const result: BenchStepResult = {
+    bench: 'step',
+    model: shape.source,
+    backend: info.backend,
+    device: deviceOf(info),
+    params: estimate.params,
+    batch: B,
+    seq: T,
+    gradient_checkpointing: checkpoint,
+    steps,
+    best_ms: round(best),
+    median_ms: round(median),
+    tokens_per_s: Math.round((B * T * 1000) / best),
+    matmul_gflops: round(gflops),
+    peak_fraction: Number((gflops / peak).toFixed(3)),
+    peak_rss_mb: peakRssMb(),
+    estimated_mb: Math.round(estimate.total / 2 ** 20),
+    loss,
+  };
+  if (opts.json) io.out(JSON.stringify(result));
+  else {
+    io.out(
+      `train step of ${shape.source} (${(result.params / 1e6).toFixed(1)}M params, ${B}x${T} tokens${checkpoint ? ', gradient checkpointing' : ''}) on ${result.device}:\n` +
+        `  best ${result.best_ms} ms, median ${result.median_ms} ms over ${steps} steps; ${result.tokens_per_s} tokens/s; ` +
+        `${result.matmul_gflops} GFLOP/s = ${(result.peak_fraction * 100).toFixed(1)}% of ${peak} GFLOP/s fp32 peak; ` +
+        `peak RSS ${result.peak_rss_mb} MB (estimated step ${result.estimated_mb} MB)`,
+    );
+  }
+  return result;
+}
+
+function round(x: number): number {
+  return Number(x.toFixed(1));
+}
