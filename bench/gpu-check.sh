@@ -10,6 +10,8 @@
 #   doctor.log   grpo doctor: Vulkan, the WebGPU adapters, CUDA libraries, every backend loaded
 #   bench.log    train step and sampling on webgpu, then on wasm with the native kernels (CPU);
 #                `grpo bench step|sample` when the CLI has it, else dist-bench/bench/*.js
+#   shape.log    with GPU_CHECK_MODEL_CONFIG=config.json: step (4 x 128) and sampling (8 x (64 + 64))
+#                of that shape on webgpu and on the native CPU backend
 #   train.log    grpo train, tiny preset, a few steps, learner and worker on webgpu
 #   summary.txt  one line per part: exit status and seconds
 # tfjs-node-gpu is not tried: its install downloads libtensorflow 2.9 (hundreds of MB, not
@@ -83,14 +85,24 @@ run doctor 60 "$OUT/doctor.log" "${GRPO[@]}" doctor
 
 # benches: the CLI's when it has them (h9's grpo bench), else the dist-bench scripts
 if "${GRPO[@]}" --help 2>/dev/null | grep -E '^ +bench( |$)' >/dev/null; then
-  STEP=("${GRPO[@]}" bench step)
-  SAMPLE=("${GRPO[@]}" bench sample)
+  # the reference shape (the `small` preset: hidden 128, 4 layers) at its batch
+  STEP=("${GRPO[@]}" bench step --model-size small --batch 32 --seq 64 --steps 5)
+  SAMPLE=("${GRPO[@]}" bench sample --model-size small --batch 32 --prompt 16 --new 48)
 else
   STEP=(node "$APP/dist-bench/bench/train-step.js" --steps 5 --warmup 2)
   SAMPLE=(node "$APP/dist-bench/bench/sample.js")
 fi
 run "bench step webgpu" 75 "$OUT/bench.log" "${STEP[@]}" --backend webgpu
 run "bench sample webgpu" 60 "$OUT/bench.log" "${SAMPLE[@]}" --backend webgpu
+
+# a real model's shape (random weights), when GPU_CHECK_MODEL_CONFIG names a Hugging Face config.json:
+# a training step at 4 x 128 and KV-cache sampling of 8 x (64 + 64), on the GPU and on the CPU route
+if [ -n "${GPU_CHECK_MODEL_CONFIG:-}" ] && [ "${STEP[2]:-}" = bench ]; then
+  for backend in webgpu native; do
+    run "shape step $backend" 150 "$OUT/shape.log" "${GRPO[@]}" bench step --model-config "$GPU_CHECK_MODEL_CONFIG" --batch 4 --seq 128 --steps 2 --backend "$backend"
+    run "shape sample $backend" 90 "$OUT/shape.log" "${GRPO[@]}" bench sample --model-config "$GPU_CHECK_MODEL_CONFIG" --batch 8 --prompt 64 --new 64 --backend "$backend"
+  done
+fi
 
 run "train webgpu" 120 "$OUT/train.log" "${GRPO[@]}" train --out "$WORK/run" --backend webgpu --model-size tiny \
   --steps 5 --sft-steps 50 --sft-batch-size 32 --workers 1 --worker-capacity 4 --eval-samples 32 \
