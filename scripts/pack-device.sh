@@ -49,11 +49,13 @@ app=$stage/app
 mkdir -p "$app/native/build/Release"
 cp package.json package-lock.json "$app/"
 cp -r dist dist-bench "$app/"
-if [ -f native/build/Release/grpo_native.node ]; then
-  cp native/build/Release/grpo_native.node "$app/native/build/Release/"
-else
-  log "native addon not built: the CPU figures there will be stock wasm (npm run build:native)"
-fi
+for addon in grpo_native.node grpo_decode.node; do # the engine's kernels, the rollout decoder
+  if [ -f "native/build/Release/$addon" ]; then
+    cp "native/build/Release/$addon" "$app/native/build/Release/"
+  else
+    log "native/build/Release/$addon not built: the CPU figures there will lack it (npm run build:native)"
+  fi
+done
 
 # 3. Production dependencies only, each package without its nested node_modules (those are
 #    packages of their own in npm's list), read through a node_modules symlink if there is one
