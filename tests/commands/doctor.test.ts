@@ -17,7 +17,7 @@ describe('grpo doctor', () => {
     const { io, out } = captureIO();
     const r = await doctorCommand({ json: true }, io);
     expect(JSON.parse(out[0])).toEqual(JSON.parse(JSON.stringify(r)));
-    expect(r.backends.map((b) => b.backend)).toEqual(['tensorflow', 'webgpu', 'wasm', 'cpu', 'auto']);
+    expect(r.backends.map((b) => b.backend)).toEqual(['tensorflow', 'webgpu', 'native', 'wasm', 'cpu', 'auto']);
     const by = Object.fromEntries(r.backends.map((b) => [b.backend, b]));
     expect(by.cpu.ok).toBe(true);
     expect(by.wasm.ok).toBe(true);
