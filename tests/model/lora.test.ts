@@ -204,6 +204,39 @@ describe('GRPO with LoRA', () => {
   });
 });
 
+describe('LoRA with gradient checkpointing', () => {
+  it('gives the adapters the same gradients with each decoder layer recomputed in backward', async () => {
+    const groups: GroupRollout[] = [];
+    const probe = LlamaModel.fromHostTensors(config, base, { trainable: false });
+    for (const [g, prompt] of [[1, 5, 6], [1, 7, 8]].entries()) {
+      const r = await sample(probe, Array(4).fill(prompt), { maxNewTokens: 5, temperature: 1, topK: 0, topP: 1, stopTokens: [2], seed: g });
+      groups.push({
+        groupId: `g${g}`,
+        policyVersion: 0,
+        promptTokens: prompt,
+        completions: r.tokens.map((tokens, j) => ({ tokens, logprobs: r.logprobs[j]!, text: '', rewards: { r: j % 2 }, finishReason: r.finishReason[j]! })),
+      });
+    }
+    probe.dispose();
+    const after: NamedHostTensors[] = [];
+    for (const checkpointing of [false, true]) {
+      const model = LlamaModel.fromHostTensors(config, base, { trainable: false });
+      const a = LoraAdapters.create(llamaParamShapes(config), SPEC, 1);
+      model.setAdapters(a);
+      const cfg = parseConfig({ group_size: 4, max_gen_len: 5, lr: 1e-2, lr_schedule: 'constant', warmup_steps: 0, dynamic_sampling: false, lora_r: 4, gradient_checkpointing: checkpointing });
+      const trainer = new GrpoTrainer({ config: cfg, policy: model });
+      for (let s = 0; s < 2; s++) await trainer.step(groups, s);
+      after.push(await a.toHostTensors());
+      trainer.dispose();
+      tf.dispose([model, a]);
+    }
+    for (const [name, t] of after[0]!) {
+      const other = after[1]!.get(name)!.data;
+      expect(Math.max(...t.data.map((v, i) => Math.abs(v - other[i]!))), name).toBeLessThan(1e-5);
+    }
+  });
+});
+
 describe('LoRA on every model family', () => {
   for (const family of ['llama3', 'qwen2', 'qwen3', 'gemma2']) {
     it(`${family}: zero B is the base exactly, and merged weights give the logits of the adapters applied`, async () => {
