@@ -117,17 +117,15 @@ export class LlamaModel {
    */
   async toHostTensors(opts: { withAdapters?: boolean } = {}): Promise<NamedHostTensors> {
     this.checkAlive();
-    const names = [...this.params.keys()];
-    const merged = opts.withAdapters && this.adapters ? tf.tidy(() => names.map((n) => this.forwardParams().get(n)!)) : null;
+    const merged = opts.withAdapters && this.adapters ? this.mergedWeights() : null;
     const out: NamedHostTensors = new Map();
     try {
-      for (const [i, name] of names.entries()) {
-        const v = merged ? merged[i]! : this.params.get(name)!;
+      for (const [name, v] of merged?.weights ?? this.params) {
         // data() may hand back the backend's own buffer, so copy before it leaves
         out.set(name, { shape: [...v.shape], data: new Float32Array(await v.data<'float32'>()) });
       }
     } finally {
-      if (merged) tf.dispose(merged.filter((t, i) => t !== this.params.get(names[i]!)));
+      merged?.free();
     }
     return out;
   }
@@ -242,12 +240,11 @@ export class LlamaModel {
     this.rope.ensure(maxLength);
     if (!this.adapters) return new DecodeSession(this.config, this.rope, this.params, prompts, temperature);
     // the session snapshots its weights, so the merged ones are freed once it has its copy
-    const names = [...this.params.keys()];
-    const merged = tf.tidy(() => names.map((n) => this.forwardParams().get(n)!));
+    const merged = this.mergedWeights();
     try {
-      return new DecodeSession(this.config, this.rope, new Map(names.map((n, i) => [n, merged[i]!])), prompts, temperature);
+      return new DecodeSession(this.config, this.rope, merged.weights, prompts, temperature);
     } finally {
-      tf.dispose(merged.filter((t, i) => t !== this.params.get(names[i]!)));
+      merged.free();
     }
   }
 
@@ -262,6 +259,19 @@ export class LlamaModel {
     this.disposed = true;
     if (this.ownsParams) for (const v of this.params.values()) v.dispose();
     this.rope.dispose();
+  }
+
+  /**
+   * forwardParams() kept outside any tidy, by HF name, and `free` for the merged tensors it made
+   * (the weights no adapter touches are the model's own variables and stay).
+   */
+  private mergedWeights(): { weights: Map<string, tf.Tensor>; free: () => void } {
+    const names = [...this.params.keys()];
+    const merged = tf.tidy(() => names.map((n) => this.forwardParams().get(n)!));
+    return {
+      weights: new Map(names.map((n, i) => [n, merged[i]!])),
+      free: () => tf.dispose(merged.filter((t, i) => t !== this.params.get(names[i]!))),
+    };
   }
 
   /** The weights a forward uses: the model's own, with the adapters merged in when attached. */
