@@ -8,7 +8,8 @@
  *                    of one object per line (what `datasets`' to_json() writes) is read as JSONL
  *   .csv             RFC 4180: a header row, "quoted" fields with "" escapes and newlines inside
  *                    quotes, CRLF or LF; every value is a string; `line N` of the record's start
- *   .parquet         through `hyparquet` (uncompressed or snappy); INT64 values become numbers
+ *   .parquet         through `hyparquet` with `hyparquet-compressors` (uncompressed, snappy, gzip,
+ *                    brotli, zstd, lz4: what pyarrow, Spark and `datasets` write); INT64 values become numbers
  *                    when exact, else strings; `row N` (0-based)
  *
  * Errors are GRPO_ERR_DATASET (file missing or unreadable) and GRPO_ERR_DATASET_FORMAT (the
@@ -17,6 +18,7 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
 import { GrpoError } from '../../shared/errors.js';
 
 export interface DatasetRecord {
@@ -164,7 +166,7 @@ async function readParquet(file: string): Promise<DatasetRecord[]> {
   let rows: Record<string, unknown>[];
   try {
     const buffer = await asyncBufferFromFile(file);
-    rows = (await parquetReadObjects({ file: buffer })) as Record<string, unknown>[];
+    rows = (await parquetReadObjects({ file: buffer, compressors })) as Record<string, unknown>[];
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOENT') throw new GrpoError('GRPO_ERR_DATASET', `cannot read dataset ${file}: no such file`, { cause: err });

@@ -63,6 +63,12 @@ describe('readDatasetFile: formats', () => {
     expect(rows[3].value.id).toBe('9007199254740993'); // beyond 2^53: kept exact as text
     expect(rows[2].value.answer).toBe('10 - 13 = -3\n#### -3');
   });
+
+  it.each(['gzip', 'brotli', 'zstd'])('reads the same rows from a %s-compressed Parquet file', async (codec) => {
+    const expected = await readDatasetFile(PARQUET);
+    const file = fileURLToPath(new URL(`../../fixtures/datasets/math-${codec}.parquet`, import.meta.url));
+    expect(await readDatasetFile(file)).toEqual(expected);
+  });
 });
 
 describe('readDatasetFile: bad input names the file and the place', () => {
