@@ -112,8 +112,8 @@ def choose(logp, sampling, rng):
     return int(cand[rng.choice(cand.shape[0], p=w / w.sum())])
 
 
-def sample_group(model, prompt_ids, n, sampling, eos_id, rng):
-    """`n` completions of one prompt: per row the tokens (EOS included when drawn), their
+def sample_group(model, prompt_ids, n, sampling, stop_ids, rng):
+    """`n` completions of one prompt: per row the tokens (the stop token included when drawn), their
     log-probabilities and the finish reason. All rows share the prompt, so one cache serves them."""
     temperature = sampling["temperature"] or 1.0  # temperature 0 reports temperature-1 log-probs
     cache = model.start(n)
@@ -128,7 +128,7 @@ def sample_group(model, prompt_ids, n, sampling, eos_id, rng):
             tokens[r].append(tok)
             logprobs[r].append(float(logp[r, tok]))
             nxt[r] = tok
-            if tok == eos_id:
+            if tok in stop_ids:
                 finish[r] = "stop"
                 live.remove(r)
         if not live:

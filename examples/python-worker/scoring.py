@@ -25,6 +25,8 @@ class CharTokenizer:
         self.unk = self.vocab.get("<unk>")
         self.bos = special_tokens["bosId"]  # None: no BOS
         self.eos = special_tokens["eosId"]
+        # every id that ends a completion, EOS first (older learners send no stopIds: EOS alone)
+        self.stops = set(special_tokens.get("stopIds") or [self.eos])
 
     def encode(self, text):
         ids = []
@@ -40,9 +42,9 @@ class CharTokenizer:
         return ([] if self.bos is None else [self.bos]) + self.encode(prompt)
 
     def completion_text(self, ids):
-        """The text before the first EOS, special tokens dropped: EOS is never part of it."""
-        if self.eos in ids:
-            ids = ids[: ids.index(self.eos)]
+        """The text before the first stop token, special tokens dropped: EOS is never part of it."""
+        end = next((k for k, i in enumerate(ids) if i in self.stops), len(ids))
+        ids = ids[:end]
         return "".join(self.by_id[i] for i in ids if i not in self.specials)
 
 

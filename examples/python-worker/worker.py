@@ -193,7 +193,7 @@ class Worker:
             prompt_ids = self.tok.prompt_ids(g["prompt"])
             seed = fnv1a(f"{s['seed']}|{g['groupId']}")
             rngs = [np.random.default_rng([seed, r]) for r in range(g["groupSize"])]
-            tokens, logprobs, finish = sample_group(model, prompt_ids, g["groupSize"], s, self.tok.eos, rngs)
+            tokens, logprobs, finish = sample_group(model, prompt_ids, g["groupSize"], s, self.tok.stops, rngs)
         except Exception as e:  # noqa: BLE001 - every failure is reported with a code
             return {"groupId": g["groupId"], "code": "GRPO_ERR_ROLLOUT", "message": f"sampling failed: {e}"}
         completions = []

@@ -141,7 +141,7 @@ async function decodeAll(
       temperature,
       topK: 0,
       topP: o.topP ?? 1,
-      stopTokens: [tokenizer.eosId],
+      stopTokens: [...tokenizer.stopIds],
       seed: (o.seed ?? 0) + start, // a distinct stream per batch, the same for the same run
       allowedTokens: task.grammar?.(tokenizer, rowTexts.slice(start, start + batch)),
     });

@@ -87,7 +87,7 @@ export function runSpecOf(
   runId: string,
   config: Config,
   policy: LlamaModel,
-  run: { tokenizer: Pick<Tokenizer, 'toJSON' | 'bosId' | 'addsBos' | 'eosId' | 'padId'>; task: Task; moduleRewards: readonly TaskReward[]; rewardWeights: Readonly<Record<string, number>> },
+  run: { tokenizer: Pick<Tokenizer, 'toJSON' | 'bosId' | 'addsBos' | 'eosId' | 'stopIds' | 'padId'>; task: Task; moduleRewards: readonly TaskReward[]; rewardWeights: Readonly<Record<string, number>> },
 ): RunSpec {
   const jsOnly = looksLikeModulePath(config.task) || config.reward_module !== null;
   return {
@@ -95,7 +95,7 @@ export function runSpecOf(
     model: { ...policy.config },
     tokenizer: run.tokenizer.toJSON(),
     // nil BOS for a tokenizer whose post-processor adds none (Qwen2), so every worker leaves it out as promptIds does
-    specialTokens: { bosId: run.tokenizer.addsBos === false ? null : run.tokenizer.bosId, eosId: run.tokenizer.eosId, padId: run.tokenizer.padId },
+    specialTokens: { bosId: run.tokenizer.addsBos === false ? null : run.tokenizer.bosId, eosId: run.tokenizer.eosId, padId: run.tokenizer.padId, stopIds: [...run.tokenizer.stopIds] },
     task: { name: config.task, seed: config.seed, options: { ...run.task.options }, jsOnly },
     rewardWeights: { ...config.reward_weights },
     sampling: { temperature: config.temperature, topK: config.top_k, topP: config.top_p, maxNewTokens: config.max_gen_len, seed: config.seed },

@@ -32,6 +32,7 @@ export class CharTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number | null;
   readonly eosId: number;
+  readonly stopIds: readonly number[];
   readonly padId: number;
   /** Id of "<unk>" when it is among the specials: unknown characters map to it instead of failing. */
   readonly unkId: number | null;
@@ -51,6 +52,7 @@ export class CharTokenizer implements Tokenizer {
     const eos = find(EOS_NAMES);
     if (eos === null) throw configError(`specials [${specials.join(', ')}] name no end-of-sequence token; add "<eos>"`);
     this.eosId = eos;
+    this.stopIds = [eos];
     this.bosId = find(BOS_NAMES);
     this.padId = find(PAD_NAMES) ?? eos; // without a pad token, padding reuses eos (masked anyway)
     this.unkId = find([UNK]);

@@ -29,6 +29,24 @@ function tokenId(raw: Raw, source: string, field: string): number | null {
   return v as number | null;
 }
 
+/**
+ * Every token id that ends a completion: config.json's eos_token_id (one id or a list), then the
+ * ids generation_config.json adds, in order, without repeats. transformers' generate() stops at
+ * generation_config's list, and chat models put their end-of-turn token only there
+ * (Qwen2.5-Instruct: [<|im_end|>, <|endoftext|>]). `generationConfig` is that file's contents, or
+ * null without one; a malformed eos_token_id in it is GRPO_ERR_CHECKPOINT_CONFIG naming `source`.
+ */
+export function stopTokenIds(config: ModelConfig, generationConfig: unknown, source = 'generation_config.json'): number[] {
+  const list = (v: unknown): unknown[] => (v === null || v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  const fromGen = generationConfig !== null && typeof generationConfig === 'object' ? list((generationConfig as Raw).eos_token_id) : [];
+  for (const id of fromGen) {
+    if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= config.vocab_size) {
+      throw configError(source, 'eos_token_id', (generationConfig as Raw).eos_token_id, `null, or token ids in [0, ${config.vocab_size})`);
+    }
+  }
+  return [...new Set([...(list(config.eos_token_id) as number[]), ...(fromGen as number[])])];
+}
+
 /** transformers' defaults that differ between the families. */
 const DEFAULTS: Record<ModelType, { maxPos: number; tie: boolean }> = {
   llama: { maxPos: 2048, tie: false },

@@ -31,7 +31,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promis
 import { basename, dirname, join, resolve } from 'node:path';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
 import { writeFailure } from '../shared/write-error.js';
-import { configJsonText, parseLlamaConfig, parseTrainerState, type TrainerState } from './checkpoint-config.js';
+import { configJsonText, parseLlamaConfig, parseTrainerState, stopTokenIds, type TrainerState } from './checkpoint-config.js';
 import { readWeightFiles, SHARD_FILE, weightFiles, type WeightsDtype } from './checkpoint-weights.js';
 import { llamaParamShapes, validateLlamaWeights } from './llama-params.js';
 import { checkAdapterTensors, loraTargets, mergeAdapters, shortName, type LoraSpec } from './lora.js';
@@ -85,7 +85,9 @@ export const CHECKPOINT_FILES = {
 } as const;
 const MANIFEST_FORMAT = 'grpo-cluster-checkpoint';
 /** Files a directory may hold for saveCheckpoint to replace it even if it is not complete. */
-const REPLACEABLE = new Set<string>([...Object.values(CHECKPOINT_FILES), ...Object.values(PEFT_FILES), 'generation_config.json', 'special_tokens_map.json']);
+/** transformers' generation defaults; read for the end-of-turn ids chat models list only there. */
+const GENERATION_CONFIG = 'generation_config.json';
+const REPLACEABLE = new Set<string>([...Object.values(CHECKPOINT_FILES), ...Object.values(PEFT_FILES), GENERATION_CONFIG, 'special_tokens_map.json']);
 
 interface Manifest {
   format: typeof MANIFEST_FORMAT;
@@ -213,9 +215,12 @@ async function loadNow(target: string, withOptimizer: boolean, depth = 0): Promi
     weights = mergeAdapters(adapters.baseWeights!, targets, adapters.spec.alpha / adapters.spec.r, adapters.tensors);
   }
 
-  const eos = Array.isArray(config.eos_token_id) ? (config.eos_token_id[0] ?? null) : config.eos_token_id;
+  const genPath = join(src, GENERATION_CONFIG);
+  const stopIds = stopTokenIds(config, (await exists(genPath)) ? await readJson(genPath) : null, genPath);
+  // the whole set goes into config.json, so checkpoints saved from this one stop where it stops
+  if (stopIds.length > 1) config.eos_token_id = stopIds;
   const tokenizer = await loadTokenizer(join(src, CHECKPOINT_FILES.tokenizer), {
-    ids: { bosId: config.bos_token_id, eosId: eos, padId: config.pad_token_id },
+    ids: { bosId: config.bos_token_id, eosId: stopIds[0] ?? null, padId: config.pad_token_id, stopIds },
   });
   checkTokenizerFits(tokenizer, config, src);
 

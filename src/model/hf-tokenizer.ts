@@ -28,6 +28,8 @@ export interface SpecialTokenIds {
   bosId?: number | null;
   eosId?: number | null;
   padId?: number | null;
+  /** Tokens that end a completion besides the eos one (the checkpoint's other eos_token_id entries). */
+  stopIds?: readonly number[] | null;
 }
 
 export interface HfTokenizerOptions {
@@ -46,6 +48,7 @@ export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number | null;
   readonly eosId: number;
+  readonly stopIds: readonly number[];
   readonly padId: number;
   readonly addsBos: boolean;
   /** The tokenizer_config.json it was built with ({} without one): its chat_template travels with checkpoints. */
@@ -56,7 +59,7 @@ export class HfTokenizer implements Tokenizer {
   private constructor(
     json: Record<string, unknown>,
     tok: HfJsTokenizer,
-    ids: { bos: number | null; eos: number; pad: number },
+    ids: { bos: number | null; eos: number; stop: number[]; pad: number },
     vocabSize: number,
     tokenizerConfig: Record<string, unknown>,
   ) {
@@ -69,6 +72,7 @@ export class HfTokenizer implements Tokenizer {
     this.vocabSize = vocabSize;
     this.bosId = ids.bos;
     this.eosId = ids.eos;
+    this.stopIds = Object.freeze(ids.stop);
     this.padId = ids.pad;
   }
 
@@ -136,7 +140,7 @@ function resolveSpecialIds(
   json: Record<string, unknown>,
   opts: HfTokenizerOptions,
   vocabSize: number,
-): { bos: number | null; eos: number; pad: number } {
+): { bos: number | null; eos: number; stop: number[]; pad: number } {
   const specials = addedTokens(json).filter((t) => t.special);
   const resolve = (explicit: number | null | undefined, configKey: string, known: string[]): number | null => {
     if (explicit !== undefined && explicit !== null) return explicit;
@@ -163,10 +167,12 @@ function resolveSpecialIds(
   }
   const bos = resolve(opts.ids?.bosId, 'bos_token', KNOWN_BOS);
   const pad = resolve(opts.ids?.padId, 'pad_token', KNOWN_PAD) ?? eos; // many Llama tokenizers have no pad
-  for (const [name, id] of [['bos', bos], ['eos', eos], ['pad', pad]] as const) {
+  const stop = [...new Set([eos, ...(opts.ids?.stopIds ?? [])])];
+  const named: [string, number | null][] = [['bos', bos], ['eos', eos], ['pad', pad], ...stop.map((id): [string, number] => ['stop', id])];
+  for (const [name, id] of named) {
     if (id !== null && (!Number.isInteger(id) || id < 0 || id >= vocabSize)) {
       throw new GrpoError('GRPO_ERR_TOKENIZER_CONFIG', `${name} token id ${id} is outside the tokenizer's vocabulary [0, ${vocabSize})`);
     }
   }
-  return { bos, eos, pad };
+  return { bos, eos, stop, pad };
 }

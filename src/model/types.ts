@@ -75,6 +75,12 @@ export interface Tokenizer {
    */
   readonly addsBos?: boolean;
   readonly eosId: number;
+  /**
+   * Every token that ends a completion: eosId first, then the other end ids the checkpoint lists
+   * (config.json's and generation_config.json's eos_token_id: Llama-3.1-Instruct's <|eot_id|>,
+   * Gemma-2-it's <end_of_turn>, Qwen2.5-Instruct's <|endoftext|>), as transformers' generate() stops.
+   */
+  readonly stopIds: readonly number[];
   readonly padId: number;
   encode(text: string): number[];
   decode(ids: number[]): string;

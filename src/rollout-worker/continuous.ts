@@ -66,7 +66,7 @@ export async function streamGroups<T extends { spec: GroupSpec }>(
       temperature: sampling.temperature,
       topK: sampling.topK,
       topP: sampling.topP,
-      stopTokens: [tokenizer.eosId],
+      stopTokens: [...tokenizer.stopIds],
     });
   } catch (err) {
     stats.error = toGrpoError(err, 'GRPO_ERR_ROLLOUT').message;

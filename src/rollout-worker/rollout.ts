@@ -195,7 +195,7 @@ export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSp
     temperature: ctx.sampling.temperature,
     topK: ctx.sampling.topK,
     topP: ctx.sampling.topP,
-    stopTokens: [tokenizer.eosId],
+    stopTokens: [...tokenizer.stopIds],
     seed: rolloutSeed(ctx.sampling.seed, specs.map((s) => s.groupId)),
     allowedTokens: batchGrammar(tokenizer, grammarRows),
   };

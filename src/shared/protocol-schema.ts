@@ -90,7 +90,7 @@ const SCHEMAS = {
       runId: id(),
       model: z.record(z.string(), z.unknown()),
       tokenizer: z.unknown(),
-      specialTokens: z.object({ bosId: count().nullable(), eosId: count(), padId: count() }),
+      specialTokens: z.object({ bosId: count().nullable(), eosId: count(), padId: count(), stopIds: z.array(count()).min(1).optional() }),
       task: z.object({ name: z.string().min(1), seed: z.number().int(), options: z.record(z.string(), z.unknown()), jsOnly: z.boolean() }),
       rewardWeights: z.record(z.string(), z.number()),
       sampling: z.object({

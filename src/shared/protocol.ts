@@ -164,9 +164,10 @@ export interface RunSpec {
   tokenizer: unknown; // tokenizer.json contents
   /**
    * The learner's special token ids: a prompt is [bosId] + encode(prompt) (no BOS when null; the
-   * tokenizer's post-processor is not applied), a completion ends at eosId (docs/protocol.md, "Tokens").
+   * tokenizer's post-processor is not applied), a completion ends at eosId or at any of `stopIds`
+   * (eosId first; absent from older learners = [eosId]) (docs/protocol.md, "Tokens").
    */
-  specialTokens: { bosId: number | null; eosId: number; padId: number };
+  specialTokens: { bosId: number | null; eosId: number; padId: number; stopIds?: number[] };
   /**
    * `jsOnly`: scoring needs JavaScript (the task is a module path, or the run has a reward module),
    * so only a worker that can import JS/TS modules may sample for the run.

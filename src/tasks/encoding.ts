@@ -27,13 +27,14 @@ export function completionIds(tokenizer: Tokenizer, completion: string, opts: { 
 }
 
 /**
- * Generated ids to completion text: everything before the first EOS, specials dropped. Ids past
+ * Generated ids to completion text: everything before the first stop token (EOS or another of
+ * `tokenizer.stopIds`), specials dropped. Ids past
  * the tokenizer's vocabulary decode to nothing, as in transformers: pretrained models pad their
  * embedding matrix (Qwen2.5's 151,936 rows for 151,665 tokens), and a sampled padding row is
  * still the policy's action, just not text.
  */
 export function decodeCompletion(tokenizer: Tokenizer, ids: readonly number[]): string {
-  const end = ids.indexOf(tokenizer.eosId);
+  const end = ids.findIndex((id) => tokenizer.stopIds.includes(id));
   const kept = (end < 0 ? ids : ids.slice(0, end)).filter((id) => id < tokenizer.vocabSize);
   return tokenizer.decode(kept);
 }

@@ -94,6 +94,20 @@ describe('rolloutGroups', () => {
     expect(timing.rewardSeconds).toBeGreaterThan(0);
   });
 
+  it("stops at every one of the tokenizer's stop ids, not only EOS (end-of-turn tokens of chat models)", async () => {
+    // a tokenizer whose stop set holds every token but EOS: each completion ends at its first token
+    const stopIds = Array.from({ length: tok.vocabSize }, (_, i) => i).filter((i) => i !== tok.eosId);
+    const chatTok = Object.assign(Object.create(tok) as CharTokenizer, { stopIds });
+    const { outcomes } = await rolloutGroups(ctx({ tokenizer: chatTok }), specs(['s0', 's1'], [4, 4]));
+    for (const o of outcomes) {
+      for (const c of rollout(o).completions) {
+        expect(c.tokens).toHaveLength(1);
+        expect(c.finishReason).toBe('stop');
+        expect(c.text).toBe('');
+      }
+    }
+  });
+
   it('is reproducible for the same seed and groups, and draws other completions for other group ids', async () => {
     const a = await rolloutGroups(ctx(), specs(['r0', 'r1'], [4, 4]));
     const b = await rolloutGroups(ctx(), specs(['r0', 'r1'], [4, 4]));
