@@ -1,0 +1,32 @@
+/**
+ * Resume epochs (docs/protocol.md, "Resume epochs"). A weights version is named by the pair
+ * (epoch, version): the coordinator gives every learner process of a run a new epoch, above every
+ * epoch it or any worker has seen, so a learner that resumed from an older checkpoint publishes
+ * lower versions in a higher epoch. A worker loads weights only when their pair is
+ * lexicographically above the one it holds; anything else (a replay, a stale learner's upload) is
+ * refused and it keeps sampling with what it has. An absent epoch on the wire is 0.
+ */
+
+export interface Stamp {
+  epoch: number;
+  version: number;
+}
+
+export function stampOf(version: number, epoch: number | undefined | null): Stamp {
+  return { epoch: epoch ?? 0, version };
+}
+
+/** Negative when a < b, 0 when equal, positive when a > b: epoch first, then version. */
+export function compareStamps(a: Stamp, b: Stamp): number {
+  return a.epoch !== b.epoch ? a.epoch - b.epoch : a.version - b.version;
+}
+
+/** `v12` in epoch 0, `e3/v12` otherwise: how logs and error messages name a version. */
+export function describeStamp(s: Stamp): string {
+  return s.epoch === 0 ? `v${s.version}` : `e${s.epoch}/v${s.version}`;
+}
+
+/** The wire form of an epoch: left out when 0, so runs that never restart look as before. */
+export function epochField(epoch: number | null | undefined): { epoch?: number } {
+  return epoch ? { epoch } : {};
+}
