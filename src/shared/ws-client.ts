@@ -19,7 +19,7 @@ import type { AdapterInfo, Message, MessageOf, ProtocolLogger, Role, WeightsEnco
 import { UploadPump, type UploadOutcome } from './ws-upload.js';
 import { encodeWeights, WeightsAssembler } from './weights-wire.js';
 import { roleToken } from './credentials.js';
-import { compareStamps, describeStamp, type Stamp } from './epoch.js';
+import { describeStamp, HeldWeights, type Stamp } from './epoch.js';
 
 export interface ProtocolClientOptions {
   url: string; // ws://host:port
@@ -93,7 +93,7 @@ export class ProtocolClient {
   private announced: number | null = null; // learner: newest PolicyVersion sent
   private assignedEpoch: number | null = null; // learner: the epoch its last Welcome gave it
   private askNewEpoch = true; // learner: the next Hello asks for a new epoch (first of the process, after close 4008)
-  private held: Stamp | null = null; // worker: (epoch, version) of the newest weights accepted
+  private readonly held = new HeldWeights(); // worker: (epoch, version) of the newest weights accepted
   private startPromise: Promise<WelcomeMsg> | null = null;
   private settleStart: { resolve: (w: WelcomeMsg) => void; reject: (e: GrpoError) => void } | null = null;
   private readonly opts: Required<Omit<ProtocolClientOptions, 'token'>> & { token: string | null };
@@ -134,7 +134,7 @@ export class ProtocolClient {
 
   /** Worker: the resume epoch of the newest weights accepted (0 before any). */
   get weightsEpoch(): number {
-    return this.held?.epoch ?? 0;
+    return this.held.stamp?.epoch ?? 0;
   }
 
   /** Connects (retrying until the coordinator answers); resolves with the first Welcome. */
@@ -345,7 +345,7 @@ export class ProtocolClient {
    * one it ran in before close 4008), else the epoch it runs in (a reconnect).
    */
   private helloEpoch(): { epoch?: number; newEpoch?: boolean } {
-    if (this.opts.role === 'worker') return this.held !== null && this.held.epoch > 0 ? { epoch: this.held.epoch } : {};
+    if (this.opts.role === 'worker') return this.weightsEpoch > 0 ? { epoch: this.weightsEpoch } : {};
     const known = Math.max(this.assignedEpoch ?? -1, this.opts.epoch);
     if (this.askNewEpoch) return { ...(known >= 0 ? { epoch: known } : {}), newEpoch: true };
     return { epoch: known };
@@ -392,20 +392,12 @@ export class ProtocolClient {
    * sampling with what it holds.
    */
   private acceptWeights(ws: WebSocket, got: Stamp): boolean {
-    const held = this.held;
-    const order = held === null ? 1 : compareStamps(got, held);
-    if (order > 0) {
-      this.held = got;
-      return true;
-    }
-    if (order === 0) {
+    const err = this.held.offer(got);
+    if (err === 'new') return true;
+    if (err === 'repeat') {
       this.opts.log('debug', 'client_weights_repeat', { version: describeStamp(got) });
       return false;
     }
-    const err = new GrpoError(
-      WireError.WeightsBackwards,
-      `weights ${describeStamp(got)} are older than the ${describeStamp(held as Stamp)} this worker holds (epoch, then version); refused, sampling continues with ${describeStamp(held as Stamp)}`,
-    );
     this.opts.log('warn', 'client_weights_refused', { code: err.code, error: err.message });
     if (ws.readyState === WebSocket.OPEN) ws.send(encodeMessage({ kind: Kind.Error, code: err.code, message: err.message, ref: describeStamp(got) }));
     this.emit('error', err);
