@@ -177,7 +177,7 @@ export function registerDoctor(program: Command, io: () => CommandIO = processIO
   program.addCommand(
     new Command('doctor')
       .description('probe the GPU route (Vulkan, WebGPU adapters, CUDA libraries) and load every tensor backend')
-      .option('--device <n>', 'WebGPU adapter index to check (default: the first GPU)')
+      .option('--device <n>', 'GPU to check: the Nth in PCI order with the device-select layer, else the WebGPU adapter index (default: the first GPU)')
       .option('--json', 'print the report as one JSON object')
       .action(async (opts: { device?: string; json?: boolean }) => {
         await doctorCommand(opts, io());
