@@ -120,7 +120,7 @@ export async function doctorCommand(opts: { device?: string; json?: boolean }, i
   // an adapter's PCI address: the layer's device of the same name, where that name is unique
   for (const a of gpu.adapters) {
     const same = vulkanDevices.filter((d) => d.name === a.name);
-    if (a.pci === undefined && same.length === 1 && same[0].pci !== null) a.pci = same[0].pci;
+    if (a.pci === undefined && same.length === 1 && same[0].pci !== null && same[0].type !== 'CPU') a.pci = same[0].pci;
   }
   const libraries = Object.fromEntries(TFJS_NODE_GPU_LIBS.map((lib) => [lib, findLibrary(lib)]));
   const report: DoctorReport = {

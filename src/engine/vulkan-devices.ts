@@ -100,8 +100,9 @@ export async function choosePhysicalDevice(n: number, opts: ChooseOptions = {}):
   let gpu = gpus[n];
   let seen = await probe(deviceSelectEnv(gpu));
   // Only the GPUs this process's Vulkan can use count (a cgroup may leave one of four), when the
-  // layer names their addresses; then N indexes those, still in PCI order.
-  const visible = new Set(seen.debug.devices.flatMap((d) => (d.pci === null ? [] : [d.pci])));
+  // layer names their addresses; then N indexes those, still in PCI order. A CPU device's address
+  // is not one (beside a GPU with VK_EXT_pci_bus_info the layer prints zeros for lavapipe).
+  const visible = new Set(seen.debug.devices.flatMap((d) => (d.pci === null || d.type === 'CPU' ? [] : [d.pci])));
   const usable = visible.size > 0 ? gpus.filter((g) => visible.has(g.address)) : gpus;
   if (usable.length !== gpus.length) {
     if (n >= usable.length) {

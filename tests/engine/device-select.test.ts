@@ -58,9 +58,10 @@ beforeAll(() => {
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** What the layer prints with MESA_VK_DEVICE_SELECT_DEBUG=1 (Mesa 25 device_select_layer.c's format). */
-function layerDebug(addresses: string[], selected: number | null, rule = 'device_select_find_dri_prime_tag_default'): string {
+function layerDebug(addresses: string[], selected: number | null, rule = 'device_select_find_dri_prime_tag_default', lvpZeros = false): string {
   const list = addresses.map((a, i) => `  GPU ${i}: 10de:2335 "NVIDIA H200" discrete GPU ${a}`);
-  const lines = ['selectable devices:', ...list, '  GPU 9: 10005:0 "llvmpipe (LLVM 15.0.6, 256 bits)" CPU'];
+  // beside a GPU with VK_EXT_pci_bus_info the layer prints lavapipe's (unfilled) address as zeros
+  const lines = ['selectable devices:', ...list, `  GPU 9: 10005:0 "llvmpipe (LLVM 15.0.6, 256 bits)" CPU${lvpZeros ? ' 0000:00:00.0' : ''}`];
   if (selected !== null) lines.push(`device-select: ${rule} selected ${selected}`);
   return [...lines, ...lines].join('\n'); // Dawn makes two instances: the list comes twice
 }
@@ -74,7 +75,7 @@ function simulated(visible: string[], opts: { rule?: string } = {}) {
     const picked = idx >= 0 ? idx : 0;
     return {
       adapters: parseAdapterList(" * backend: 'vulkan', name: 'NVIDIA H200'"),
-      debug: parseDeviceSelectDebug(layerDebug(visible, picked, idx >= 0 ? opts.rule : 'device_select_find_boot_vga_default')),
+      debug: parseDeviceSelectDebug(layerDebug(visible, picked, idx >= 0 ? opts.rule : 'device_select_find_boot_vga_default', true)),
       error: null,
     };
   };
