@@ -8,6 +8,9 @@
 # In order, each under its own time limit inside GPU_CHECK_SECONDS (default 330 s):
 #   env.log      nvidia-smi, the Vulkan loader and ICD manifests, what was unpacked
 #   doctor.log   grpo doctor: Vulkan, the WebGPU adapters, CUDA libraries, every backend loaded
+#   multi-gpu.log  only with 2+ GPUs: which GPU `--device N` selects for every N (its PCI address
+#                against nvidia-smi's index N), then --device 0 and --device 1 busy at once and
+#                nvidia-smi's process list: one process per GPU (src/engine/vulkan-devices.ts)
 #   bench.log    train step and sampling on webgpu, then on wasm with the native kernels (CPU);
 #                `grpo bench step|sample` when the CLI has it, else dist-bench/bench/*.js
 #   shape.log    with GPU_CHECK_MODEL_CONFIG=config.json: step (4 x 128) and sampling (8 x (64 + 64))
@@ -82,6 +85,43 @@ GRPO=(node "$APP/dist/cli.js")
 } > "$OUT/env.log" 2>&1
 
 run doctor 60 "$OUT/doctor.log" "${GRPO[@]}" doctor
+
+# ---- --device N on a machine with several GPUs: by PCI address through Mesa's device-select
+# layer (needs mesa-vulkan-drivers >= 24 there; doctor.log says whether the layer is installed)
+NGPU=$(nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null | wc -l)
+if [ "${NGPU:-0}" -ge 2 ]; then
+  cat > "$WORK/device-check.mjs" <<'JS'
+// node device-check.mjs APP_DIR N SECONDS: selects --device N, prints the adapter, keeps the GPU busy
+const [, , app, n, seconds] = process.argv;
+const { initEngine } = await import(`${app}/dist/engine/backend.js`);
+const { tf } = await import(`${app}/dist/engine/tf.js`);
+const info = await initEngine({ backend: 'webgpu', device: Number(n), log: () => {} });
+console.log(JSON.stringify({ device: Number(n), pid: process.pid, pci: info.adapter?.pci ?? null, adapter: info.adapter }));
+const a = tf.randomNormal([2048, 2048]);
+let k = 0;
+for (const end = Date.now() + Number(seconds) * 1000; Date.now() < end; k++) { const c = tf.matMul(a, a); await c.data(); c.dispose(); }
+console.log(JSON.stringify({ device: Number(n), matmuls: k }));
+JS
+  nvidia-smi --query-gpu=index,name,pci.bus_id --format=csv,noheader >> "$OUT/multi-gpu.log" 2>&1
+  for ((n = 0; n < NGPU; n++)); do
+    run "device $n" 40 "$OUT/multi-gpu.log" node "$WORK/device-check.mjs" "$APP" "$n" 0
+    want=$(nvidia-smi -i "$n" --query-gpu=pci.bus_id --format=csv,noheader 2>/dev/null | tr 'A-F' 'a-f')
+    got=$(grep -o "\"device\":$n,\"pid\":[0-9]*,\"pci\":\"[^\"]*\"" "$OUT/multi-gpu.log" | tail -1 | sed 's/.*"pci":"//; s/"$//')
+    note "device $n: selected PCI ${got:-none}, nvidia-smi index $n is ${want: -12} ($([ -n "$got" ] && [ "$got" = "${want: -12}" ] && echo match || echo MISMATCH))"
+  done
+  # two workers' GPUs at once: nvidia-smi should show each process on its own GPU
+  left=$((END - SECONDS - 5))
+  if [ "$left" -gt 40 ]; then
+    node "$WORK/device-check.mjs" "$APP" 0 20 >> "$OUT/multi-gpu.log" 2>&1 &
+    p0=$!
+    node "$WORK/device-check.mjs" "$APP" 1 20 >> "$OUT/multi-gpu.log" 2>&1 &
+    p1=$!
+    sleep 12
+    { echo "pids: --device 0 = $p0, --device 1 = $p1"; nvidia-smi; } >> "$OUT/multi-gpu.log" 2>&1
+    wait "$p0" "$p1"
+    note "device 0 and 1 at once: see multi-gpu.log (nvidia-smi's process table, pids $p0 and $p1)"
+  fi
+fi
 
 # benches: the CLI's when it has them (h9's grpo bench), else the dist-bench scripts
 if "${GRPO[@]}" --help 2>/dev/null | grep -E '^ +bench( |$)' >/dev/null; then

@@ -14,6 +14,7 @@ export class Peer {
   capacity = 0;
   ready = false; // worker sent Ready
   policyVersion: number | null = null; // reported by Hello/Ready
+  epoch = 0; // worker: resume epoch of the weights it reported in Hello (docs/protocol.md, "Resume epochs")
   lastSeen: number; // ms since the epoch of the last frame or pong received
   lastPing: number;
   badFrames = 0;

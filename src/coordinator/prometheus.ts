@@ -19,6 +19,7 @@ export interface CoordinatorStatsSample {
   workers: readonly Pick<CoordinatorStats['workers'][number], 'ready' | 'capacity'>[];
   learner: CoordinatorStats['learner'];
   policyVersion: CoordinatorStats['policyVersion'];
+  epoch?: CoordinatorStats['epoch'];
   ledger: Pick<
     LedgerCounters & LedgerGauges,
     | 'queued' | 'leasedGroups' | 'activeLeases' | 'awaiting' | 'leases' | 'expiredLeases' | 'enqueued' | 'completed' | 'redispatched'
@@ -40,6 +41,7 @@ const GAUGES: Partial<Record<CoordinatorMetricKey, Reader>> = {
   workerCapacity: (s) => s.workers.reduce((a, w) => a + w.capacity, 0),
   learnerConnected: (s) => (s.learner === null ? 0 : 1),
   policyVersion: (s) => s.policyVersion,
+  resumeEpoch: (s) => s.epoch ?? null,
   queuedGroups: (s) => s.ledger.queued,
   leasedGroups: (s) => s.ledger.leasedGroups,
   outboxGroups: (s) => s.ledger.awaiting,

@@ -5,7 +5,9 @@
  */
 import { assertNever, GrpoError } from '../shared/errors.js';
 import { CloseCode, Kind, PROTOCOL_VERSION, WireError } from '../shared/protocol.js';
-import type { HelloMsg, Message, ProtocolLogger, RunSpecMsg } from '../shared/protocol.js';
+import type { HelloMsg, Message, ProtocolLogger, RunSpecMsg, WeightsMsg } from '../shared/protocol.js';
+import { epochField } from '../shared/epoch.js';
+import { Epochs } from './epochs.js';
 import { LearnerSlot } from './learner-slot.js';
 import { Ledger } from './ledger.js';
 import { limitedLog } from './log-limit.js';
@@ -37,6 +39,7 @@ export interface CoordinatorStats {
   workers: { sessionId: string; name: string; capacity: number; ready: boolean; load: number; policyVersion: number | null }[];
   learner: { sessionId: string; name: string } | null;
   policyVersion: number | null;
+  epoch: number | null; // the current resume epoch (docs/protocol.md, "Resume epochs")
   ledger: LedgerCounters & LedgerGauges;
   weights: WeightsStats;
 }
@@ -52,6 +55,8 @@ export class Router implements ServerHooks {
   private runSpec: RunSpecMsg | null = null; // newest from the learner; every worker gets it on join
   private seq = { worker: 0, learner: 0 };
   private readonly slot: LearnerSlot;
+  private readonly epochs = new Epochs();
+  private droppedUpload: number | null = null; // a version whose Begin was refused (stale epoch): its chunks and End are ignored
   private readonly startedAt = Date.now();
 
   constructor(private readonly opts: RouterOptions) {
@@ -75,6 +80,7 @@ export class Router implements ServerHooks {
       })),
       learner: this.learner === null ? null : { sessionId: this.learner.sessionId, name: this.learner.name },
       policyVersion: this.policyVersion,
+      epoch: this.epochs.current,
       ledger: { ...this.ledger.counters, ...this.ledger.gauges() },
       weights: weightsStats(this.store, this.fanout),
     };
@@ -91,14 +97,19 @@ export class Router implements ServerHooks {
       peer.close(CloseCode.ProtocolVersion, 'protocol version mismatch');
       return;
     }
-    if (msg.role === 'learner' && !this.takeLearnerSlot(peer, msg.runKey ?? null, now)) return;
     if (msg.role === 'worker' && msg.capacity < 1) {
       peer.send({ kind: Kind.Error, code: WireError.BadMessage, message: `worker capacity ${msg.capacity} must be at least 1` });
       peer.close(CloseCode.HelloRequired, 'bad Hello');
       return;
     }
-    if (msg.role === 'learner' && msg.policyVersion !== null && this.policyVersion !== null && msg.policyVersion < this.policyVersion) {
-      this.rollback(msg.policyVersion);
+    if (msg.role === 'learner' && !this.learnerJoins(peer, msg, now)) return;
+    if (msg.role === 'worker') {
+      peer.epoch = msg.epoch ?? 0;
+      if (this.epochs.worker(msg.epoch) && this.learner !== null) {
+        // the learner was given an epoch below weights this worker holds: it reconnects for a new one
+        this.opts.log('warn', 'epoch_behind', { session: peer.sessionId, workerEpoch: peer.epoch, epoch: this.epochs.current, learner: this.learner.sessionId });
+        this.learner.close(CloseCode.EpochBehind, 'a worker holds weights of a newer epoch');
+      }
     }
     peer.role = msg.role;
     peer.name = msg.name;
@@ -112,6 +123,8 @@ export class Router implements ServerHooks {
       role: msg.role,
       policyVersion: this.policyVersion,
       weightsVersion: this.store.latest?.version ?? null,
+      ...epochField(this.epochs.current),
+      ...(this.store.latest?.epoch ? { weightsEpoch: this.store.latest.epoch } : {}),
       heartbeatMs: this.opts.heartbeatMs,
       peerTimeoutMs: this.opts.peerTimeoutMs,
       leaseMs: this.opts.leaseMs,
@@ -125,12 +138,31 @@ export class Router implements ServerHooks {
       // worker gets weights only after the first one arrives (case Kind.RunSpec)
       if (this.runSpec) {
         peer.send(this.runSpec);
-        this.fanout.attach(peer, msg.policyVersion); // a late joiner gets the current weights at once
+        this.fanout.attach(peer, held(peer)); // a late joiner gets the current weights at once
       }
     } else {
       this.learner = peer;
       this.deliver(); // results held while no learner was connected
     }
+  }
+
+  /**
+   * A learner Hello: its epoch (epochs.ts: a stale session of the run is refused with 4007), then
+   * the slot (learner-slot.ts). A new epoch drops the weights of the old one, and the learner's
+   * version, lower when it resumed from an older checkpoint, becomes the truth. False: refused.
+   */
+  private learnerJoins(peer: Peer, msg: HelloMsg, now: number): boolean {
+    const d = this.epochs.learner(msg);
+    if (!d.ok) {
+      this.opts.log('warn', 'learner_refused', { session: peer.sessionId, remote: peer.remote, reason: d.why });
+      peer.send({ kind: Kind.Error, code: WireError.LearnerReplaced, message: d.why });
+      peer.close(CloseCode.LearnerReplaced, 'a newer learner of the run started');
+      return false;
+    }
+    if (!this.takeLearnerSlot(peer, msg.runKey ?? null, now)) return false;
+    this.epochs.adopt(d.epoch);
+    if (d.fresh) this.newEpoch(d.epoch, msg.policyVersion);
+    return true;
   }
 
   /** learner-slot.ts decides; a stale session of the run is replaced (closed 4007). False: refused. */
@@ -155,14 +187,18 @@ export class Router implements ServerHooks {
   }
 
   /**
-   * A learner resumed from a checkpoint older than the newest version seen: its versions are the
-   * truth. Newer weights are dropped and workers are told the version to go back to.
+   * A learner (re)started in a new epoch: weights of earlier epochs are never sent again, and its
+   * version is the truth, lower than the newest seen when it resumed from an older checkpoint
+   * (workers load it because its epoch is higher; until then they sample with what they hold).
    */
-  private rollback(version: number): void {
-    this.opts.log('warn', 'policy_rollback', { from: this.policyVersion, to: version });
+  private newEpoch(epoch: number, version: number | null): void {
+    const back = version !== null && this.policyVersion !== null && version < this.policyVersion;
+    this.opts.log(back ? 'warn' : 'info', 'epoch_started', { epoch, policyVersion: version, before: this.policyVersion, ...(back ? { rollback: true } : {}) });
+    this.store.clear();
+    this.droppedUpload = null;
+    if (version === this.policyVersion) return;
     this.policyVersion = version;
-    this.store.rollback(version);
-    for (const w of this.workers.values()) w.send({ kind: Kind.PolicyVersion, version });
+    if (version !== null) for (const w of this.workers.values()) w.send({ kind: Kind.PolicyVersion, version });
   }
 
   message(peer: Peer, msg: Message, raw: Uint8Array, now: number): void {
@@ -184,7 +220,7 @@ export class Router implements ServerHooks {
         this.opts.log('info', 'run_spec', { run: msg.spec.runId, task: msg.spec.task.name });
         for (const w of this.workers.values()) {
           w.send(msg);
-          if (first) this.fanout.attach(w, w.policyVersion); // workers that joined before any RunSpec
+          if (first) this.fanout.attach(w, held(w)); // workers that joined before any RunSpec
         }
         return;
       }
@@ -231,6 +267,7 @@ export class Router implements ServerHooks {
       case Kind.WeightsBegin:
       case Kind.WeightsChunk:
       case Kind.WeightsEnd: {
+        if (!this.currentEpochUpload(msg)) return;
         const done = this.store.accept(msg, raw);
         if (done !== null) {
           this.opts.log('info', 'weights_received', { version: done.version, bytes: done.totalBytes });
@@ -294,6 +331,26 @@ export class Router implements ServerHooks {
     this.workers.get(sessionId)?.send({ kind: Kind.Error, code, message: `the learner refused your result: ${message}`, ref: groupId });
   }
 
+  /**
+   * Only the current epoch's uploads are kept: a Begin of another epoch (a learner session that
+   * has not yet seen its new Welcome) is refused with STALE_EPOCH and its chunks and End ignored.
+   */
+  private currentEpochUpload(msg: WeightsMsg): boolean {
+    if (msg.kind === Kind.WeightsBegin) {
+      const epoch = msg.epoch ?? 0;
+      const current = this.epochs.current ?? 0;
+      if (epoch === current) {
+        this.droppedUpload = null;
+        return true;
+      }
+      this.droppedUpload = msg.version;
+      throw new GrpoError(WireError.StaleEpoch, `weights v${msg.version} of epoch ${epoch} refused: the run is in epoch ${current}; publish again under the epoch of your last Welcome`);
+    }
+    if (msg.version !== this.droppedUpload) return true;
+    if (msg.kind === Kind.WeightsEnd) this.droppedUpload = null;
+    return false;
+  }
+
   /** The learner announced a version (or its weights completed): tell the workers if it is new. */
   private announce(version: number): void {
     if (this.policyVersion !== null && version <= this.policyVersion) return;
@@ -313,4 +370,9 @@ export class Router implements ServerHooks {
       this.workers.get(id)?.send(lease);
     }
   }
+}
+
+/** The (epoch, version) a worker reported holding, for the fan-out; null before any weights. */
+function held(peer: Peer): { epoch: number; version: number } | null {
+  return peer.policyVersion === null ? null : { epoch: peer.epoch, version: peer.policyVersion };
 }

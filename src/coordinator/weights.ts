@@ -15,6 +15,7 @@
  * adapters alone.
  */
 import { encodeMessage } from '../shared/codec.js';
+import { compareStamps, type Stamp } from '../shared/epoch.js';
 import { GrpoError } from '../shared/errors.js';
 import { Kind } from '../shared/protocol.js';
 import type { ProtocolLogger, WeightsMsg } from '../shared/protocol.js';
@@ -22,6 +23,7 @@ import { WeightsAssembler } from '../shared/weights-wire.js';
 
 export interface StoredVersion {
   version: number;
+  epoch: number; // the resume epoch it was published in (0 when its Begin had none)
   totalBytes: number;
   frames: Uint8Array[]; // Begin, chunk 0..n-1, End: encoded, sent as they are to every worker
   adapterBase: number | null; // LoRA: the base version it applies to (its own for a base); null = full payload
@@ -68,11 +70,12 @@ export class WeightsStore {
       const frames = [...this.uploading, encodeMessage(msg)];
       this.uploading = [];
       this.versionsReceived += 1;
-      if (this.latest !== null && done.begin.version <= this.latest.version) return null;
+      const epoch = done.begin.epoch ?? 0;
+      if (this.latest !== null && compareStamps({ epoch, version: done.begin.version }, this.latest) <= 0) return null;
       const adapter = done.begin.adapter;
-      const stored: StoredVersion = { version: done.begin.version, totalBytes: done.begin.totalBytes, frames, adapterBase: adapter?.base ?? null };
+      const stored: StoredVersion = { version: done.begin.version, epoch, totalBytes: done.begin.totalBytes, frames, adapterBase: adapter?.base ?? null };
       if (adapter !== undefined && adapter.base !== stored.version) {
-        if (this.base === null || this.base.version !== adapter.base) {
+        if (this.base === null || this.base.version !== adapter.base || this.base.epoch !== epoch) {
           throw new GrpoError(
             'GRPO_ERR_ADAPTER_MISMATCH',
             `adapter payload v${stored.version} applies to LoRA base v${adapter.base}, but this coordinator holds ${this.base === null ? 'no base' : `base v${this.base.version}`}; the learner must send its base first`,
@@ -90,17 +93,17 @@ export class WeightsStore {
     }
   }
 
-  /** Forgets a kept version newer than `version` (the learner went back to an older checkpoint). */
-  rollback(version: number): void {
-    if (this.latest !== null && this.latest.version > version) this.latest = null;
-    if (this.base !== null && this.base.version > version) this.base = null;
+  /** A new resume epoch began: weights of earlier epochs are never sent again. */
+  clear(): void {
+    this.latest = null;
+    this.base = null;
   }
 
-  /** What a worker holding `haveBase` must be sent next to reach the newest version. */
-  next(haveBase: number | null): StoredVersion | null {
+  /** What a worker holding the LoRA base `haveBase` must be sent next to reach the newest version. */
+  next(haveBase: Stamp | null): StoredVersion | null {
     const latest = this.latest;
     if (latest === null) return null;
-    if (latest.adapterBase === null || latest.adapterBase === latest.version || haveBase === latest.adapterBase) return latest;
+    if (latest.adapterBase === null || latest.adapterBase === latest.version || (haveBase !== null && haveBase.epoch === latest.epoch && haveBase.version === latest.adapterBase)) return latest;
     return this.base !== null && this.base.version === latest.adapterBase ? this.base : null;
   }
 }
@@ -115,8 +118,8 @@ export interface FanoutTarget {
 
 interface Transfer {
   target: FanoutTarget;
-  have: number | null; // version the worker holds completely
-  haveBase: number | null; // LoRA base version it holds (sent in this session)
+  have: Stamp | null; // (epoch, version) the worker holds completely
+  haveBase: Stamp | null; // LoRA base it holds (sent in this session)
   sending: StoredVersion | null;
   next: number; // index into sending.frames
   waiting: boolean; // paused above the high-water mark until a write callback
@@ -138,10 +141,12 @@ export class Fanout {
     private readonly onSent: (seconds: number) => void = () => {},
   ) {}
 
-  /** Starts serving a worker; `have` is the version it already holds (from its Hello). */
-  attach(target: FanoutTarget, have: number | null): void {
-    // a reconnected worker's base is unknown unless it holds the base version itself: send it again
-    const haveBase = have !== null && this.store.base?.version === have ? have : null;
+  /** Starts serving a worker; `have` is the (epoch, version) it already holds (from its Hello). */
+  attach(target: FanoutTarget, have: Stamp | null): void {
+    // A reconnected worker holds the kept LoRA base when it holds a version of the same epoch at or
+    // above it (every later version of that epoch is an adapter payload for it); else send it again.
+    const base = this.store.base;
+    const haveBase = have !== null && base !== null && have.epoch === base.epoch && have.version >= base.version ? { epoch: base.epoch, version: base.version } : null;
     this.transfers.set(target.sessionId, { target, have, haveBase, sending: null, next: 0, waiting: false, inFlight: 0, startedAt: 0 });
     this.pump(target.sessionId);
   }
@@ -157,7 +162,7 @@ export class Fanout {
 
   /** Versions each worker holds completely (for stats and tests). */
   held(): Map<string, number | null> {
-    return new Map([...this.transfers].map(([id, t]) => [id, t.have]));
+    return new Map([...this.transfers].map(([id, t]) => [id, t.have?.version ?? null]));
   }
 
   private pump(sessionId: string): void {
@@ -166,9 +171,9 @@ export class Fanout {
     for (;;) {
       const latest = this.store.next(t.haveBase);
       if (!t.target.open || latest === null) return;
-      if (t.sending === null || t.sending.version !== latest.version) {
+      if (t.sending === null || compareStamps(t.sending, latest) !== 0) {
         if (t.sending !== null) this.stats.transfersAbandoned += 1;
-        else if (t.have === latest.version) return;
+        else if (t.have !== null && compareStamps(t.have, latest) >= 0) return; // held, or older than held: the worker would refuse it
         t.sending = latest;
         t.next = 0;
         t.startedAt = performance.now();
@@ -186,8 +191,8 @@ export class Fanout {
       const last = t.next === sending.frames.length;
       const startedAt = t.startedAt;
       if (last) {
-        t.have = sending.version;
-        if (sending.adapterBase === sending.version) t.haveBase = sending.version;
+        t.have = { epoch: sending.epoch, version: sending.version };
+        if (sending.adapterBase === sending.version) t.haveBase = t.have;
         else if (sending.adapterBase === null) t.haveBase = null;
         t.sending = null;
         this.stats.transfersCompleted += 1;

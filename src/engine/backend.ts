@@ -24,14 +24,18 @@ import { NATIVE_BACKEND, registerNativeBackend } from './native-backend.js';
 import { tf } from './tf.js';
 import { isWasmBackend } from './wasm-heap.js';
 import { gpuDeviceNodes } from './vulkan-probe.js';
-import { chooseAdapter, describeProbe, probeGpu, registerWebgpu } from './webgpu.js';
+import { applyDeviceChoice, choosePhysicalDevice, type DeviceChoice } from './vulkan-devices.js';
+import { chooseAdapter, describeProbe, probeGpu, registerWebgpu, type GpuAdapterEntry, type GpuProbe } from './webgpu.js';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'native' | 'wasm' | 'cpu';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'webgpu', 'native', 'wasm', 'cpu'];
 
 export interface EngineOptions {
   backend?: BackendChoice; // default 'auto'
-  /** WebGPU adapter index (`--device N`, as `grpo doctor` lists them); null/undefined = first GPU. */
+  /**
+   * `--device N`: the Nth GPU in PCI order where Mesa's device-select layer can select it
+   * (vulkan-devices.ts), else the WebGPU adapter index as `grpo doctor` lists them; null/undefined = first GPU.
+   */
   device?: number | null;
   log?: (line: string) => void; // receives the one start-up line (and the warning, if any)
 }
@@ -52,7 +56,7 @@ export interface EngineInfo {
   /** Set when the engine runs in a degraded mode: what is slow and how to fix it. */
   warning?: string;
   /** webgpu only: the adapter used (index, name, vendor, architecture). */
-  adapter?: { index: number; name: string; vendor: string; architecture: string; description: string; software: boolean };
+  adapter?: { index: number; name: string; vendor: string; architecture: string; description: string; software: boolean; pci?: string };
   /** auto only: why webgpu was not used (no GPU adapter, with what was probed). */
   notice?: string;
 }
@@ -102,9 +106,12 @@ async function select(requested: BackendChoice, device: number | null, log: (lin
   if (!info && requested === 'auto' && device === null && gpuDeviceNodes().length === 0) {
     notice = `webgpu not used: no GPU device node (/dev/nvidia*, /dev/dri/renderD*); using the CPU route`;
   } else if (!info && (requested === 'auto' || requested === 'webgpu')) {
+    // by PCI address where the device-select layer can do it; set before dawn.node's next instance
+    const choice = device === null ? null : await choosePhysicalDevice(device);
+    if (choice !== null) applyDeviceChoice(choice);
     const probe = await probeGpu();
     const hardware = probe.adapters.some((a) => !a.software);
-    if (requested === 'webgpu' || hardware || device !== null) info = await useWebgpu(requested, chooseAdapter(probe, device));
+    if (requested === 'webgpu' || hardware || device !== null) info = await useWebgpu(requested, choice === null ? chooseAdapter(probe, device) : chosenAdapter(probe, choice, device as number));
     else notice = `webgpu not used: no GPU adapter (${describeProbe(probe)}); using the CPU route`;
   }
   if (!info && requested === 'auto') info = await tryTensorflow(requested, ['@tensorflow/tfjs-node']);
@@ -126,6 +133,14 @@ async function select(requested: BackendChoice, device: number | null, log: (lin
   return info;
 }
 
+/** The one adapter dawn.node lists with the choice's environment in place, as `--device n`. */
+function chosenAdapter(probe: GpuProbe, choice: DeviceChoice, n: number): GpuAdapterEntry {
+  if (probe.adapters.length !== 1) {
+    throw new GrpoError('GRPO_ERR_NO_GPU_ADAPTER', `--device ${n} (${choice.gpu.address}): the child probe saw ${choice.adapter.name} alone, this process sees ${describeProbe(probe)}`);
+  }
+  return { ...probe.adapters[0], index: n, pci: choice.gpu.address };
+}
+
 async function useWebgpu(requested: BackendChoice, adapter: Parameters<typeof registerWebgpu>[0]): Promise<EngineInfo> {
   const sel = await registerWebgpu(adapter);
   await setBackendOrThrow('webgpu');
@@ -135,7 +150,7 @@ async function useWebgpu(requested: BackendChoice, adapter: Parameters<typeof re
     provider: '@tensorflow/tfjs-backend-webgpu',
     native: false,
     kernels: [],
-    adapter: { index: adapter.index, name: adapter.name, vendor: sel.vendor, architecture: sel.architecture, description: sel.description, software: adapter.software },
+    adapter: { index: adapter.index, name: adapter.name, vendor: sel.vendor, architecture: sel.architecture, description: sel.description, software: adapter.software, ...(adapter.pci ? { pci: adapter.pci } : {}) },
   };
   if (adapter.software) info.warning = `adapter ${adapter.index} (${adapter.name}) is a software Vulkan driver: correct but slower than --backend wasm; for tests, not training`;
   return info;
@@ -227,6 +242,6 @@ function describe(info: EngineInfo): string {
     if (info.blasCore) parts.push(`blas=${info.blasCore}`);
     parts.push(`kernels=${info.kernels.join(',') || 'stock'}`);
   }
-  if (info.adapter) parts.push(`adapter=${info.adapter.index}:${JSON.stringify(info.adapter.name)}`);
+  if (info.adapter) parts.push(`adapter=${info.adapter.index}:${JSON.stringify(info.adapter.name)}${info.adapter.pci ? `@${info.adapter.pci}` : ''}`);
   return parts.join(' ');
 }

@@ -5,10 +5,12 @@
  *
  * Adapters: dawn.node hands out one adapter per `create()` and picks it by a substring of its
  * device name (flag `adapter=NAME`); with a name no adapter has it rejects with the list of all
- * adapters, which is how `listGpuAdapters` enumerates them (no other API lists them). So
- * `--device N` can pick any adapter whose name differs from those before it; identical GPUs
- * (4 x H200) are told apart by the launcher instead: one GPU visible per worker (srun --gpus=1
- * with ConstrainDevices, a container per GPU), where each worker's adapter 0 is its own GPU.
+ * adapters, which is how `probeGpu` enumerates them (no other API lists them). Identical GPUs
+ * (4 x H200) cannot be told apart by name: there `--device N` selects the Nth GPU by PCI address
+ * through Mesa's device-select Vulkan layer (device-select.ts, vulkan-devices.ts), which leaves
+ * dawn.node one adapter; without that layer the index below counts adapters by name, and a
+ * launcher that gives each worker one GPU (srun --gpus=1 with ConstrainDevices, a container per
+ * GPU) with `--device 0` is the other way.
  */
 import { GrpoError } from '../shared/errors.js';
 import { tf } from './tf.js';
@@ -20,6 +22,7 @@ export interface GpuAdapterEntry {
   name: string;
   backend: string; // 'vulkan' on Linux
   software: boolean; // a CPU implementation (lavapipe): correct, slower than the CPU route
+  pci?: string; // its PCI address, when known (chosen by `--device N` through the device-select layer)
 }
 
 export interface GpuProbe {
@@ -52,7 +55,7 @@ interface DawnAdapter {
 
 const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|softpipe/i;
 /** A device name no adapter has: requestAdapter then rejects with the list of all adapters. */
-const NO_SUCH_ADAPTER = 'grpo-list-adapters-\u0001';
+export const NO_SUCH_ADAPTER = 'grpo-list-adapters-\u0001';
 
 let dawn: DawnModule | null = null;
 
@@ -116,7 +119,12 @@ export function chooseAdapter(p: GpuProbe, device: number | null | undefined): G
     }
     const shadow = list.slice(0, device).find((a) => a.name.includes(chosen.name));
     if (shadow) {
-      throw new GrpoError('GRPO_ERR_NO_GPU_ADAPTER', `--device ${device} (${chosen.name}) cannot be told apart from adapter ${shadow.index} (${shadow.name}): dawn.node selects adapters by name. Give each worker one GPU with the launcher (srun --gpus=1 with ConstrainDevices=yes, one container per GPU) and --device 0`);
+      throw new GrpoError(
+        'GRPO_ERR_NO_GPU_ADAPTER',
+        `--device ${device} (${chosen.name}) cannot be told apart from adapter ${shadow.index} (${shadow.name}): dawn.node selects adapters by name. ` +
+          `Install Mesa's device-select Vulkan layer (mesa-vulkan-drivers >= 24, bookworm-backports), which lets --device N pick the Nth GPU by PCI address; ` +
+          'or give each worker one GPU with the launcher (srun --gpus=1 with ConstrainDevices=yes, one container per GPU) and --device 0',
+      );
     }
     return chosen;
   }

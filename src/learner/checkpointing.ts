@@ -48,6 +48,7 @@ export interface LearnerTrainerState extends TrainerState {
   phase: 'grpo';
   runId: string;
   runKey?: string; // proves a resumed learner is the run's (learner-slot.ts); absent in best/ and older checkpoints
+  epoch?: number; // the resume epoch the saving learner ran in (docs/protocol.md, "Resume epochs"); absent in older checkpoints
   step: number; // optimizer steps done (the next step's index)
   policyVersion: number;
   dataCursor: DataCursorState;

@@ -18,7 +18,9 @@
  *               `prompts_per_step` at a time, so a group arriving behind k full batches, or during
  *               a step, is trained k (+1) versions later. Admitted only when that version minus
  *               the group's policyVersion is <= max_staleness (a version from the future, i.e. not
- *               of this learner's lineage, is stale too);
+ *               of this learner's lineage, is stale too), and its resume epoch is this learner's
+ *               (docs/protocol.md, "Resume epochs": weights of another epoch are of another
+ *               learner process, whose versions are not this one's, however close the numbers);
  *   - stale     its prompt is re-queued in the data cursor and handed out again under a new
  *               group id by the next fill();
  *   - failed    GroupExhausted (the coordinator gave up on it) or a refused result (malformed, or
@@ -68,6 +70,8 @@ export interface InboxOptions {
   onRefused?: (code: string) => void;
   log: ProtocolLogger;
   policyVersion: number; // version of the learner's weights now
+  /** The resume epoch the learner runs in (its last Welcome's); a group of another epoch is stale. Default 0. */
+  epoch?: () => number;
   counts?: InboxCounts; // counters carried over from the checkpoint of a resumed run
   /**
    * Failed groups in a row (none admitted between them) after which the run cannot make
@@ -213,10 +217,12 @@ export class GroupsInbox {
     }
     const trainVersion = this.version + (this.training > 0 ? 1 : 0) + Math.floor(this.buffer.length / this.o.promptsPerStep);
     const staleness = trainVersion - g.policyVersion;
-    if (staleness > this.o.maxStaleness || staleness < 0) {
+    const epoch = this.o.epoch?.() ?? 0;
+    if (staleness > this.o.maxStaleness || staleness < 0 || (g.epoch ?? 0) !== epoch) {
       this.counters.droppedStale += 1;
       this.o.cursor.requeue(spec.promptIndex);
-      this.o.log('info', 'group_stale', { group: id, prompt: spec.promptIndex, sampledAt: g.policyVersion, trainAt: trainVersion, maxStaleness: this.o.maxStaleness });
+      const epochs = (g.epoch ?? 0) !== epoch ? { sampledEpoch: g.epoch ?? 0, epoch } : {};
+      this.o.log('info', 'group_stale', { group: id, prompt: spec.promptIndex, sampledAt: g.policyVersion, trainAt: trainVersion, maxStaleness: this.o.maxStaleness, ...epochs });
       this.judge(id, 'stale');
       this.fill();
       return;

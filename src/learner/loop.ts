@@ -227,6 +227,7 @@ export function trainerState(run: LearnerRun): LearnerTrainerState {
     phase: 'grpo',
     runId: run.runId,
     runKey: run.runKey,
+    ...(run.client.epoch !== null ? { epoch: run.client.epoch } : {}),
     step: run.step,
     policyVersion: run.trainer.policyVersion,
     dataCursor: run.cursor.state(),

@@ -247,6 +247,8 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       name: `learner@${hostname()}`,
       token: config.token ?? undefined, // undefined: env GRPO_LEARNER_TOKEN, else GRPO_TOKEN
       runKey,
+      // the newest resume epoch the run's checkpoint knows: the coordinator gives this process a higher one
+      ...(point?.state.epoch !== undefined ? { epoch: point.state.epoch } : {}),
       maxPayloadBytes: config.max_payload_bytes,
       weightsChunkBytes: config.weights_chunk_bytes,
       log,
@@ -272,6 +274,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       onRefused: (code) => telemetry.metrics.observeRefused(code), // results arrive after start(), telemetry exists by then
       log,
       policyVersion: trainer.policyVersion,
+      epoch: () => client.epoch ?? 0,
       counts: point?.state.groups,
       maxFailedInRow: config.max_failed_groups_in_row,
       onStuck: (err) => {
@@ -330,7 +333,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
         lora.publishedBase = null;
         void publish(run);
       }
-      log('info', 'learner_connected', { session: w.sessionId, coordinatorVersion: w.policyVersion, version: trainer.policyVersion, pending: inbox.pending });
+      log('info', 'learner_connected', { session: w.sessionId, coordinatorVersion: w.policyVersion, version: trainer.policyVersion, epoch: client.epoch, pending: inbox.pending });
     });
     client.onEvent('fatal', (err) => {
       failure.fatal = err;

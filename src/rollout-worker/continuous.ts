@@ -129,7 +129,7 @@ export async function streamGroups<T extends { spec: GroupSpec }>(
             stats.groups += 1;
             let outcome: GroupOutcome;
             try {
-              outcome = groupOutcome(ctx.policyVersion, s, promptIds(tokenizer, s.prompt), result, texts, r);
+              outcome = groupOutcome(ctx.policyVersion, s, promptIds(tokenizer, s.prompt), result, texts, r, ctx.epoch);
             } catch (err) {
               const e = toGrpoError(err, 'GRPO_ERR_ROLLOUT'); // e.g. the pool closed: this group fails, coded
               outcome = { groupId: s.groupId, code: e.code, message: e.message };

@@ -36,7 +36,7 @@ export interface WorkerOptions {
   capacity: number; // groups sampled at once (config worker_capacity)
   rewardThreads: number; // reward pool threads (config reward_threads)
   backend: BackendChoice;
-  /** WebGPU adapter index (`--device N`); null or absent = the first GPU. */
+  /** `--device N`: the Nth GPU in PCI order, else the WebGPU adapter index (engine/vulkan-devices.ts); null or absent = the first GPU. */
   device?: number | null;
   /** Module files/folders and remote reward URL prefixes a RunSpec may use (trust.ts); default: none. */
   allowedModules?: string | readonly string[];

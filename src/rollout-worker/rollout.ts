@@ -18,6 +18,7 @@ import type { Completion, GroupRollout, GroupSpec } from '../shared/protocol.js'
 import { batchGrammar, decodeCompletion, promptIds } from '../tasks/index.js';
 import type { Task } from '../tasks/index.js';
 import type { RewardPool } from './reward-pool.js';
+import { epochField } from '../shared/epoch.js';
 
 export interface RolloutSampling {
   temperature: number; // config temperature
@@ -41,6 +42,8 @@ export interface RolloutContext {
   sampling: RolloutSampling;
   /** The weights version `model` holds; stamped on every group of the call. */
   policyVersion: number;
+  /** Its resume epoch (absent = 0); stamped on every group too, so the learner can refuse another epoch's. */
+  epoch?: number;
 }
 
 /** A group whose rewards could not be computed (GroupFailedMsg without the leaseId). */
@@ -151,6 +154,7 @@ export function groupOutcome(
   sampled: SampleResult,
   texts: string[],
   result: PromiseSettledResult<Awaited<ReturnType<RewardPool['score']>>>,
+  epoch = 0,
 ): GroupOutcome {
   if (result.status === 'rejected') {
     if (isGrpoError(result.reason, 'GRPO_ERR_REWARD_FAILED')) {
@@ -170,7 +174,7 @@ export function groupOutcome(
       finishReason: sampled.finishReason[k],
     };
   });
-  const group: GroupRollout = { groupId: s.groupId, policyVersion, promptTokens, completions };
+  const group: GroupRollout = { groupId: s.groupId, policyVersion, ...epochField(epoch), promptTokens, completions };
   if (result.value.errors.length > 0) group.rewardErrors = result.value.errors;
   return group;
 }
@@ -218,7 +222,7 @@ export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSp
 
   const outcomes = specs.map((s, g): GroupOutcome => {
     const rows = Array.from({ length: s.groupSize }, (_, k) => firstRow[g] + k);
-    return groupOutcome(ctx.policyVersion, s, promptTokens[g], pick(sampled, rows), texts.slice(firstRow[g], firstRow[g] + s.groupSize), scored[g]);
+    return groupOutcome(ctx.policyVersion, s, promptTokens[g], pick(sampled, rows), texts.slice(firstRow[g], firstRow[g] + s.groupSize), scored[g], ctx.epoch);
   });
 
   const tokensGenerated = sampled.tokens.reduce((n, t) => n + t.length, 0);

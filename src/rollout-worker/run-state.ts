@@ -72,6 +72,7 @@ export class RunState {
   private scoring: Scoring | null = null;
   private model: LlamaModel | null = null;
   private loaded: number | null = null; // weights version in `model`
+  private loadedEpoch = 0; // its resume epoch (docs/protocol.md, "Resume epochs")
   private loraBase: LoraBase | null = null; // LoRA: the base that adapter payloads apply to
   /** Why the current spec cannot be used (bad config, unknown task, ...); null when it can. */
   error: GrpoError | null = null;
@@ -129,7 +130,7 @@ export class RunState {
    * (names or shapes that do not fit the spec's config; the previous weights stay) or
    * GRPO_ERR_RUN_SPEC when no usable spec is applied.
    */
-  loadWeights(version: number, tensors: NamedHostTensors, adapter?: AdapterInfo): number {
+  loadWeights(version: number, tensors: NamedHostTensors, adapter?: AdapterInfo, epoch = 0): number {
     if (this.built === null || this.error !== null) {
       throw new GrpoError('GRPO_ERR_RUN_SPEC', `weights v${version} arrived but no usable RunSpec is applied; they wait for one`);
     }
@@ -164,6 +165,7 @@ export class RunState {
     if (adapter === undefined) this.loraBase = null; // a full payload ends the LoRA chain
     else if (base !== null) this.loraBase = base;
     this.loaded = version;
+    this.loadedEpoch = epoch;
     return (performance.now() - t0) / 1000;
   }
 
@@ -178,6 +180,7 @@ export class RunState {
       pool: this.scoring.pool,
       sampling: this.spec.sampling,
       policyVersion: this.loaded,
+      epoch: this.loadedEpoch,
     };
   }
 

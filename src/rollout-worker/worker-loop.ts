@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
 import type { WorkerMetrics } from './prometheus.js';
+import { epochField } from '../shared/epoch.js';
 import { Kind } from '../shared/protocol.js';
 import type { GroupRollout, GroupSpec, LeaseMsg, Message, ProtocolLogger, RunSpec } from '../shared/protocol.js';
 import type { ReceivedWeights } from '../shared/ws-client.js';
@@ -233,11 +234,11 @@ export class WorkerLoop {
 
   private swapWeights(w: ReceivedWeights): void {
     try {
-      const seconds = this.run.loadWeights(w.version, w.tensors, w.adapter);
+      const seconds = this.run.loadWeights(w.version, w.tensors, w.adapter, w.epoch);
       this.counters.weightsLoaded += 1;
       this.counters.weightsSeconds += seconds;
       this.opts.metrics?.observeWeightsLoad(seconds);
-      this.opts.log('info', 'weights_loaded', { version: w.version, encoding: w.encoding, tensors: w.tensors.size, seconds, ...(w.adapter ? { lora: w.adapter.base === w.version ? 'base' : 'adapters' } : {}) });
+      this.opts.log('info', 'weights_loaded', { version: w.version, ...epochField(w.epoch), encoding: w.encoding, tensors: w.tensors.size, seconds, ...(w.adapter ? { lora: w.adapter.base === w.version ? 'base' : 'adapters' } : {}) });
       this.opts.send({ kind: Kind.Ready, policyVersion: w.version });
     } catch (err) {
       const e = toGrpoError(err, 'GRPO_ERR_WEIGHTS_LOAD');

@@ -31,7 +31,7 @@ export const CurriculumSchema = z.strictObject({
 export const ConfigSchema = z.strictObject({
   // --- run ---
   backend: z.enum(['auto', 'tensorflow', 'webgpu', 'native', 'wasm', 'cpu']).default('auto'), // tensor engine (see README)
-  device: int().nonnegative().nullable().default(null), // WebGPU adapter index as `grpo doctor` lists them; null = the first GPU
+  device: int().nonnegative().nullable().default(null), // the Nth GPU in PCI order (device-select layer), else the WebGPU adapter index; as `grpo doctor` lists them; null = the first GPU
   seed: int().default(1234), // seeds data, init and sampling
   deterministic: z.boolean().default(false), // group seeds from seed/step/prompt, on-policy steps in prompt order: identical losses on resume and with any worker count
   out: z.string().default('runs/grpo'), // output directory: checkpoints, logs, summary.json

@@ -41,6 +41,7 @@ const completion = z.object({
 const groupRollout = z.object({
   groupId: id(),
   policyVersion: version(),
+  epoch: version().optional(),
   promptTokens: z.array(count()),
   completions: z.array(completion),
   rewardErrors: z.array(z.object({ reward: z.string(), code: z.string(), message: z.string() })).optional(),
@@ -62,6 +63,8 @@ const SCHEMAS = {
     capacity: count(),
     policyVersion: version().nullable(),
     runKey: z.string().min(16).max(128).optional(),
+    epoch: version().optional(),
+    newEpoch: z.boolean().optional(),
   }),
   [Kind.Welcome]: z.object({
     kind: z.literal(Kind.Welcome),
@@ -70,6 +73,8 @@ const SCHEMAS = {
     role,
     policyVersion: version().nullable(),
     weightsVersion: version().nullable(),
+    epoch: version().optional(),
+    weightsEpoch: version().optional(),
     heartbeatMs: z.number().positive(),
     peerTimeoutMs: z.number().positive(),
     leaseMs: z.number().positive(),
@@ -178,6 +183,7 @@ const SCHEMAS = {
   [Kind.WeightsBegin]: z.object({
     kind: z.literal(Kind.WeightsBegin),
     version: version(),
+    epoch: version().optional(),
     encoding: z.enum(['f32', 'f16', 'bf16']),
     adapter: z
       .object({ base: version(), baseFingerprint: z.string().min(1).max(128), r: z.number().int().positive(), alpha: z.number().positive() })

@@ -60,6 +60,7 @@ export const CloseCode = {
   WeightsCorrupt: 4005, // sent by a worker whose weights failed their checksum; it reconnects
   RoleForbidden: 4006, // Hello.role is not a role the connection's token opens; do not reconnect
   LearnerReplaced: 4007, // the run's resumed learner took the slot from this (stale) learner session; do not reconnect
+  EpochBehind: 4008, // to the learner: a worker holds weights of a newer resume epoch than it was given; reconnect asking for a new epoch
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
@@ -88,6 +89,8 @@ export const WireError = {
   Auth: 'GRPO_ERR_AUTH', // client side: the upgrade was refused with HTTP 401
   RoleForbidden: 'GRPO_ERR_ROLE_FORBIDDEN', // Hello as a role the connection's credential does not open (close 4006)
   LearnerReplaced: 'GRPO_ERR_LEARNER_REPLACED', // this learner session was replaced by the run's resumed learner (close 4007)
+  WeightsBackwards: 'GRPO_ERR_WEIGHTS_BACKWARDS', // worker: weights whose (epoch, version) is below what it holds; refused, it keeps its own
+  StaleEpoch: 'GRPO_ERR_STALE_EPOCH', // coordinator: weights from a learner in another resume epoch than the current one; dropped
 } as const;
 export type WireError = (typeof WireError)[keyof typeof WireError];
 
@@ -113,6 +116,14 @@ export interface HelloMsg {
    * key it sees, and a learner with that key may take the slot from a stale session of the run.
    */
   runKey?: string;
+  /**
+   * The resume epoch (docs/protocol.md, "Resume epochs"; absent = 0). Worker: the epoch of the
+   * weights it holds (beside `policyVersion`). Learner: on a reconnect, the epoch its last Welcome
+   * gave it; with `newEpoch`, the newest epoch its checkpoint recorded (absent for a new run).
+   */
+  epoch?: number;
+  /** Learner only: true on the first Hello of a learner process (a start or restart) and after close 4008: assign a new epoch. */
+  newEpoch?: boolean;
 }
 
 /** Coordinator -> client, answer to Hello. Timing values are what the client must use. */
@@ -123,6 +134,10 @@ export interface WelcomeMsg {
   role: Role;
   policyVersion: number | null; // newest version announced by the learner (PolicyVersion or complete weights)
   weightsVersion: number | null; // newest complete weights version the coordinator holds
+  /** The run's current resume epoch (absent = 0): the learner stamps it on every WeightsBegin. */
+  epoch?: number;
+  /** The epoch of `weightsVersion` (absent = 0): with it, (weightsEpoch, weightsVersion) names the weights held. */
+  weightsEpoch?: number;
   heartbeatMs: number; // send a Heartbeat (and a WebSocket ping) this often
   peerTimeoutMs: number; // a peer silent for this long is disconnected
   leaseMs: number; // a lease not finished or heartbeated within this is re-dispatched
@@ -284,6 +299,7 @@ export interface RewardErrorInfo {
 export interface GroupRollout {
   groupId: string;
   policyVersion: number; // the weights version that sampled every completion of this group
+  epoch?: number; // the resume epoch of those weights (absent = 0); the learner refuses other epochs as stale
   promptTokens: number[]; // prompt token ids as the worker fed them to the model
   completions: Completion[];
   rewardErrors?: RewardErrorInfo[]; // errors that were retried and then succeeded (informative)
@@ -377,6 +393,11 @@ export interface AdapterInfo {
 export interface WeightsBeginMsg {
   kind: typeof Kind.WeightsBegin;
   version: number; // 0 <= version < 2^32
+  /**
+   * The learner's resume epoch (absent = 0). A worker loads weights only when (epoch, version) is
+   * lexicographically above what it holds; the coordinator keeps only the current epoch's.
+   */
+  epoch?: number;
   encoding: WeightsEncoding; // element type of every tensor, little-endian
   adapter?: AdapterInfo; // absent: a full payload, every weight of the policy (the original form)
   tensors: TensorEntry[];

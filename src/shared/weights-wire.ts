@@ -220,11 +220,11 @@ export class WeightsAssembler {
   }
 
   /** Feeds one message and decodes the finished version into float32 tensors. */
-  pushAndDecode(msg: WeightsMsg): { version: number; encoding: WeightsEncoding; adapter?: AdapterInfo; tensors: NamedHostTensors } | null {
+  pushAndDecode(msg: WeightsMsg): { version: number; epoch: number; encoding: WeightsEncoding; adapter?: AdapterInfo; tensors: NamedHostTensors } | null {
     const done = this.push(msg);
     if (done === null || done.payload === null) return null;
     const { version, encoding, adapter } = done.begin;
-    return { version, encoding, ...(adapter ? { adapter } : {}), tensors: decodeWeightsPayload(done.begin, done.payload) };
+    return { version, epoch: done.begin.epoch ?? 0, encoding, ...(adapter ? { adapter } : {}), tensors: decodeWeightsPayload(done.begin, done.payload) };
   }
 
   private begin(msg: WeightsBeginMsg): void {

@@ -19,6 +19,7 @@ import type { AdapterInfo, Message, MessageOf, ProtocolLogger, Role, WeightsEnco
 import { UploadPump, type UploadOutcome } from './ws-upload.js';
 import { encodeWeights, WeightsAssembler } from './weights-wire.js';
 import { roleToken } from './credentials.js';
+import { describeStamp, HeldWeights, type Stamp } from './epoch.js';
 
 export interface ProtocolClientOptions {
   url: string; // ws://host:port
@@ -27,6 +28,8 @@ export interface ProtocolClientOptions {
   capacity?: number; // worker: groups sampled at once (default 1)
   token?: string | null; // default: env GRPO_<ROLE>_TOKEN, else GRPO_TOKEN (credentials.ts); null = send none
   runKey?: string; // learner: the run key of its checkpoint, sent in Hello (see HelloMsg.runKey)
+  /** Learner: the newest resume epoch its checkpoint recorded (HelloMsg.epoch with newEpoch); absent for a new run. */
+  epoch?: number;
   maxPayloadBytes?: number;
   maxWeightsBytes?: number;
   highWaterMarkBytes?: number; // weights upload pauses above this bufferedAmount
@@ -38,6 +41,7 @@ export interface ProtocolClientOptions {
 
 export interface ReceivedWeights {
   version: number;
+  epoch: number; // resume epoch (0 when the Begin had none)
   encoding: WeightsEncoding;
   adapter?: AdapterInfo; // LoRA payload (protocol.ts AdapterInfo); absent: every weight
   tensors: NamedHostTensors;
@@ -87,6 +91,9 @@ export class ProtocolClient {
   private readonly upload: UploadPump;
   private lastReady: MessageOf<typeof Kind.Ready> | null = null;
   private announced: number | null = null; // learner: newest PolicyVersion sent
+  private assignedEpoch: number | null = null; // learner: the epoch its last Welcome gave it
+  private askNewEpoch = true; // learner: the next Hello asks for a new epoch (first of the process, after close 4008)
+  private readonly held = new HeldWeights(); // worker: (epoch, version) of the newest weights accepted
   private startPromise: Promise<WelcomeMsg> | null = null;
   private settleStart: { resolve: (w: WelcomeMsg) => void; reject: (e: GrpoError) => void } | null = null;
   private readonly opts: Required<Omit<ProtocolClientOptions, 'token'>> & { token: string | null };
@@ -105,10 +112,11 @@ export class ProtocolClient {
       log: silentLogger,
       ...given,
       runKey: options.runKey ?? '',
+      epoch: options.epoch ?? -1,
       token: options.token === undefined ? roleToken(options.role) : options.token,
     };
     this.assembler = new WeightsAssembler({ maxTotalBytes: this.opts.maxWeightsBytes });
-    this.upload = new UploadPump(this.opts.highWaterMarkBytes);
+    this.upload = new UploadPump(this.opts.highWaterMarkBytes, () => this.assignedEpoch ?? 0);
   }
 
   get connected(): boolean {
@@ -117,6 +125,16 @@ export class ProtocolClient {
 
   get welcome(): WelcomeMsg | null {
     return this.welcomeMsg;
+  }
+
+  /** Learner: the resume epoch the coordinator assigned (its last Welcome), or null before one. */
+  get epoch(): number | null {
+    return this.assignedEpoch;
+  }
+
+  /** Worker: the resume epoch of the newest weights accepted (0 before any). */
+  get weightsEpoch(): number {
+    return this.held.stamp?.epoch ?? 0;
   }
 
   /** Connects (retrying until the coordinator answers); resolves with the first Welcome. */
@@ -250,6 +268,7 @@ export class ProtocolClient {
         // resumed from an older checkpoint rolls the coordinator back to it.
         policyVersion: this.opts.role === 'learner' ? this.learnerVersion() : this.weightsVersion,
         ...(this.opts.role === 'learner' && this.opts.runKey !== '' ? { runKey: this.opts.runKey } : {}),
+        ...this.helloEpoch(),
       }));
     });
     ws.on('unexpected-response', (_req, res) => {
@@ -320,13 +339,31 @@ export class ProtocolClient {
     this.opts.log(count === 1 ? 'warn' : 'debug', 'client_unhandled_message', { kind: name, count, role: this.opts.role });
   }
 
+  /**
+   * The epoch fields of Hello (docs/protocol.md, "Resume epochs"). Worker: the epoch of its
+   * weights. Learner: a new epoch asked for with the newest one it knows (its checkpoint's, or the
+   * one it ran in before close 4008), else the epoch it runs in (a reconnect).
+   */
+  private helloEpoch(): { epoch?: number; newEpoch?: boolean } {
+    if (this.opts.role === 'worker') return this.weightsEpoch > 0 ? { epoch: this.weightsEpoch } : {};
+    const known = Math.max(this.assignedEpoch ?? -1, this.opts.epoch);
+    if (this.askNewEpoch) return { ...(known >= 0 ? { epoch: known } : {}), newEpoch: true };
+    return { epoch: known };
+  }
+
   private onWelcome(ws: WebSocket, msg: WelcomeMsg): void {
     this.welcomeMsg = msg;
     this.attempt = 0;
     this.startHeartbeat(ws, msg);
-    this.opts.log('info', 'client_welcomed', { session: msg.sessionId, role: msg.role, policyVersion: msg.policyVersion });
+    if (this.opts.role === 'learner') {
+      const epoch = msg.epoch ?? 0;
+      if (epoch !== this.assignedEpoch) this.opts.log(this.assignedEpoch === null ? 'info' : 'warn', 'client_epoch', { epoch, before: this.assignedEpoch });
+      this.assignedEpoch = epoch;
+      this.askNewEpoch = false;
+    }
+    this.opts.log('info', 'client_welcomed', { session: msg.sessionId, role: msg.role, policyVersion: msg.policyVersion, epoch: msg.epoch ?? 0 });
     if (this.lastReady !== null) ws.send(encodeMessage(this.lastReady)); // a new session starts not ready
-    this.upload.resume(ws, msg.weightsVersion);
+    this.upload.resume(ws, msg.weightsVersion === null ? null : { epoch: msg.weightsEpoch ?? 0, version: msg.weightsVersion });
     this.settleStart?.resolve(msg);
     this.settleStart = null;
     this.emit('welcome', msg);
@@ -336,6 +373,7 @@ export class ProtocolClient {
     try {
       const done = this.assembler.pushAndDecode(msg);
       if (done === null) return;
+      if (!this.acceptWeights(ws, { epoch: done.epoch, version: done.version })) return;
       this.weightsVersion = done.version;
       this.emit('weights', done);
     } catch (err) {
@@ -345,6 +383,25 @@ export class ProtocolClient {
       // A fresh session makes the coordinator send the newest version again from its Begin.
       ws.close(CloseCode.WeightsCorrupt, e.code);
     }
+  }
+
+  /**
+   * Worker: the policy never goes backwards. Weights load only when their (epoch, version) is
+   * above the held pair; the same pair again (a resend after a reconnect) is ignored, a lower one
+   * is refused with GRPO_ERR_WEIGHTS_BACKWARDS, told to the coordinator, and the worker keeps
+   * sampling with what it holds.
+   */
+  private acceptWeights(ws: WebSocket, got: Stamp): boolean {
+    const err = this.held.offer(got);
+    if (err === 'new') return true;
+    if (err === 'repeat') {
+      this.opts.log('debug', 'client_weights_repeat', { version: describeStamp(got) });
+      return false;
+    }
+    this.opts.log('warn', 'client_weights_refused', { code: err.code, error: err.message });
+    if (ws.readyState === WebSocket.OPEN) ws.send(encodeMessage({ kind: Kind.Error, code: err.code, message: err.message, ref: describeStamp(got) }));
+    this.emit('error', err);
+    return false;
   }
 
   /** Learner: the newest version it announced or published, or null. */
@@ -389,6 +446,7 @@ export class ProtocolClient {
     this.upload.interrupt();
     if (wasWelcomed) this.emit('disconnect', { code, reason });
     if (this.closed) return;
+    if (code === CloseCode.EpochBehind && this.opts.role === 'learner') this.askNewEpoch = true;
     if (FATAL_CLOSE_CODES.has(code)) {
       const wire = code === CloseCode.RoleForbidden ? WireError.RoleForbidden : code === CloseCode.LearnerReplaced ? WireError.LearnerReplaced : WireError.ProtocolVersion;
       this.fail(new GrpoError(wire, `coordinator closed the connection (${code} ${reason}); not reconnecting`));

@@ -5,11 +5,15 @@
  * supersedes an upload in progress at a frame boundary (the coordinator drops the partial
  * version when it sees the newer Begin). A connection lost mid-upload restarts the version
  * from its Begin after the next Welcome, and the newest version is re-sent after any reconnect
- * to a coordinator that does not hold it.
+ * to a coordinator that does not hold it. Every Begin is stamped with the learner's resume epoch
+ * as it goes out (`epochOf`), so a version published before a new epoch was assigned (close 4008)
+ * is re-sent under the new one.
  */
 import { WebSocket } from 'ws';
 import { encodeMessage } from './codec.js';
 import { GrpoError } from './errors.js';
+import { compareStamps, epochField, type Stamp } from './epoch.js';
+import { Kind } from './protocol.js';
 import type { WeightsMsg } from './protocol.js';
 import type { EncodedWeights } from './weights-wire.js';
 import { weightsMessages } from './weights-wire.js';
@@ -40,7 +44,11 @@ export class UploadPump {
   private epoch = 0;
   private poll: NodeJS.Timeout | null = null;
 
-  constructor(private readonly highWaterMarkBytes: number) {}
+  /** `epochOf`: the resume epoch the learner runs in now (its last Welcome's). */
+  constructor(
+    private readonly highWaterMarkBytes: number,
+    private readonly epochOf: () => number = () => 0,
+  ) {}
 
   /** The newest version published, or null. */
   get latestVersion(): number | null {
@@ -57,11 +65,16 @@ export class UploadPump {
     });
   }
 
-  /** After a Welcome: restart an interrupted upload, or re-send the newest version the coordinator lacks. */
-  resume(ws: WebSocket, coordinatorVersion: number | null): void {
-    if (this.current === null && this.latest !== null && (coordinatorVersion === null || coordinatorVersion < this.latest.begin.version)) {
+  /**
+   * After a Welcome: restart an interrupted upload, or re-send the newest version when the
+   * coordinator holds nothing or an older (epoch, version) than it in the current epoch.
+   */
+  resume(ws: WebSocket, coordinator: Stamp | null): void {
+    const latest = this.latest;
+    const mine = latest === null ? null : { epoch: this.epochOf(), version: latest.begin.version };
+    if (this.current === null && latest !== null && mine !== null && (coordinator === null || compareStamps(coordinator, mine) < 0)) {
       const noop = (): void => {};
-      this.current = { version: this.latest.begin.version, msgs: weightsMessages(this.latest), next: 0, inFlight: 0, waiting: false, epoch: this.epoch, resolve: noop, reject: noop };
+      this.current = { version: latest.begin.version, msgs: weightsMessages(latest), next: 0, inFlight: 0, waiting: false, epoch: this.epoch, resolve: noop, reject: noop };
     }
     this.pump(ws);
   }
@@ -95,7 +108,8 @@ export class UploadPump {
         return;
       }
       const last = u.next === u.msgs.length - 1;
-      const frame = encodeMessage(u.msgs[u.next++]);
+      const msg = u.msgs[u.next++];
+      const frame = encodeMessage(msg.kind === Kind.WeightsBegin ? { ...msg, ...epochField(this.epochOf()) } : msg);
       u.inFlight += 1;
       ws.send(frame, (err) => this.written(ws, u, err, last));
     }

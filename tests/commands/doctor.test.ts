@@ -33,7 +33,11 @@ describe('grpo doctor', () => {
     }
     const text = formatReport(r);
     expect(text).toMatch(/^vulkan loader: /m);
-    expect(text).toMatch(/^webgpu adapters \(--device N\):$/m);
+    expect(text).toMatch(/^webgpu adapters( \(--device N\))?:$/m);
+    expect(text).toMatch(/^device-select layer: /m);
+    expect(text).toMatch(/^GPUs in PCI order/m);
+    expect(Array.isArray(r.pciGpus)).toBe(true);
+    if (r.deviceSelectLayer !== null && r.gpu.adapters.length > 0) expect(r.vulkanDevices.length).toBeGreaterThan(0); // the layer lists what Dawn sees
     expect(text).toMatch(/^  libcudart\.so\.11\.0: /m);
     expect(text).toMatch(/^  wasm +ok /m);
   }, 120_000);

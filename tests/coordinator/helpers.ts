@@ -37,7 +37,7 @@ export class RawPeer {
   static async join(
     url: string,
     role: Role,
-    opts: { capacity?: number; token?: string | null; policyVersion?: number | null; name?: string; autoPong?: boolean; runSpec?: boolean; runKey?: string } = {},
+    opts: { capacity?: number; token?: string | null; policyVersion?: number | null; name?: string; autoPong?: boolean; runSpec?: boolean; runKey?: string; epoch?: number; newEpoch?: boolean } = {},
   ) {
     const peer = await RawPeer.connect(url, opts.token ?? null, opts.autoPong ?? true);
     peer.send({
@@ -48,6 +48,8 @@ export class RawPeer {
       capacity: role === 'worker' ? (opts.capacity ?? 1) : 0,
       policyVersion: opts.policyVersion ?? null,
       ...(opts.runKey === undefined ? {} : { runKey: opts.runKey }),
+      ...(opts.epoch === undefined ? {} : { epoch: opts.epoch }),
+      ...(opts.newEpoch === undefined ? {} : { newEpoch: opts.newEpoch }),
     });
     const welcome: WelcomeMsg = await peer.next(Kind.Welcome);
     // a learner sends its RunSpec after Welcome (the coordinator gives workers weights only after one)

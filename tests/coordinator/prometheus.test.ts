@@ -36,6 +36,7 @@ describe('coordinatorMetrics', () => {
       ['grpo_coordinator_worker_capacity_groups', {}, 6],
       ['grpo_coordinator_learner_connected', {}, 1],
       ['grpo_coordinator_policy_version', {}, 3],
+      ['grpo_coordinator_resume_epoch', {}, 2],
       ['grpo_coordinator_queued_groups', {}, 7],
       ['grpo_coordinator_leased_groups', {}, 4],
       ['grpo_coordinator_outbox_groups', {}, 1],

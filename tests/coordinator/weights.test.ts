@@ -19,8 +19,8 @@ function weights(version: number, n = 1000): NamedHostTensors {
   return new Map([['lm_head.weight', { shape: [n], data }]]);
 }
 
-function upload(learner: RawPeer, version: number, n = 1000, chunkBytes = 1024): void {
-  for (const m of weightsMessages(encodeWeights(weights(version, n), version, 'f32', chunkBytes))) learner.send(m);
+function upload(learner: RawPeer, version: number, n = 1000, chunkBytes = 1024, epoch = 0): void {
+  for (const m of weightsMessages(encodeWeights(weights(version, n), version, 'f32', chunkBytes))) learner.send(m.kind === Kind.WeightsBegin && epoch > 0 ? { ...m, epoch } : m);
 }
 
 /** Rebuilds what a raw peer received, returning the last complete version's first value. */
@@ -109,18 +109,36 @@ describe('weights fan-out', () => {
     expect(coord.stats().weights.transfersAbandoned).toBe(1);
   }, 30_000);
 
-  it('rolls back to the version of a learner resumed from an older checkpoint', async () => {
+  it('rolls back to the version of a learner resumed from an older checkpoint, in a new epoch', async () => {
     coord = await startTestCoordinator();
-    const first = await RawPeer.join(coord.url, 'learner');
+    const first = await RawPeer.join(coord.url, 'learner', { newEpoch: true });
+    expect(first.welcome.epoch).toBeUndefined(); // epoch 0 travels as an absent field
     const { peer: worker } = await RawPeer.join(coord.url, 'worker');
     upload(first.peer, 5);
     await worker.next(Kind.WeightsEnd, (m) => m.version === 5);
     await first.peer.close();
-    const { peer: resumed, welcome } = await RawPeer.join(coord.url, 'learner', { policyVersion: 3 });
-    expect(welcome).toMatchObject({ policyVersion: 3, weightsVersion: null });
+    const { peer: resumed, welcome } = await RawPeer.join(coord.url, 'learner', { policyVersion: 3, epoch: 0, newEpoch: true });
+    expect(welcome).toMatchObject({ policyVersion: 3, weightsVersion: null, epoch: 1 });
     expect((await worker.next(Kind.PolicyVersion, (m) => m.version === 3)).version).toBe(3);
-    upload(resumed, 3);
+    upload(resumed, 3, 1000, 1024, 1);
+    const begin = await worker.next(Kind.WeightsBegin, (m) => m.version === 3);
+    expect(begin.epoch).toBe(1);
     await worker.next(Kind.WeightsEnd, (m) => m.version === 3);
     expect(assembled(worker)).toEqual({ version: 3, first: 3 });
+    expect(coord.stats().epoch).toBe(1);
+  });
+
+  it("refuses an upload of another epoch than the learner's, and ignores its chunks", async () => {
+    coord = await startTestCoordinator();
+    const { peer: learner, welcome } = await RawPeer.join(coord.url, 'learner', { epoch: 4, newEpoch: true });
+    expect(welcome.epoch).toBe(5);
+    const { peer: worker } = await RawPeer.join(coord.url, 'worker');
+    upload(learner, 7, 1000, 1024, 4); // the epoch before: refused once, its 4 chunks and End dropped quietly
+    const err = await learner.next(Kind.Error, (m) => m.code === 'GRPO_ERR_STALE_EPOCH');
+    expect(err.message).toMatch(/epoch 4 refused: the run is in epoch 5/);
+    upload(learner, 6, 1000, 1024, 5);
+    await worker.next(Kind.WeightsEnd, (m) => m.version === 6);
+    expect(learner.received.filter((m) => m.kind === Kind.Error)).toHaveLength(1);
+    expect(assembled(worker)).toEqual({ version: 6, first: 6 });
   });
 });

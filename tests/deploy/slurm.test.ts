@@ -42,8 +42,9 @@ function readCalls(file: string): string[][] {
   return text.split('\n').filter((l) => l.length > 0).map((l) => l.split(SEP).slice(0, -1));
 }
 
-beforeAll(() => {
-  tmp = mkdtempSync(join(tmpdir(), 'grpo-slurm-'));
+/** Runs the script on a fake allocation of NODES x GPUS (stubs for scontrol, srun, curl, node) in a fresh folder. */
+function harness(extraEnv: Record<string, string> = {}): { tmp: string; result: typeof result; srunCalls: string[][]; grpoCalls: string[][] } {
+  const tmp = mkdtempSync(join(tmpdir(), 'grpo-slurm-'));
   const bin = join(tmp, 'bin');
   mkdirSync(bin);
   // one printf, so one write(2) per call: steps run concurrently, and two writes per line let
@@ -64,10 +65,16 @@ beforeAll(() => {
     SLURM_SUBMIT_DIR: tmp,
     SLURM_GPUS_ON_NODE: String(GPUS),
     GRPO_TOKEN: 'test-token',
+    ...extraEnv,
   };
-  result = run('bash', [SCRIPT], { cwd: tmp, env });
-  srunCalls = readCalls(join(tmp, 'srun.calls'));
-  grpoCalls = readCalls(join(tmp, 'grpo.calls')).map((argv) => argv.slice(1)); // drop dist/cli.js
+  const result = run('bash', [SCRIPT], { cwd: tmp, env });
+  const srunCalls = readCalls(join(tmp, 'srun.calls'));
+  const grpoCalls = readCalls(join(tmp, 'grpo.calls')).map((argv) => argv.slice(1)); // drop dist/cli.js
+  return { tmp, result, srunCalls, grpoCalls };
+}
+
+beforeAll(() => {
+  ({ tmp, result, srunCalls, grpoCalls } = harness());
 });
 
 afterAll(() => {
@@ -157,5 +164,24 @@ describe('deploy/slurm/grpo.sbatch', () => {
     const configs = new Set(grpoCalls.map((argv) => flagValue(argv, '--config')).filter((c): c is string => c !== undefined));
     expect([...configs]).toEqual([join(tmp, 'deploy', 'compose', 'grpo.yaml')]);
     expect(() => readFileSync(join(ROOT, 'deploy', 'compose', 'grpo.yaml'))).not.toThrow();
+  });
+});
+
+describe('deploy/slurm/grpo.sbatch with GPU_DEVICE_PER_STEP=1', () => {
+  it('gives the worker on GPU g of a node --device g (steps not device-constrained, the device-select layer on the nodes)', async () => {
+    const h = harness({ GPU_DEVICE_PER_STEP: '1' });
+    try {
+      expect(h.result.status, h.result.output).toBe(0);
+      const workers = h.grpoCalls.filter((argv) => argv[0] === 'worker');
+      expect(workers).toHaveLength((NODES.length - 1) * GPUS);
+      for (const argv of workers) {
+        await expect(dryParse(argv), argv.join(' ')).resolves.toBeUndefined();
+        const g = /-gpu(\d+)$/.exec(flagValue(argv, '--name') ?? '')![1];
+        expect(flagValue(argv, '--device'), argv.join(' ')).toBe(g);
+      }
+      expect(new Set(workers.map((argv) => flagValue(argv, '--device')))).toEqual(new Set(Array.from({ length: GPUS }, (_, g) => String(g))));
+    } finally {
+      rmSync(h.tmp, { recursive: true, force: true });
+    }
   });
 });

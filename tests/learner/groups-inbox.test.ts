@@ -41,6 +41,24 @@ function result(spec: Pick<GroupSpec, 'groupId'>, policyVersion: number, tokens 
 }
 
 describe('GroupsInbox', () => {
+  it("answers a group of another resume epoch stale, whatever its version, and re-queues its prompt", () => {
+    let epoch = 2;
+    const { inbox, cursor, enqueued, verdicts } = setup({ epoch: () => epoch });
+    inbox.fill();
+    const [a, b, c] = enqueued();
+    const older = result(a, 0); // epoch 0 (absent): weights of an earlier learner process
+    inbox.onResult(older);
+    inbox.onResult({ ...result(b, 0), group: { ...result(b, 0).group, epoch: 3 } }); // a later epoch than ours
+    inbox.onResult({ ...result(c, 0), group: { ...result(c, 0).group, epoch: 2 } });
+    expect(verdicts().map((v) => v.reason)).toEqual(['stale', 'stale', 'ok']);
+    expect(inbox.counts).toMatchObject({ admitted: 1, droppedStale: 2 });
+    expect(cursor.state().pending).toEqual(expect.arrayContaining([0, 1]));
+    epoch = 3; // the learner was given a new epoch (close 4008): its earlier groups are stale now
+    const d = enqueued()[3];
+    inbox.onResult({ ...result(d, 0), group: { ...result(d, 0).group, epoch: 2 } });
+    expect(verdicts().at(-1)!.reason).toBe('stale');
+  });
+
   it('keeps prompts_per_step * (max_staleness + 1) groups in flight, with fresh ids', () => {
     const { inbox, enqueued } = setup();
     inbox.fill();

@@ -27,6 +27,7 @@ import { Kind, silentLogger, type GroupRollout, type GroupSpec, type RunSpec } f
 import { createTask, decodeCompletion, promptIds, tokenizerForTask, type Task } from '../../src/tasks/index.js';
 import { ProtocolClient } from '../../src/shared/ws-client.js';
 import { freePorts, parseExposition, sampleValue, scrape, type Sample } from '../shared/metrics/helpers.js';
+import { until } from '../coordinator/helpers.js';
 
 const TOKEN = 'learner-test-token';
 const TASK_OPTIONS = { max_digits: 1, max_depth: 1 };
@@ -36,11 +37,13 @@ class FakeWorker {
   readonly client: ProtocolClient;
   readonly leased: GroupSpec[] = [];
   readonly versionsLoaded: number[] = [];
+  readonly epochsLoaded: number[] = [];
   private spec: RunSpec | null = null;
   private task: Task | null = null;
-  private weights: { version: number; tensors: NamedHostTensors } | null = null;
+  private weights: { version: number; epoch: number; tensors: NamedHostTensors } | null = null;
   private model: LlamaModel | null = null;
   private version = -1;
+  private epoch = 0; // resume epoch of the weights loaded, stamped on every group (docs/protocol.md)
   private newest = 0; // newest PolicyVersion announced
   private held: { leaseId: string; group: GroupRollout } | null = null;
   private holding: boolean;
@@ -55,7 +58,7 @@ class FakeWorker {
       this.load();
     });
     this.client.onEvent('weights', (w) => {
-      this.weights = { version: w.version, tensors: w.tensors };
+      this.weights = { version: w.version, epoch: w.epoch, tensors: w.tensors };
       this.load();
     });
     this.client.on(Kind.PolicyVersion, (m) => {
@@ -70,13 +73,15 @@ class FakeWorker {
 
   /** Swaps to the newest weights once the RunSpec is known (weights may come first). */
   private load(): void {
-    if (this.spec === null || this.weights === null || this.weights.version === this.version) return;
+    if (this.spec === null || this.weights === null || (this.weights.version === this.version && this.weights.epoch === this.epoch)) return;
     const w = this.weights;
     this.work = this.work.then(() => {
       this.model?.dispose();
       this.model = LlamaModel.fromHostTensors(this.spec!.model as unknown as LlamaConfig, w.tensors, { trainable: false });
       this.version = w.version;
+      this.epoch = w.epoch;
       this.versionsLoaded.push(w.version);
+      this.epochsLoaded.push(w.epoch);
       this.client.send({ kind: Kind.Ready, policyVersion: w.version });
     });
   }
@@ -99,7 +104,7 @@ class FakeWorker {
         const rewards = Object.fromEntries(this.task!.rewards.map((rw) => [rw.name, rw.fn(g.prompt, text, g.meta) as number]));
         return { tokens, logprobs: r.logprobs[i], text, rewards, finishReason: r.finishReason[i] };
       });
-      const group: GroupRollout = { groupId: g.groupId, policyVersion: this.version, promptTokens: prompt, completions };
+      const group: GroupRollout = { groupId: g.groupId, policyVersion: this.version, ...(this.epoch > 0 ? { epoch: this.epoch } : {}), promptTokens: prompt, completions };
       if (this.holding) {
         this.holding = false;
         this.held = { leaseId, group };
@@ -183,9 +188,9 @@ interface Logged {
   fields: Record<string, unknown>;
 }
 
-async function learn(cfg: Config, opts: { steps: number; resume?: string; holdFirst?: boolean; registry?: Registry }) {
+async function learn(cfg: Config, opts: { steps: number; resume?: string; holdFirst?: boolean; registry?: Registry; worker?: FakeWorker }) {
   const events: Logged[] = [];
-  const worker = new FakeWorker(coord.url, { holdFirst: opts.holdFirst ?? false });
+  const worker = opts.worker ?? new FakeWorker(coord.url, { holdFirst: opts.holdFirst ?? false });
   const started = worker.client.start();
   let summary: LearnerSummary;
   try {
@@ -199,7 +204,7 @@ async function learn(cfg: Config, opts: { steps: number; resume?: string; holdFi
     });
   } finally {
     await started;
-    await worker.close();
+    if (opts.worker === undefined) await worker.close();
   }
   const trained = events.filter((e) => e.event === 'step_groups').flatMap((e) => e.fields.prompts as number[]);
   return { summary, events, worker, trained };
@@ -337,13 +342,36 @@ describe('runLearner', () => {
     expect(tf.memory().numTensors).toBe(baseTensors);
   });
 
-  it('rolls the coordinator back to its version when resumed from an older checkpoint', async () => {
+  it('rolls the coordinator back to its version when resumed from an older checkpoint, and a worker holding the newer version moves to the new epoch', async () => {
     expect(coord.stats().policyVersion).toBe(5);
+    const before = coord.stats().epoch!; // one epoch per learner process so far
+    expect(before).toBeGreaterThanOrEqual(1);
+    // a worker that stays up across the restart: it holds v5 of the second run's epoch
+    const worker = new FakeWorker(coord.url, { holdFirst: false });
+    try {
+      await worker.client.start();
+      await until(() => worker.versionsLoaded.length === 1, 10_000, 'v5 loaded');
+      const third = await learn(config(), { steps: 4, resume: join(root, 'ckpt3'), worker });
+      expect(third.summary.steps).toBe(4);
+      expect(third.summary.policyVersion).toBe(4);
+      expect(coord.stats()).toMatchObject({ policyVersion: 4, epoch: before + 1 });
+      expect(coord.stats().weights.version).toBe(4);
+      // the lower versions of the new epoch reached the worker, which never refused them
+      // (this fake worker may load one version twice when the RunSpec lands while it swaps)
+      const loaded = worker.versionsLoaded.map((v, i) => `e${worker.epochsLoaded[i]}/v${v}`).filter((x, i, all) => x !== all[i - 1]);
+      expect(loaded).toEqual([`e${before}/v5`, `e${before + 1}/v3`, `e${before + 1}/v4`]);
+      const state = JSON.parse(await readFile(join(root, 'run', 'checkpoint', 'trainer_state.json'), 'utf8'));
+      expect(state.epoch).toBe(before + 1); // the next resume asks for an epoch above it
+      expect(third.events.find((e) => e.event === 'learner_connected')!.fields.epoch).toBe(before + 1);
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it('rolls back from a fresh start of the same checkpoint too', async () => {
     const third = await learn(config(), { steps: 4, resume: join(root, 'ckpt3') });
-    expect(third.summary.steps).toBe(4);
     expect(third.summary.policyVersion).toBe(4);
     expect(coord.stats().policyVersion).toBe(4);
-    expect(coord.stats().weights.version).toBe(4);
     expect(third.worker.versionsLoaded).toContain(3); // the resumed weights reached the worker
     // groups sampled with v5 (which a worker may hold before the learner reconnects) are never trained
     for (const e of third.events.filter((x) => x.event === 'step')) {

@@ -101,7 +101,8 @@ describe('learner refusals', () => {
       }
       CASES.forEach((c, i) => {
         const { leaseId, spec: g } = groups[i];
-        peer.send({ kind: Kind.Groups, leaseId, results: [c.make(g, begin.version)] });
+        // stamped with the weights' resume epoch, as a worker does (a learner before this one made it > 0)
+        peer.send({ kind: Kind.Groups, leaseId, results: [{ ...c.make(g, begin.version), ...(begin.epoch ? { epoch: begin.epoch } : {}) }] });
       });
       for (const [i, c] of CASES.entries()) {
         if (c.code === null) continue;

@@ -127,7 +127,7 @@ describe('the coordinator keeping LoRA payloads', () => {
     expect(store.base!.version).toBe(0);
     expect(store.latest!.totalBytes).toBeLessThan(store.base!.totalBytes / 5);
     expect(store.next(null)!.version).toBe(0); // a worker without the base gets it first
-    expect(store.next(0)!.version).toBe(1); // then the adapters
+    expect(store.next({ epoch: 0, version: 0 })!.version).toBe(1); // then the adapters
     // adapters for a base it does not hold are refused
     expect(() => upload(store, a0, 2, info(1))).toThrow(/applies to LoRA base v1, but this coordinator holds base v0/);
     upload(store, base, 3); // a full payload: no more base

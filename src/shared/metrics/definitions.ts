@@ -122,6 +122,7 @@ export const COORDINATOR_METRICS = {
   workerCapacity: gauge('grpo_coordinator_worker_capacity_groups', 'Groups the connected workers can sample at once, summed.'),
   learnerConnected: gauge('grpo_coordinator_learner_connected', '1 while a learner is connected, else 0.'),
   policyVersion: gauge('grpo_coordinator_policy_version', 'Newest policy version announced by the learner (absent before the first).'),
+  resumeEpoch: gauge('grpo_coordinator_resume_epoch', 'Resume epoch of the current learner process (absent before the first learner).'),
   queuedGroups: gauge('grpo_coordinator_queued_groups', 'Groups waiting for a worker (queue depth).'),
   leasedGroups: gauge('grpo_coordinator_leased_groups', 'Groups out on leases.'),
   outboxGroups: gauge('grpo_coordinator_outbox_groups', 'Finished groups waiting for delivery to the learner or its verdict.'),

@@ -71,6 +71,7 @@ export function coordinatorStats(): CoordinatorStatsSample {
     ],
     learner: { sessionId: 'l1', name: 'learner@host' },
     policyVersion: 3,
+    epoch: 2,
     ledger: {
       queued: 7, leasedGroups: 4, activeLeases: 2, awaiting: 1, leases: 10, expiredLeases: 1, enqueued: 30, completed: 20,
       redispatched: 3, exhausted: 0, groupFailures: 2, admitted: 18, droppedStale: 1, droppedDuplicate: 0, failed: 1,
