@@ -117,3 +117,16 @@ export function startLocalWorkers(o: LocalWorkersOptions): LocalWorkers {
     },
   };
 }
+
+/**
+ * Which `--device` each of `count` local workers of `grpo train` gets. A device the user gave
+ * goes to all of them. Otherwise, on the WebGPU route with several GPUs that the device-select
+ * layer can tell apart, worker i gets GPU (i + 1) mod G: the learner holds GPU 0 (the default),
+ * so workers fill the other GPUs first and share GPU 0 only when there are more workers than
+ * other GPUs. Anything else (CPU backends, one GPU, no layer to tell identical GPUs apart): null,
+ * every worker on the default device as before.
+ */
+export function localWorkerDevices(count: number, o: { backend: string; device: number | null; gpus: number; deviceSelectLayer: boolean }): (number | null)[] {
+  const spread = o.device === null && o.backend === 'webgpu' && o.gpus > 1 && o.deviceSelectLayer;
+  return Array.from({ length: count }, (_, i) => (o.device !== null ? o.device : spread ? (i + 1) % o.gpus : null));
+}

@@ -42,7 +42,8 @@ import { sftProgressBar, trainSft } from '../offline/sft.js';
 import { commandAction } from './action.js';
 import { coordinatorOptions } from './coordinator.js';
 import { processIO, startEngine, type CommandIO } from './io.js';
-import { startLocalWorkers } from './local-workers.js';
+import { findDeviceSelectLayer, listPciGpus } from '../engine/device-select.js';
+import { localWorkerDevices, startLocalWorkers } from './local-workers.js';
 import { SFT_IDENTITY_KEYS } from './sft.js';
 import { looksLikeModulePath } from '../tasks/user-module.js';
 
@@ -165,13 +166,23 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
   signal.addEventListener('abort', onAbort, { once: true });
   if (signal.aborted) stop.abort();
   const failure: { workers: GrpoError | null } = { workers: null };
+  const devices = localWorkerDevices(config.workers, {
+    backend: engine.backend,
+    device: config.device,
+    gpus: engine.backend === 'webgpu' ? listPciGpus().length : 0,
+    deviceSelectLayer: engine.backend === 'webgpu' && findDeviceSelectLayer() !== null,
+  });
+  if (config.device === null && devices.some((d) => d !== null)) io.log('info', 'worker_devices', { learner: 0, workers: devices });
   const workers = startLocalWorkers({
     cli: cliScript(),
     count: config.workers,
     url: coord.url,
     token,
-    args: ['--backend', config.backend, ...(config.device === null ? [] : ['--device', String(config.device)]), '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads), ...trustFlags(config)],
-    argsOf: (i) => (metricsPorts === null ? [] : ['--metrics-port', String(metricsPorts.workers[i]), '--metrics-host', config.metrics_host]),
+    args: ['--backend', config.backend, '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads), ...trustFlags(config)],
+    argsOf: (i) => [
+      ...(devices[i] === null ? [] : ['--device', String(devices[i])]),
+      ...(metricsPorts === null ? [] : ['--metrics-port', String(metricsPorts.workers[i]), '--metrics-host', config.metrics_host]),
+    ],
     log: sideLog(io),
     onAllExited: (err) => {
       failure.workers = err;
