@@ -101,8 +101,8 @@ export function nativeUnsupported(model: LlamaModel): string | null {
 }
 
 /**
- * The HF names of the weights decoderNew takes, in its order (see native/src/decode.cc), and which
- * are RMSNorm weights (Gemma2's get its + 1 before the copy).
+ * The HF names of the weights decoderNew takes, in its order (see native/src/decode.cc). Those
+ * ending in norm.weight are RMSNorm weights: Gemma2's get their + 1 before the copy.
  */
 export function nativeWeightNames(c: ModelConfig, arch: Arch = archOf(c)): string[] {
   const names = ['model.embed_tokens.weight'];
