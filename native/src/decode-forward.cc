@@ -1,5 +1,6 @@
 // The rollout decoder's model step (see decode.cc for the API and decode.h for the data): every
-// layer, the head and the log-softmax for all entries of one forward() call. Compiled for
+// layer, the head and the log-softmax for all entries of one forward() call, with each family's
+// extras (biases, q/k norms, sandwich norms, GeGLU, soft-capping, sliding windows) where set. Compiled for
 // AVX-512, AVX2+FMA and plain x86-64, picked at load time by the CPU; GEMMs go to OpenBLAS.
 #include <cblas.h>
 
@@ -13,9 +14,22 @@ namespace grpo_decode {
 
 namespace {
 
-// y [n, out] = x [n, in] x W^T, W [out, in] row-major.
-inline void linear(const float* x, const float* w, float* y, int n, int in, int out) {
+// y [n, out] = x [n, in] x W^T (+ b), W [out, in] row-major, b [out] or empty.
+inline void linear(const float* x, const float* w, const std::vector<float>& b, float* y, int n, int in, int out) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+  if (b.empty()) return;
+  for (int i = 0; i < n; i++) {
+    float* yr = y + (int64_t)i * out;
+    for (int j = 0; j < out; j++) yr[j] += b[j];
+  }
+}
+
+// gelu_pytorch_tanh as llama-forward.ts's geluTanh computes it, in float32 step by step:
+// 0.5 x (1 + tanh(sqrt(2/pi) (x + x x x 0.044715))).
+__attribute__((always_inline)) inline float geluTanh(float x) {
+  const float c = (float)0.7978845608028654;  // sqrt(2 / pi)
+  const float inner = (x + x * x * x * 0.044715f) * c;
+  return x * 0.5f * (std::tanh(inner) + 1.0f);
 }
 
 // y = x * rsqrt(mean(x^2) + eps) * w over rows of d, float32 as the reference computes it.
@@ -51,7 +65,8 @@ void runForward(const Decoder& m, Cache& c, const int32_t* slots, const int32_t*
                 int N, float* out, float invT) {
   const int d = m.d, I = m.I, hd = m.hd, nH = m.nH, nKV = m.nKV, g = nH / nKV;
   const int qw = nH * hd, heads = nH + 2 * nKV, half = hd / 2;
-  const float scale = 1.0f / std::sqrt((float)hd);
+  const float scale = m.queryScale;
+  const float embedScale = m.embedScale;
   auto grow = [](auto& v, int64_t n) {
     if ((int64_t)v.size() < n) v.resize(n);
   };
@@ -73,15 +88,22 @@ void runForward(const Decoder& m, Cache& c, const int32_t* slots, const int32_t*
     }
   }
   for (int t = 0; t < N; t++) std::memcpy(&x[(int64_t)t * d], &m.embed[(int64_t)tokens[t] * d], d * sizeof(float));
+  if (embedScale != 1.0f) {
+    for (int64_t i = 0; i < (int64_t)N * d; i++) x[i] *= embedScale;
+  }
 
   for (int l = 0; l < m.L; l++) {
     const Layer& w = m.layers[l];
     rmsNorm(x.data(), w.inNorm.data(), xn.data(), N, d, m.eps);
-    linear(xn.data(), w.wqkv.data(), qkv.data(), N, d, heads * hd);
-    // rotate q (scaled) and k, then store k and v at their positions: all of them before any
-    // attention, so a prefill's later tokens see its earlier ones
+    linear(xn.data(), w.wqkv.data(), w.bqkv, qkv.data(), N, d, heads * hd);
+    // (Qwen3: RMSNorm each q and k head), rotate q (scaled) and k, then store k and v at their
+    // positions: all of them before any attention, so a prefill's later tokens see its earlier ones
     for (int t = 0; t < N; t++) {
       float* r = &qkv[(int64_t)t * heads * hd];
+      if (!w.qNorm.empty()) {
+        for (int h = 0; h < nH; h++) rmsNorm(r + h * hd, w.qNorm.data(), r + h * hd, 1, hd, m.eps);
+        for (int h = nH; h < nH + nKV; h++) rmsNorm(r + h * hd, w.kNorm.data(), r + h * hd, 1, hd, m.eps);
+      }
       const float* cs = &c.cosT[(int64_t)posOf[t] * half];
       const float* sn = &c.sinT[(int64_t)posOf[t] * half];
       for (int h = 0; h < nH + nKV; h++) rotate(r + h * hd, cs, sn, hd, h < nH ? scale : 1.0f);
@@ -90,44 +112,54 @@ void runForward(const Decoder& m, Cache& c, const int32_t* slots, const int32_t*
         std::memcpy(c.at(c.v, rowOf[t], l, h, posOf[t]), r + (nH + nKV + h) * hd, hd * sizeof(float));
       }
     }
-    // attention of each token's query heads over its row's positions 0..pos
+    // attention of each token's query heads over its row's positions first..pos (first > 0 only
+    // on a sliding-window layer); scores soft-capped where the family does (q carries 1 / cap)
+    const float cap = m.attnCap;
     for (int t = 0; t < N; t++) {
       const int Tk = posOf[t] + 1;
+      const int first = w.window > 0 ? std::max(0, Tk - w.window) : 0;
       for (int h = 0; h < nH; h++) {
         const float* qh = &qkv[(int64_t)t * heads * hd + h * hd];
         const float* K = c.at(c.k, rowOf[t], l, h / g, 0);
         const float* Vv = c.at(c.v, rowOf[t], l, h / g, 0);
         float mx = -INFINITY;
-        for (int s = 0; s < Tk; s++) {
+        for (int s = first; s < Tk; s++) {
           float dot = 0;
           for (int i = 0; i < hd; i++) dot += qh[i] * K[(int64_t)s * hd + i];
+          if (cap != 0.0f) dot = std::tanh(dot) * cap;
           scores[s] = dot;
           mx = std::max(mx, dot);
         }
         float sum = 0;
-        for (int s = 0; s < Tk; s++) sum += scores[s] = std::exp(scores[s] - mx);
+        for (int s = first; s < Tk; s++) sum += scores[s] = std::exp(scores[s] - mx);
         const float inv = 1.0f / sum;
         float* o = &att[(int64_t)t * qw + h * hd];
         std::fill(o, o + hd, 0.0f);
-        for (int s = 0; s < Tk; s++) {
+        for (int s = first; s < Tk; s++) {
           const float p = scores[s] * inv;
           for (int i = 0; i < hd; i++) o[i] += p * Vv[(int64_t)s * hd + i];
         }
       }
     }
-    linear(att.data(), w.wo.data(), proj.data(), N, qw, d);
+    linear(att.data(), w.wo.data(), w.bo, proj.data(), N, qw, d);
+    if (!w.attnOutNorm.empty()) rmsNorm(proj.data(), w.attnOutNorm.data(), proj.data(), N, d, m.eps);
     for (int64_t i = 0; i < (int64_t)N * d; i++) x[i] += proj[i];
-    rmsNorm(x.data(), w.postNorm.data(), xn.data(), N, d, m.eps);
-    linear(xn.data(), w.wgu.data(), proj.data(), N, d, 2 * I);
+    rmsNorm(x.data(), w.mlpNorm.data(), xn.data(), N, d, m.eps);
+    linear(xn.data(), w.wgu.data(), w.bgu, proj.data(), N, d, 2 * I);
     for (int t = 0; t < N; t++) {
       const float* gu = &proj[(int64_t)t * 2 * I];
       float* a = &act[(int64_t)t * I];
-      for (int i = 0; i < I; i++) {
-        const float gate = gu[i];
-        a[i] = gate * (1.0f / (1.0f + std::exp(-gate))) * gu[I + i];
+      if (m.gelu) {
+        for (int i = 0; i < I; i++) a[i] = geluTanh(gu[i]) * gu[I + i];
+      } else {
+        for (int i = 0; i < I; i++) {
+          const float gate = gu[i];
+          a[i] = gate * (1.0f / (1.0f + std::exp(-gate))) * gu[I + i];
+        }
       }
     }
-    linear(act.data(), w.wdown.data(), proj.data(), N, I, d);
+    linear(act.data(), w.wdown.data(), w.bdown, proj.data(), N, I, d);
+    if (!w.mlpOutNorm.empty()) rmsNorm(proj.data(), w.mlpOutNorm.data(), proj.data(), N, d, m.eps);
     for (int64_t i = 0; i < (int64_t)N * d; i++) x[i] += proj[i];
   }
   for (int e = 0, t = 0; e < n; e++) {
@@ -137,9 +169,12 @@ void runForward(const Decoder& m, Cache& c, const int32_t* slots, const int32_t*
     rmsNorm(&x[(int64_t)(t - 1) * d], m.norm.data(), &xn[(int64_t)e * d], 1, d, m.eps);
   }
   const int V = m.V;
-  linear(xn.data(), m.head.data(), out, n, d, V);
+  static const std::vector<float> none;
+  linear(xn.data(), m.head.data(), none, out, n, d, V);
+  const float fcap = m.finalCap, invCap = fcap != 0.0f ? (float)(1.0 / (double)fcap) : 0.0f;
   for (int e = 0; e < n; e++) {
     float* z = out + (int64_t)e * V;
+    if (fcap != 0.0f) for (int i = 0; i < V; i++) z[i] = std::tanh(z[i] * invCap) * fcap;
     if (invT != 1.0f) for (int i = 0; i < V; i++) z[i] *= invT;
     float mx = -INFINITY;
     for (int i = 0; i < V; i++) mx = std::max(mx, z[i]);

@@ -1,16 +1,25 @@
-// The rollout decoder: a Llama forward for sampling that owns its weights and KV cache in native
-// memory and runs a whole step of the model (every layer, the head and the log-softmax) for all
-// rows in one call. It does not touch TensorFlow.js memory, so it works under any tfjs backend.
+// The rollout decoder: the decoder forward of every supported family (Llama, Qwen2, Qwen3, Gemma2;
+// src/model/architecture.ts) for sampling, owning its weights and KV cache in native memory and
+// running a whole step of the model (every layer, the head and the log-softmax) for all rows in one
+// call. It does not touch TensorFlow.js memory, so it works under any tfjs backend.
 // A separate addon (grpo_decode.node) from the engine's kernels: see src/model/native-decoder.ts.
 // This file holds the N-API entry points and argument checks; the model step is decode-forward.cc.
 //
-//   decoderNew(dims Int32Array [V, d, I, L, nH, nKV, hd], eps, weights Float32Array[]) -> handle
+//   decoderNew(dims Int32Array [V, d, I, L, nH, nKV, hd], eps, weights Float32Array[],
+//              arch Float64Array [qkvBias, oBias, mlpBias, qkNorm, sandwich, gelu, embedScale,
+//              queryScale, attnCap, finalCap], windows Int32Array [L]) -> handle
+//     flags are 0/1; queryScale is the family's query scale already divided by attnCap (when
+//     there is one); caps are 0 when off; windows[l] is layer l's sliding window, 0 = none.
 //     weights in this order: embed [V, d]; per layer input_layernorm [d], q [nH hd, d],
-//     k [nKV hd, d], v [nKV hd, d], o [d, nH hd], post_attention_layernorm [d], gate [I, d],
-//     up [I, d], down [d, I]; model.norm [d]; head [V, d] (the embedding again when tied).
+//     k [nKV hd, d], v [nKV hd, d], (qkvBias: q, k, v biases), (qkNorm: q_norm [hd], k_norm [hd]),
+//     o [d, nH hd], (oBias: o bias [d]), (sandwich: post_attention_layernorm [d]), the norm before
+//     the MLP [d], (sandwich: post_feedforward_layernorm [d]), gate [I, d], up [I, d],
+//     (mlpBias: gate, up biases [I]), down [d, I], (mlpBias: down bias [d]); model.norm [d];
+//     head [V, d] (the embedding again when tied). Norm weights come with Gemma's + 1 added.
 //     The weights are copied (q/k/v and gate/up concatenated), so the caller may drop its arrays.
-//   cacheNew(decoder, rows, maxLen, theta) -> handle: keys and values of `rows` sequences of up
-//     to maxLen positions, [rows, L, nKV, maxLen, hd] each, plus the rotary table for maxLen.
+//   cacheNew(decoder, rows, maxLen, invFreq Float32Array [hd / 2]) -> handle: keys and values of
+//     `rows` sequences of up to maxLen positions, [rows, L, nKV, maxLen, hd] each, plus the rotary
+//     table for maxLen from the (possibly rope_scaling-adjusted) inverse frequencies.
 //   forward(decoder, cache, slots Int32Array[n], counts Int32Array[n], tokens Int32Array, out
 //     Float32Array[n V], invTemperature): appends counts[i] tokens to row slots[i] (tokens in
 //     entry order) at the positions after what the row holds, and writes the log-softmax of
@@ -22,10 +31,11 @@
 //     with a freed handle then throws).
 //
 // The numbers follow src/model/llama-forward.ts: RMSNorm x * rsqrt(mean(x^2) + eps) * w, HF
-// rotate_half rotary embeddings with q scaled by 1/sqrt(hd) through its coefficients, grouped-query
-// attention over the row's cached positions only (the reference masks padding to exp(-1e9) = 0),
-// SwiGLU, tied or separate head. Single-threaded: OpenBLAS runs with one thread (see addon.cc),
-// and at rollout sizes the per-call overhead, not the arithmetic, is what this path removes.
+// rotate_half rotary embeddings with q scaled through its coefficients, grouped-query attention
+// over the row's cached positions only (the reference masks padding and out-of-window keys to
+// exp(-1e9) = 0), SwiGLU or GeGLU, tied or separate head, soft-capping. Single-threaded: OpenBLAS
+// runs with one thread (see Init), and at rollout sizes the per-call overhead, not the
+// arithmetic, is what this path removes.
 #include <cblas.h>
 #include <node_api.h>
 
@@ -104,31 +114,58 @@ napi_value wrap(napi_env env, Kind kind, void* p, int64_t bytes) {
 }
 
 napi_value DecoderNew(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   int32_t* dims = nullptr;
   size_t nd = 0;
   double eps = 0;
-  if (argc < 3 || !typedArray(env, argv[0], napi_int32_array, &dims, &nd) || nd != 7 ||
-      napi_get_value_double(env, argv[1], &eps) != napi_ok) {
-    return throwError(env, "decoderNew(dims Int32Array[7], eps, weights Float32Array[])");
+  double* arch = nullptr;
+  size_t na = 0;
+  int32_t* windows = nullptr;
+  size_t nw = 0;
+  if (argc < 5 || !typedArray(env, argv[0], napi_int32_array, &dims, &nd) || nd != 7 ||
+      napi_get_value_double(env, argv[1], &eps) != napi_ok || !typedArray(env, argv[3], napi_float64_array, &arch, &na) ||
+      na != 10 || !typedArray(env, argv[4], napi_int32_array, &windows, &nw)) {
+    return throwError(env, "decoderNew(dims Int32Array[7], eps, weights Float32Array[], arch Float64Array[10], windows Int32Array[L])");
   }
   for (size_t i = 0; i < 7; i++) {
     if (dims[i] < 1) return throwError(env, "decoderNew: every dimension must be >= 1");
   }
-  auto* dec = new Decoder{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6], (float)eps, {}, {}, {}, {}};
-  const int64_t V = dec->V, d = dec->d, I = dec->I, q = (int64_t)dec->nH * dec->hd, kv = (int64_t)dec->nKV * dec->hd;
+  if (nw != (size_t)dims[3]) return throwError(env, "decoderNew: windows must hold one entry per layer");
+  for (size_t i = 0; i < nw; i++) {
+    if (windows[i] < 0) return throwError(env, "decoderNew: a window must be >= 0 (0 = none)");
+  }
+  for (size_t i = 6; i < 10; i++) {
+    if (!std::isfinite(arch[i]) || arch[i] < 0) return throwError(env, "decoderNew: scales and caps must be finite and >= 0");
+  }
+  const bool qkvBias = arch[0] != 0, oBias = arch[1] != 0, mlpBias = arch[2] != 0, qkNorm = arch[3] != 0, sandwich = arch[4] != 0;
+  auto* dec = new Decoder();
+  dec->V = dims[0];
+  dec->d = dims[1];
+  dec->I = dims[2];
+  dec->L = dims[3];
+  dec->nH = dims[4];
+  dec->nKV = dims[5];
+  dec->hd = dims[6];
+  dec->eps = (float)eps;
+  dec->gelu = arch[5] != 0;
+  dec->embedScale = (float)arch[6];
+  dec->queryScale = (float)arch[7];
+  dec->attnCap = (float)arch[8];
+  dec->finalCap = (float)arch[9];
+  const int64_t V = dec->V, d = dec->d, I = dec->I, hd = dec->hd, q = (int64_t)dec->nH * hd, kv = (int64_t)dec->nKV * hd;
   if (dec->nH % dec->nKV != 0 || dec->hd % 2 != 0) {
     delete dec;
     return throwError(env, "decoderNew: nH must be a multiple of nKV and hd even");
   }
+  const uint32_t perLayer = 9 + 3 * qkvBias + 2 * qkNorm + oBias + 2 * sandwich + 3 * mlpBias;
   uint32_t count = 0;
   bool isArray = false;
   napi_is_array(env, argv[2], &isArray);
-  if (!isArray || napi_get_array_length(env, argv[2], &count) != napi_ok || count != 3 + 9 * (uint32_t)dec->L) {
+  if (!isArray || napi_get_array_length(env, argv[2], &count) != napi_ok || count != 3 + perLayer * (uint32_t)dec->L) {
     delete dec;
-    return throwError(env, "decoderNew: expected 3 + 9 L weight arrays");
+    return throwError(env, "decoderNew: weights must hold 3 + L x (weights per layer of this arch) arrays");
   }
   uint32_t next = 0;
   bool ok = true;
@@ -147,16 +184,35 @@ napi_value DecoderNew(napi_env env, napi_callback_info info) {
   };
   take(dec->embed, V * d);
   dec->layers.resize(dec->L);
-  for (auto& l : dec->layers) {
+  for (int i = 0; i < dec->L; i++) {
+    Layer& l = dec->layers[i];
+    l.window = windows[i];
     take(l.inNorm, d);
     take(l.wqkv, q * d);
     take(l.wqkv, kv * d);
     take(l.wqkv, kv * d);
+    if (qkvBias) {
+      take(l.bqkv, q);
+      take(l.bqkv, kv);
+      take(l.bqkv, kv);
+    }
+    if (qkNorm) {
+      take(l.qNorm, hd);
+      take(l.kNorm, hd);
+    }
     take(l.wo, d * q);
-    take(l.postNorm, d);
+    if (oBias) take(l.bo, d);
+    if (sandwich) take(l.attnOutNorm, d);
+    take(l.mlpNorm, d);
+    if (sandwich) take(l.mlpOutNorm, d);
     take(l.wgu, I * d);
     take(l.wgu, I * d);
+    if (mlpBias) {
+      take(l.bgu, I);
+      take(l.bgu, I);
+    }
     take(l.wdown, d * I);
+    if (mlpBias) take(l.bdown, d);
   }
   take(dec->norm, d);
   take(dec->head, V * d);
@@ -166,7 +222,10 @@ napi_value DecoderNew(napi_env env, napi_callback_info info) {
   }
   int64_t floats = (int64_t)dec->embed.size() + dec->norm.size() + dec->head.size();
   for (const auto& l : dec->layers) {
-    floats += l.inNorm.size() + l.wqkv.size() + l.wo.size() + l.postNorm.size() + l.wgu.size() + l.wdown.size();
+    for (const auto* v : {&l.inNorm, &l.wqkv, &l.bqkv, &l.qNorm, &l.kNorm, &l.wo, &l.bo, &l.attnOutNorm, &l.mlpNorm,
+                          &l.mlpOutNorm, &l.wgu, &l.bgu, &l.wdown, &l.bdown}) {
+      floats += v->size();
+    }
   }
   return wrap(env, Kind::Decoder, dec, floats * (int64_t)sizeof(float));
 }
@@ -177,11 +236,12 @@ napi_value CacheNew(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   const Decoder* dec = argc >= 4 ? static_cast<Decoder*>(unbox(env, argv[0], Kind::Decoder)) : nullptr;
   int32_t rows = 0, maxLen = 0;
-  double theta = 0;
+  float* invFreq = nullptr;
+  size_t nf = 0;
   if (dec == nullptr || napi_get_value_int32(env, argv[1], &rows) != napi_ok ||
-      napi_get_value_int32(env, argv[2], &maxLen) != napi_ok || napi_get_value_double(env, argv[3], &theta) != napi_ok ||
-      rows < 1 || maxLen < 1 || !(theta > 0)) {
-    return throwError(env, "cacheNew(decoder, rows >= 1, maxLen >= 1, theta > 0)");
+      napi_get_value_int32(env, argv[2], &maxLen) != napi_ok || !typedArray(env, argv[3], napi_float32_array, &invFreq, &nf) ||
+      rows < 1 || maxLen < 1 || nf != (size_t)dec->hd / 2) {
+    return throwError(env, "cacheNew(decoder, rows >= 1, maxLen >= 1, invFreq Float32Array[hd / 2])");
   }
   auto* c = new Cache();
   c->rows = rows;
@@ -193,13 +253,12 @@ napi_value CacheNew(napi_env env, napi_callback_info info) {
   c->k.reset(new float[size]);
   c->v.reset(new float[size]);
   c->len.assign(rows, 0);
-  // the rotary table exactly as rope.ts builds it (float32 inverse frequencies and angles)
+  // the rotary table exactly as rope.ts builds it (float32 angles from rope.ts's inverse frequencies)
   const int hd = dec->hd, half = hd / 2;
   c->cosT.resize((int64_t)maxLen * half);
   c->sinT.resize((int64_t)maxLen * half);
   for (int i = 0; i < half; i++) {
-    const float e = (float)((2.0 * i) / hd);
-    const float inv = (float)(1.0 / (double)(float)std::pow(theta, (double)e));
+    const float inv = invFreq[i];
     for (int p = 0; p < maxLen; p++) {
       const float angle = (float)((double)p * (double)inv);
       c->cosT[(int64_t)p * half + i] = (float)std::cos((double)angle);

@@ -7,13 +7,29 @@
 
 namespace grpo_decode {
 
+// One decoder layer. Optional parts (a family's extras, see src/model/architecture.ts) are empty
+// vectors when the family has none. Norm weights already include Gemma's + 1.
 struct Layer {
-  std::vector<float> inNorm, wqkv, wo, postNorm, wgu, wdown;
+  std::vector<float> inNorm;       // [d] input_layernorm
+  std::vector<float> wqkv, bqkv;   // [(nH + 2 nKV) hd, d] q; k; v, and their biases
+  std::vector<float> qNorm, kNorm; // [hd] Qwen3's per-head q_norm / k_norm
+  std::vector<float> wo, bo;       // [d, nH hd], [d]
+  std::vector<float> attnOutNorm;  // [d] Gemma2's post_attention_layernorm on the attention output
+  std::vector<float> mlpNorm;      // [d] the norm before the MLP
+  std::vector<float> mlpOutNorm;   // [d] Gemma2's post_feedforward_layernorm on the MLP output
+  std::vector<float> wgu, bgu;     // [2 I, d] gate; up, and their biases
+  std::vector<float> wdown, bdown; // [d, I], [d]
+  int window = 0;                  // sliding window (positions seen, itself included); 0 = all
 };
 
 struct Decoder {
   int V, d, I, L, nH, nKV, hd;
   float eps;
+  float embedScale = 1;  // embeddings times this (Gemma2: sqrt(d))
+  float queryScale = 1;  // q scale folded into the rotary coefficients (already / attnCap)
+  float attnCap = 0;     // scores -> attnCap * tanh(scores); 0 = no soft-capping
+  float finalCap = 0;    // logits -> finalCap * tanh(logits / finalCap); 0 = none
+  bool gelu = false;     // GeGLU (gelu tanh) instead of SwiGLU
   std::vector<float> embed, norm, head;
   std::vector<Layer> layers;
 };

@@ -8,6 +8,7 @@
  * `--seq` is accepted too, as prompt + new (split evenly when --prompt/--new are not given).
  */
 import type { BackendChoice } from '../engine/backend.js';
+import { nativeDecodeBlocker } from '../model/decode-path.js';
 import { LlamaModel } from '../model/llama.js';
 import { sample } from '../model/sampling.js';
 import { GrpoError } from '../shared/errors.js';
@@ -28,6 +29,7 @@ export interface BenchSampleResult {
   model: string;
   backend: string;
   device: string;
+  decoder: string; // 'native', or 'tfjs (why the native decoder did not run)'
   params: number;
   batch: number;
   prompt: number;
@@ -48,6 +50,8 @@ export async function benchSample(opts: BenchSampleOptions, io: CommandIO): Prom
   const info = await startEngine(opts.backend as BackendChoice, io);
   const model = LlamaModel.create(shape.config, 0);
   const params = model.numParams();
+  const blocker = nativeDecodeBlocker(model); // what sample() with decoder 'auto' (as the workers) picks
+  const decoder = blocker === null ? 'native' : `tfjs (${blocker})`;
   const rng = new Rng(2);
   const V = shape.config.vocab_size;
   const prompts = Array.from({ length: shape.batch }, () => Array.from({ length: P }, () => rng.int(3, V - 1)));
@@ -66,6 +70,7 @@ export async function benchSample(opts: BenchSampleOptions, io: CommandIO): Prom
     model: shape.source,
     backend: info.backend,
     device: deviceOf(info),
+    decoder,
     params,
     batch: shape.batch,
     prompt: P,
@@ -77,7 +82,7 @@ export async function benchSample(opts: BenchSampleOptions, io: CommandIO): Prom
   if (opts.json) io.out(JSON.stringify(result));
   else {
     io.out(
-      `sampling ${shape.source} (${(result.params / 1e6).toFixed(1)}M params), ${shape.batch} x (${P} prompt + ${N} new) tokens with the KV cache on ${result.device}:\n` +
+      `sampling ${shape.source} (${(result.params / 1e6).toFixed(1)}M params), ${shape.batch} x (${P} prompt + ${N} new) tokens with the KV cache on ${result.device}, ${decoder} decoder:\n` +
         `  ${result.ms} ms, ${result.tokens_per_s} new tokens/s; peak RSS ${result.peak_rss_mb} MB`,
     );
   }

@@ -1,6 +1,8 @@
 /**
- * The native rollout decoder (native/src/decode.cc, addon grpo_decode.node): a Llama forward that
- * holds its own copy of the weights and its own KV cache in native memory and runs one whole
+ * The native rollout decoder (native/src/decode.cc, addon grpo_decode.node): the decoder forward of
+ * every supported family (Llama and its Llama-3 variants, Qwen2, Qwen3, Gemma2; the switches of
+ * architecture.ts and the rotary frequencies of rope.ts, so it reads the same config fields the
+ * reference does) that holds its own copy of the weights and its own KV cache in native memory and runs one whole
  * model step for every live row in one call, the log-softmax included. It never touches
  * TensorFlow.js memory, so it is independent of the tfjs backend; sample() picks it through
  * decode-path.ts and falls back to the tfjs DecodeSession (kv-cache.ts) for anything it does not
@@ -22,16 +24,18 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pickBlasCore } from '../engine/native-addon.js';
 import { tf } from '../engine/tf.js';
+import { archOf, type Arch } from './architecture.js';
 import { headDim, llamaParamShapes } from './llama-params.js';
 import type { LlamaModel } from './llama.js';
-import type { LlamaConfig } from './types.js';
+import { inverseFrequencies } from './rope.js';
+import type { ModelConfig } from './types.js';
 
 /** Opaque native handle (a JS external); freed by `free` or at garbage collection. */
 type Handle = { readonly __native: unique symbol };
 
 interface DecodeAddon {
-  decoderNew(dims: Int32Array, eps: number, weights: Float32Array[]): Handle;
-  cacheNew(decoder: Handle, rows: number, maxLen: number, theta: number): Handle;
+  decoderNew(dims: Int32Array, eps: number, weights: Float32Array[], arch: Float64Array, windows: Int32Array): Handle;
+  cacheNew(decoder: Handle, rows: number, maxLen: number, invFreq: Float32Array): Handle;
   forward(decoder: Handle, cache: Handle, slots: Int32Array, counts: Int32Array, tokens: Int32Array, out: Float32Array, invTemperature: number): void;
   copyRow(cache: Handle, src: number, dst: number): void;
   resetRow(cache: Handle, slot: number): void;
@@ -73,24 +77,22 @@ export function loadDecodeAddon(): { addon: DecodeAddon | null; error?: string }
 }
 
 /**
- * Why the native decoder cannot run this model, or null when it can: it implements exactly the
- * Llama architecture of llama-forward.ts (the parameter names and shapes of llamaParamShapes).
+ * Why the native decoder cannot run this model, or null when it can. It implements every family
+ * of architecture.ts through the same archOf() switches and rope.ts's inverse frequencies as the
+ * reference forward, so what remains to check is that the parameters are the family's own
+ * (names and shapes of llamaParamShapes) and that no LoRA adapter is attached.
  */
 export function nativeUnsupported(model: LlamaModel): string | null {
-  const c = model.config as LlamaConfig & Record<string, unknown>;
   // it copies the model's own weights; attached LoRA adapters are merged only by the tfjs forward
   if (model.getAdapters() !== null) return 'LoRA adapters attached (workers sample with them merged into the weights)';
-  if (c.model_type !== 'llama') return `model_type ${String(c.model_type)}`;
-  if (c.hidden_act !== 'silu') return `hidden_act ${String(c.hidden_act)}`;
-  if (c.attention_bias || c.mlp_bias) return 'attention or MLP biases';
-  // a config field this decoder does not know (rope_scaling, sliding windows, soft-capping...)
-  // may change the math: anything set beyond the fields it implements sends the model to tfjs
-  for (const [key, value] of Object.entries(c)) {
-    if (!KNOWN_CONFIG_KEYS.has(key) && value !== null && value !== undefined && value !== false) return `config field ${key}`;
+  let want: Map<string, number[]>;
+  try {
+    want = llamaParamShapes(model.config);
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
   }
-  const want = llamaParamShapes(model.config);
   const have = model.variables();
-  if (have.size !== want.size) return `${have.size} parameters where Llama has ${want.size}`;
+  if (have.size !== want.size) return `${have.size} parameters where the ${model.config.model_type} config has ${want.size}`;
   for (const [name, shape] of want) {
     const v = have.get(name);
     if (!v || v.shape.join() !== shape.join()) return `parameter ${name} missing or of another shape`;
@@ -98,14 +100,53 @@ export function nativeUnsupported(model: LlamaModel): string | null {
   return null;
 }
 
-/** LlamaConfig's fields (types.ts) and Hugging Face bookkeeping that does not change the math. */
-const KNOWN_CONFIG_KEYS = new Set([
-  'model_type', 'architectures', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers',
-  'num_attention_heads', 'num_key_value_heads', 'head_dim', 'max_position_embeddings', 'rms_norm_eps',
-  'rope_theta', 'tie_word_embeddings', 'hidden_act', 'attention_bias', 'mlp_bias', 'bos_token_id',
-  'eos_token_id', 'pad_token_id', 'torch_dtype', 'initializer_range',
-  'transformers_version', 'use_cache', 'attention_dropout', 'pretraining_tp', '_name_or_path',
-]);
+/**
+ * The HF names of the weights decoderNew takes, in its order (see native/src/decode.cc). Those
+ * ending in norm.weight are RMSNorm weights: Gemma2's get their + 1 before the copy.
+ */
+export function nativeWeightNames(c: ModelConfig, arch: Arch = archOf(c)): string[] {
+  const names = ['model.embed_tokens.weight'];
+  for (let i = 0; i < c.num_hidden_layers; i++) {
+    const n = `model.layers.${i}`;
+    const a = `${n}.self_attn`;
+    names.push(`${n}.input_layernorm.weight`, `${a}.q_proj.weight`, `${a}.k_proj.weight`, `${a}.v_proj.weight`);
+    if (arch.qkvBias) names.push(`${a}.q_proj.bias`, `${a}.k_proj.bias`, `${a}.v_proj.bias`);
+    if (arch.qkNorm) names.push(`${a}.q_norm.weight`, `${a}.k_norm.weight`);
+    names.push(`${a}.o_proj.weight`);
+    if (arch.oBias) names.push(`${a}.o_proj.bias`);
+    if (arch.sandwich) {
+      names.push(`${n}.post_attention_layernorm.weight`, `${n}.pre_feedforward_layernorm.weight`, `${n}.post_feedforward_layernorm.weight`);
+    } else names.push(`${n}.post_attention_layernorm.weight`);
+    names.push(`${n}.mlp.gate_proj.weight`, `${n}.mlp.up_proj.weight`);
+    if (arch.mlpBias) names.push(`${n}.mlp.gate_proj.bias`, `${n}.mlp.up_proj.bias`);
+    names.push(`${n}.mlp.down_proj.weight`);
+    if (arch.mlpBias) names.push(`${n}.mlp.down_proj.bias`);
+  }
+  names.push('model.norm.weight', c.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+  return names;
+}
+
+/** decoderNew's arch vector: [qkvBias, oBias, mlpBias, qkNorm, sandwich, gelu, embedScale, queryScale / cap, attnCap, finalCap]. */
+function archVector(arch: Arch): Float64Array {
+  const cap = arch.attnSoftcap;
+  return Float64Array.from([
+    +arch.qkvBias,
+    +arch.oBias,
+    +arch.mlpBias,
+    +arch.qkNorm,
+    +arch.sandwich,
+    +(arch.act === 'gelu_tanh'),
+    arch.embedScale,
+    arch.queryScale / (cap ?? 1), // as rope.ts folds it into q's rotary coefficients
+    cap ?? 0,
+    arch.finalSoftcap ?? 0,
+  ]);
+}
+
+/** The rotary inverse frequencies of the config (rope_scaling applied), as the reference's tables use. */
+function invFreqOf(c: ModelConfig): Float32Array {
+  return inverseFrequencies(headDim(c), c.rope_theta, c.rope_scaling ?? null);
+}
 
 interface WeightCopy {
   handle: Handle;
@@ -121,23 +162,8 @@ async function nativeWeights(addon: DecodeAddon, model: LlamaModel): Promise<Han
   const have = copies.get(model);
   if (have && have.dataIds.length === ids.length && have.dataIds.every((id, i) => id === ids[i])) return have.handle;
   const c = model.config;
-  const names = ['model.embed_tokens.weight'];
-  for (let i = 0; i < c.num_hidden_layers; i++) {
-    for (const part of [
-      'input_layernorm',
-      'self_attn.q_proj',
-      'self_attn.k_proj',
-      'self_attn.v_proj',
-      'self_attn.o_proj',
-      'post_attention_layernorm',
-      'mlp.gate_proj',
-      'mlp.up_proj',
-      'mlp.down_proj',
-    ]) {
-      names.push(`model.layers.${i}.${part}.weight`);
-    }
-  }
-  names.push('model.norm.weight', c.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+  const arch = archOf(c);
+  const names = nativeWeightNames(c, arch);
   // Snapshot before the first await (clones share data, so this is free): a setWeights landing
   // while we read must not mix versions, and the dataIds recorded must name what we copy.
   const snapshot = names.map((n) => tf.clone(vars.get(n)!));
@@ -153,8 +179,15 @@ async function nativeWeights(addon: DecodeAddon, model: LlamaModel): Promise<Han
   let handle: Handle;
   try {
     // data() may be the backend's own memory: decoderNew copies it before the clones go
-    const weights = await Promise.all(snapshot.map(async (t) => (await t.data()) as Float32Array));
-    handle = addon.decoderNew(dims, c.rms_norm_eps, weights);
+    const weights = await Promise.all(
+      snapshot.map(async (t, i) => {
+        const data = (await t.data()) as Float32Array;
+        // RMSNorm multiplies by (1 + w) in Gemma2: float32 adds, as fuseWeights' w.add(1)
+        return arch.normOffset !== 0 && names[i].endsWith('norm.weight') ? data.map((x) => x + arch.normOffset) : data;
+      }),
+    );
+    const windows = Int32Array.from(arch.windows, (w) => w ?? 0);
+    handle = addon.decoderNew(dims, c.rms_norm_eps, weights, archVector(arch), windows);
   } finally {
     tf.dispose(snapshot);
   }
@@ -214,7 +247,7 @@ export class NativeDecodeSession {
     const { addon, error } = loadDecodeAddon();
     if (!addon) throw new Error(`native decoder unavailable: ${error}`);
     const weights = await nativeWeights(addon, model);
-    const cache = addon.cacheNew(weights, prompts.length, maxLength, model.config.rope_theta);
+    const cache = addon.cacheNew(weights, prompts.length, maxLength, invFreqOf(model.config));
     try {
       return new NativeDecodeSession(addon, weights, cache, prompts, model.config.vocab_size, temperature);
     } catch (err) {
@@ -287,7 +320,7 @@ export class NativeRows {
     const { addon, error } = loadDecodeAddon();
     if (!addon) throw new Error(`native decoder unavailable: ${error}`);
     const weights = await nativeWeights(addon, model);
-    const cache = addon.cacheNew(weights, rows, maxLength, model.config.rope_theta);
+    const cache = addon.cacheNew(weights, rows, maxLength, invFreqOf(model.config));
     const invT = temperature === 0 ? 1 : 1 / temperature;
     return new NativeRows(addon, weights, cache, rows, maxLength, model.config.vocab_size, invT);
   }

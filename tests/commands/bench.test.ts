@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchSample } from '../../src/commands/bench-sample.js';
+import { loadDecodeAddon } from '../../src/model/native-decoder.js';
 import { benchStep } from '../../src/commands/bench-step.js';
 import { tf } from '../../src/engine/tf.js';
 import { isGrpoError } from '../../src/shared/errors.js';
@@ -78,6 +79,8 @@ describe('grpo bench sample', () => {
     const r = await benchSample({ modelSize: 'tiny', batch: '3', prompt: '5', new: '4', backend: 'cpu', json: true }, cap.io);
     expect(r).toMatchObject({ bench: 'sample', batch: 3, prompt: 5, new_tokens: 4, backend: 'cpu' });
     expect(r.tokens_per_s).toBeGreaterThan(0);
+    // the decoder the workers would take for this model: native when the addon is built
+    expect(r.decoder).toEqual(loadDecodeAddon().addon === null ? expect.stringMatching(/^tfjs \(addon/) : 'native');
     const split = await benchSample({ modelSize: 'tiny', batch: '1', seq: '10', backend: 'cpu' }, cap.io);
     expect([split.prompt, split.new_tokens]).toEqual([5, 5]);
   });

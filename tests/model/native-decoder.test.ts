@@ -83,13 +83,15 @@ describe.skipIf(addon === null)('native rollout decoder', () => {
     expect(nativeDecodeBlocker(model)).toBeNull();
   });
 
-  it('leaves a model with config fields it does not implement to the tfjs decoder', () => {
-    const scaled = LlamaModel.create({ ...model.config, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } } as typeof model.config, 1);
-    expect(nativeDecodeBlocker(scaled)).toMatch(/config field rope_scaling/);
+  it('runs Llama-3 variants (rope_scaling, biases) natively with the reference decoder’s greedy tokens', async () => {
+    const scaled = LlamaModel.create({ ...model.config, attention_bias: true, mlp_bias: true, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } } as typeof model.config, 1);
+    expect(nativeDecodeBlocker(scaled)).toBeNull();
+    const o = opts({ temperature: 0 });
+    const native = await sample(scaled, PROMPTS, { ...o, decoder: 'native' });
+    const reference = await sample(scaled, PROMPTS, { ...o, decoder: 'reference' });
+    expect(native.tokens).toEqual(reference.tokens);
+    expect(maxDiff(native.logprobs, reference.logprobs)).toBeLessThan(1e-5);
     scaled.dispose();
-    const plain = LlamaModel.create({ ...model.config, use_cache: true, rope_scaling: null } as typeof model.config, 1);
-    expect(nativeDecodeBlocker(plain)).toBeNull();
-    plain.dispose();
   });
 
   it('gives the reference decoder’s greedy tokens and log-probs, grammar or not', async () => {

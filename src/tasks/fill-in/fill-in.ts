@@ -43,7 +43,7 @@
  */
 import { z } from 'zod';
 import { GrpoError } from '../../shared/errors.js';
-import { checkJudgeCheckpoint, sharedJudge } from './judge.js';
+import { checkJudgeCheckpoint } from './judge-check.js';
 import type { Tokenizer } from '../../model/types.js';
 import type { Rng } from '../../shared/rng.js';
 import {
@@ -107,7 +107,7 @@ function judgeReward(judgeDir: string | null): Pick<TaskReward, 'fn' | 'group'> 
       );
     }
     const fillings = completions.filter((c) => isFilling(prompt, c));
-    const scores = fillings.length === 0 ? [] : await (await sharedJudge(judgeDir)).score(fillings);
+    const scores = fillings.length === 0 ? [] : await (await (await import('./judge.js')).sharedJudge(judgeDir)).score(fillings);
     let k = 0;
     return completions.map((c) => (isFilling(prompt, c) ? scores[k++] : 0));
   };

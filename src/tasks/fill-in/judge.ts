@@ -13,8 +13,7 @@
  * here updates them. sharedJudge() loads a checkpoint once per thread (the reward threads of a
  * rollout worker each hold one copy) and keeps it for the thread's life.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { engineInfo, initEngine } from '../../engine/backend.js';
 import { tf } from '../../engine/tf.js';
 import { GrpoError, toGrpoError } from '../../shared/errors.js';
@@ -22,6 +21,9 @@ import { loadCheckpoint, type TrainerState } from '../../model/checkpoint.js';
 import { LlamaModel } from '../../model/llama.js';
 import type { Tokenizer } from '../../model/types.js';
 import { LETTERS } from './corpus.js';
+import { checkJudgeCheckpoint, judgeError } from './judge-check.js';
+
+export { checkJudgeCheckpoint };
 
 /** trainer_state.json of a judge checkpoint (written by trainJudge). */
 export interface JudgeTrainerState extends TrainerState {
@@ -45,28 +47,7 @@ export interface JudgeEval {
 const CORPUS_CHARS = `${LETTERS} .`;
 const CACHE_ENTRIES = 8192; // scored texts kept per judge; a group often repeats a completion
 
-function judgeError(dir: string, what: string): GrpoError {
-  return new GrpoError('GRPO_ERR_JUDGE_CHECKPOINT', `judge checkpoint ${dir}: ${what}; train one with \`grpo judge-train --out ${dir}\``);
-}
 
-/**
- * A cheap synchronous check that `dir` holds a judge checkpoint (config.json, and a
- * trainer_state.json of phase "judge"), so a run with a wrong judge_checkpoint fails when its
- * task is created rather than at its first reward. The full check happens in Judge.load.
- */
-export function checkJudgeCheckpoint(dir: string): void {
-  const abs = resolve(dir);
-  if (!existsSync(join(abs, 'config.json'))) throw judgeError(dir, `no config.json in ${abs}`);
-  let state: Partial<JudgeTrainerState>;
-  try {
-    state = JSON.parse(readFileSync(join(abs, 'trainer_state.json'), 'utf8')) as Partial<JudgeTrainerState>;
-  } catch (err) {
-    throw judgeError(dir, `cannot read trainer_state.json (${(err as Error).message})`);
-  }
-  if (state.phase !== 'judge') {
-    throw judgeError(dir, `trainer_state.json has phase ${JSON.stringify(state.phase)}, not "judge": this is not a judge checkpoint`);
-  }
-}
 
 export class Judge {
   private readonly cache = new Map<string, number>();
