@@ -9,7 +9,7 @@
  *             groups, full fine-tuning vs LoRA (adapters and their AdamW state only)
  *
  *   npx tsc -p . && npx tsc -p bench && node dist-bench/bench/lora.js [--size base] [--model-config FILE.json]
- *       [--lora-r 8] [--targets all-linear] [--workers 2] [--versions 4] [--steps 3] [--backend auto]
+ *       [--lora-r 8] [--targets all-linear] [--workers 2] [--versions 4] [--steps 3] [--micro-batch 32] [--backend auto]
  *       [--part publish|step|all] [--step-mode full|lora|both] [--json]
  *
  * RSS growth is comparable only when each step mode runs in a process of its own (the wasm heap
@@ -42,6 +42,7 @@ const flags = parseFlags({
   workers: 2,
   versions: 4, // timed versions per mode, after one untimed
   steps: 3, // timed learner steps per mode, after one untimed
+  'micro-batch': 32, // sequences per forward/backward in the step part (8 fits the 135M shape in 24 GB)
   backend: 'auto',
   part: 'all', // publish | step | all
   'step-mode': 'both', // full | lora | both; RSS is only comparable when each mode runs in its own process
@@ -153,7 +154,7 @@ async function stepBench(config: LlamaConfig, model: LlamaModel, spec: LoraSpec)
     const adapters = mode === 'lora' ? LoraAdapters.create(llamaParamShapes(config), spec, 3) : null;
     if (adapters) policy.setAdapters(adapters);
     const trainer = new GrpoTrainer({
-      config: parseConfig({ group_size: 4, max_gen_len: 48, micro_batch_size: 32, lr: 1e-4, lr_schedule: 'constant', warmup_steps: 0, dynamic_sampling: false, lora_r: mode === 'lora' ? spec.r : 0 }),
+      config: parseConfig({ group_size: 4, max_gen_len: 48, micro_batch_size: flags['micro-batch'], lr: 1e-4, lr_schedule: 'constant', warmup_steps: 0, dynamic_sampling: false, lora_r: mode === 'lora' ? spec.r : 0 }),
       policy,
     });
     const times: number[] = [];
