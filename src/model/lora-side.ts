@@ -98,7 +98,9 @@ const SLOT_IDS: Record<LoraProj, number> = { qkv: 0, o: 3, gu: 4, down: 6 };
 /**
  * Inverted-dropout multipliers for n entries: 0 with probability p, else 1 / (1 - p). Entry j is
  * dropped when hash(seed, j) / 2^32 < p (a counter-based hash: any entry, any order, same value).
- * About 5 ns an entry here: the 135M shape at 512 tokens draws ~77 M entries per micro-batch.
+ * Cost here (load 5): ~28 ns an entry, most of it the first touch of the fresh buffer's pages
+ * (filling a new 40 MB Float32Array alone takes ~340 ms on this machine; the hash loop on a warm
+ * buffer ~5-9 ns an entry). The 135M shape at 512 tokens draws ~77 M entries per micro-batch.
  */
 export function dropoutMask(n: number, p: number, seed: number): Float32Array {
   const out = new Float32Array(n);

@@ -79,7 +79,7 @@ export function loadDecodeAddon(): { addon: DecodeAddon | null; error?: string }
 export function nativeUnsupported(model: LlamaModel): string | null {
   const c = model.config as LlamaConfig & Record<string, unknown>;
   // it copies the model's own weights; attached LoRA adapters are merged only by the tfjs forward
-  if (model.getAdapters() !== null) return 'LoRA adapters attached (workers sample with them merged into the weights)';
+  if (model.getAdapters() !== null) return 'LoRA adapters attached (lora_sampling: side; merged weights decode natively)';
   if (c.model_type !== 'llama') return `model_type ${String(c.model_type)}`;
   if (c.hidden_act !== 'silu') return `hidden_act ${String(c.hidden_act)}`;
   if (c.attention_bias || c.mlp_bias) return 'attention or MLP biases';
