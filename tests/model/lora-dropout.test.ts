@@ -4,6 +4,7 @@
  * output; training with dropout moves only A and B, is deterministic, and gradient checkpointing
  * recomputes each layer with the mask its forward drew.
  */
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { tf } from '../../src/engine/tf.js';
 import { GrpoTrainer } from '../../src/learner/train-step.js';
@@ -213,4 +214,29 @@ describe('lora_dropout in training', () => {
     const otherSeed = await trainAdapters({ lora_dropout: 0.3, seed: 12345 });
     expect(maxDiff(plain, otherSeed)).toBeGreaterThan(1e-4); // the masks follow the run's seed
   });
+});
+
+describe('LoRA side path on every model family', () => {
+  for (const family of ['llama3', 'qwen2', 'qwen3', 'gemma2']) {
+    it(`${family}: the side path gives the merged logits, and a dropout forward repeats for its seed`, async () => {
+      const { loadCheckpoint } = await import('../../src/model/checkpoint.js');
+      const ckpt = await loadCheckpoint(join(import.meta.dirname, `../fixtures/hf-tiny-${family}`));
+      const spec: LoraSpec = { r: 2, alpha: 4, dropout: 0.2, targetModules: 'all-linear' };
+      const a = LoraAdapters.create(llamaParamShapes(ckpt.config), spec, 1);
+      const host = await a.toHostTensors();
+      for (const [name, t] of host) if (name.includes('lora_B')) t.data.forEach((_, i) => (t.data[i] = Math.cos(i) * 0.05));
+      a.setHostTensors(host);
+      const merged = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights, { trainable: false });
+      const side = LlamaModel.fromHostTensors(ckpt.config, ckpt.weights, { trainable: false });
+      merged.setAdapters(a);
+      side.setAdapters(a, 'side');
+      const x = tf.tensor2d([[1, 5, 6, 7, 8, 9, 10, 11]], undefined, 'int32');
+      expect(tf.tidy(() => merged.logits(x).sub(side.logits(x)).abs().max().dataSync()[0]!)).toBeLessThan(1e-4);
+      const drop = (seed: number) => tf.tidy(() => merged.tokenLogProbs(x, { dropoutSeed: seed }).logp.dataSync() as Float32Array);
+      expect(drop(3)).toEqual(drop(3));
+      expect(drop(3)).not.toEqual(drop(4));
+      x.dispose();
+      for (const o of [merged, side, a]) o.dispose();
+    });
+  }
 });
