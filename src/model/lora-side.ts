@@ -82,13 +82,17 @@ export function sideTerm(lora: LoraLayer | null, proj: LoraProj, x: tf.Tensor2D,
     const p = parts.find((q) => q.slot === slot);
     if (p === undefined) return tf.zeros([N, out]) as tf.Tensor2D;
     let xin = x;
+    let scale = lora.scale;
     if (lora.seed !== null) {
-      // one mask per (layer, module): PEFT gives every adapted Linear its own Dropout
-      const mask = tf.tensor2d(dropoutMask(N * d, lora.dropout, mixSeed(lora.seed, SLOT_IDS[proj] + slot)), [N, d]);
-      xin = x.mul(mask);
+      // one mask per (layer, module): PEFT gives every adapted Linear its own Dropout. Kept as
+      // bytes on the host (a quarter of the pages a float mask would fault in), cast on the
+      // backend into a pooled buffer; the 1 / (1 - p) of inverted dropout goes into the scale.
+      const keep = tf.tensor2d(dropoutMask(N * d, lora.dropout, mixSeed(lora.seed, SLOT_IDS[proj] + slot)), [N, d], 'bool');
+      xin = x.mul(keep.cast('float32'));
+      scale /= 1 - lora.dropout;
     }
     const low = tf.matMul<tf.Tensor2D>(xin, p.a, false, true); // [N, r]
-    return tf.matMul<tf.Tensor2D>(low, p.b, false, true).mul<tf.Tensor2D>(lora.scale); // [N, out]
+    return tf.matMul<tf.Tensor2D>(low, p.b, false, true).mul<tf.Tensor2D>(scale); // [N, out]
   });
   return cols.length === 1 ? cols[0]! : tf.concat2d(cols, 1);
 }
@@ -96,15 +100,15 @@ export function sideTerm(lora: LoraLayer | null, proj: LoraProj, x: tf.Tensor2D,
 const SLOT_IDS: Record<LoraProj, number> = { qkv: 0, o: 3, gu: 4, down: 6 };
 
 /**
- * Inverted-dropout multipliers for n entries: 0 with probability p, else 1 / (1 - p). Entry j is
- * dropped when hash(seed, j) / 2^32 < p (a counter-based hash: any entry, any order, same value).
- * Cost here (load 5): ~28 ns an entry, most of it the first touch of the fresh buffer's pages
- * (filling a new 40 MB Float32Array alone takes ~340 ms on this machine; the hash loop on a warm
- * buffer ~5-9 ns an entry). The 135M shape at 512 tokens draws ~77 M entries per micro-batch.
+ * Dropout keep flags for n entries: 0 (dropped) with probability p, else 1; the caller scales the
+ * kept ones by 1 / (1 - p). Entry j is dropped when hash(seed, j) / 2^32 < p (a counter-based
+ * hash: any entry, any order, same value). Cost here: the first touch of a fresh buffer's pages
+ * dominates (a new 40 MB Float32Array filled takes ~340 ms on this machine, a 10 MB Uint8Array
+ * ~76 ms; the hash loop alone ~5-9 ns an entry). The 135M shape at 512 tokens draws ~77 M
+ * entries per micro-batch.
  */
-export function dropoutMask(n: number, p: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  const keep = 1 / (1 - p);
+export function dropoutMask(n: number, p: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
   const threshold = Math.floor(p * 4294967296); // drop when the 32-bit hash is below it
   const s1 = seed >>> 0;
   const s2 = mixSeed(seed, 0x5bd1e995);
@@ -113,7 +117,7 @@ export function dropoutMask(n: number, p: number, seed: number): Float32Array {
     // are not the same sequence shifted
     let z = lowbias32((j + s1) >>> 0);
     z = lowbias32((z ^ s2) >>> 0);
-    out[j] = z < threshold ? 0 : keep;
+    out[j] = z < threshold ? 0 : 1;
   }
   return out;
 }

@@ -99,12 +99,12 @@ beforeAll(async () => {
 });
 
 describe('dropout masks', () => {
-  it('drop about p of the entries, scale the rest by 1 / (1 - p), and repeat for a seed', () => {
+  it('drop about p of the entries, keep the rest (flag 1), and repeat for a seed', () => {
     const m = dropoutMask(100_000, 0.25, 7);
     const zeros = m.filter((v) => v === 0).length / m.length;
     expect(zeros).toBeGreaterThan(0.24);
     expect(zeros).toBeLessThan(0.26);
-    expect(m.every((v) => v === 0 || v === Math.fround(1 / 0.75))).toBe(true);
+    expect(m.every((v) => v === 0 || v === 1)).toBe(true);
     expect(dropoutMask(100_000, 0.25, 7)).toEqual(m);
     const other = dropoutMask(100_000, 0.25, 8);
     expect(other.filter((v, i) => v !== m[i]).length).toBeGreaterThan(20_000); // ~2 p (1 - p) differ
@@ -114,7 +114,7 @@ describe('dropout masks', () => {
 });
 
 describe('LoRA side path', () => {
-  it('with a seeded mask is the hand computation s * ((x * mask) A^T) B^T, zeros for slots not adapted', () => {
+  it('with a seeded mask is the hand computation s * ((x * mask / (1 - p)) A^T) B^T, zeros for slots not adapted', () => {
     const N = 3, d = 4, r = 2, outs = [5, 2, 2];
     const x = Array.from({ length: N * d }, (_, i) => Math.cos(i));
     const A = Array.from({ length: r * d }, (_, i) => Math.sin(i) * 0.5);
@@ -122,9 +122,10 @@ describe('LoRA side path', () => {
     const lora: LoraLayer = { parts: [{ proj: 'qkv', slot: 1, a: tf.tensor2d(A, [r, d]), b: tf.tensor2d(B, [2, r]) }], scale: 2, dropout: 0.5, seed: 11 };
     const got = tf.tidy(() => sideTerm(lora, 'qkv', tf.tensor2d(x, [N, d]), outs)!.arraySync());
     const mask = dropoutMask(N * d, 0.5, mixSeed(11, 1)); // k_proj: slot 1 of the qkv projection
-    expect(mask.some((v) => v === 0) && mask.some((v) => v === 2)).toBe(true);
+    expect(mask.some((v) => v === 0) && mask.some((v) => v === 1)).toBe(true);
     for (let n = 0; n < N; n++) {
-      const low = [0, 1].map((k) => [0, 1, 2, 3].reduce((s, j) => s + x[n * d + j]! * mask[n * d + j]! * A[k * d + j]!, 0));
+      // inverted dropout: kept inputs times 1 / (1 - 0.5)
+      const low = [0, 1].map((k) => [0, 1, 2, 3].reduce((s, j) => s + x[n * d + j]! * mask[n * d + j]! * 2 * A[k * d + j]!, 0));
       const want = [0, 0, 0, 0, 0, ...[0, 1].map((o) => 2 * (low[0]! * B[o * r]! + low[1]! * B[o * r + 1]!)), 0, 0];
       got[n]!.forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 5));
     }
