@@ -217,6 +217,33 @@ describe('lora_dropout in training', () => {
   });
 });
 
+describe('lora_dropout on resume', () => {
+  it('draws the masks an uninterrupted run would: 1 step, save, resume, 1 step equals 2 steps', async () => {
+    const cfg = parseConfig({ group_size: 4, max_gen_len: 5, lr: 1e-2, lr_schedule: 'constant', warmup_steps: 0, dynamic_sampling: false, lora_r: 4, lora_alpha: 8, lora_dropout: 0.3 });
+    const spec = { ...SPEC, dropout: 0.3 };
+    const straight = await trainAdapters({ lora_dropout: 0.3 });
+    const first = LlamaModel.fromHostTensors(config, base, { trainable: false });
+    const a1 = await trainedAdapters(spec, 1);
+    first.setAdapters(a1);
+    const t1 = new GrpoTrainer({ config: cfg, policy: first });
+    await t1.step(groups, 0);
+    const saved = { adapters: await a1.toHostTensors(), optimizer: await t1.exportOptimizerState() };
+    t1.dispose();
+    first.dispose();
+    a1.dispose();
+    const resumed = LlamaModel.fromHostTensors(config, base, { trainable: false });
+    const a2 = LoraAdapters.fromHostTensors(llamaParamShapes(config), spec, saved.adapters);
+    resumed.setAdapters(a2);
+    const t2 = new GrpoTrainer({ config: cfg, policy: resumed, policyVersion: 1 });
+    t2.importOptimizerState(saved.optimizer);
+    await t2.step(groups, 1);
+    expect(maxDiff(await a2.toHostTensors(), straight)).toBe(0);
+    t2.dispose();
+    resumed.dispose();
+    a2.dispose();
+  });
+});
+
 describe('LoRA side path on every model family', () => {
   for (const family of ['llama3', 'qwen2', 'qwen3', 'gemma2']) {
     it(`${family}: the side path gives the merged logits, and a dropout forward repeats for its seed`, async () => {
