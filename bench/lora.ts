@@ -9,7 +9,7 @@
  *             groups, full fine-tuning vs LoRA (adapters and their AdamW state only)
  *
  *   npx tsc -p . && npx tsc -p bench && node dist-bench/bench/lora.js [--size base] [--model-config FILE.json]
- *       [--lora-r 8] [--targets all-linear] [--workers 2] [--versions 4] [--steps 3] [--backend auto]
+ *       [--lora-r 8] [--lora-dropout 0] [--targets all-linear] [--workers 2] [--versions 4] [--steps 3] [--micro-batch 32] [--backend auto]
  *       [--part publish|step|all] [--step-mode full|lora|both] [--json]
  *
  * RSS growth is comparable only when each step mode runs in a process of its own (the wasm heap
@@ -38,10 +38,12 @@ const flags = parseFlags({
   size: 'base',
   'model-config': '',
   'lora-r': 8,
+  'lora-dropout': 0, // > 0: the LoRA step runs the adapters beside W with dropout on their input (lora-side.ts)
   targets: 'all-linear',
   workers: 2,
   versions: 4, // timed versions per mode, after one untimed
   steps: 3, // timed learner steps per mode, after one untimed
+  'micro-batch': 32, // sequences per forward/backward in the step part (8 fits the 135M shape in 24 GB)
   backend: 'auto',
   part: 'all', // publish | step | all
   'step-mode': 'both', // full | lora | both; RSS is only comparable when each mode runs in its own process
@@ -60,10 +62,10 @@ async function main(): Promise<void> {
   const config: LlamaConfig = flags['model-config']
     ? parseLlamaConfig(JSON.parse(readFileSync(flags['model-config'], 'utf8')), flags['model-config'])
     : presetConfig(flags.size as 'base', tokenizer);
-  const spec: LoraSpec = { r: flags['lora-r'], alpha: 2 * flags['lora-r'], dropout: 0, targetModules: flags.targets === 'all-linear' ? 'all-linear' : flags.targets.split(',') };
+  const spec: LoraSpec = { r: flags['lora-r'], alpha: 2 * flags['lora-r'], dropout: flags['lora-dropout'], targetModules: flags.targets === 'all-linear' ? 'all-linear' : flags.targets.split(',') };
   const model = LlamaModel.create(config, 1);
   const params = model.numParams();
-  const out: Record<string, unknown> = { backend: engine.backend, params, loraR: spec.r, targets: spec.targetModules, workers: flags.workers };
+  const out: Record<string, unknown> = { backend: engine.backend, params, loraR: spec.r, loraDropout: spec.dropout, targets: spec.targetModules, workers: flags.workers };
   if (flags.part !== 'step') out.publish = await publishBench(config, model, spec, tokenizer, task);
   if (flags.part !== 'publish') out.step = await stepBench(config, model, spec);
   model.dispose();
@@ -153,7 +155,7 @@ async function stepBench(config: LlamaConfig, model: LlamaModel, spec: LoraSpec)
     const adapters = mode === 'lora' ? LoraAdapters.create(llamaParamShapes(config), spec, 3) : null;
     if (adapters) policy.setAdapters(adapters);
     const trainer = new GrpoTrainer({
-      config: parseConfig({ group_size: 4, max_gen_len: 48, micro_batch_size: 32, lr: 1e-4, lr_schedule: 'constant', warmup_steps: 0, dynamic_sampling: false, lora_r: mode === 'lora' ? spec.r : 0 }),
+      config: parseConfig({ group_size: 4, max_gen_len: 48, micro_batch_size: flags['micro-batch'], lr: 1e-4, lr_schedule: 'constant', warmup_steps: 0, dynamic_sampling: false, lora_r: mode === 'lora' ? spec.r : 0, lora_dropout: mode === 'lora' ? spec.dropout : 0 }),
       policy,
     });
     const times: number[] = [];

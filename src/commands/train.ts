@@ -178,7 +178,7 @@ export async function trainCommand(opts: TrainCommandOptions, io: CommandIO, sig
     count: config.workers,
     url: coord.url,
     token,
-    args: ['--backend', config.backend, '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads), ...trustFlags(config)],
+    args: ['--backend', config.backend, '--worker-capacity', String(config.worker_capacity), '--reward-threads', String(config.reward_threads), '--lora-sampling', config.lora_sampling, ...trustFlags(config)],
     argsOf: (i) => [
       ...(devices[i] === null ? [] : ['--device', String(devices[i])]),
       ...(metricsPorts === null ? [] : ['--metrics-port', String(metricsPorts.workers[i]), '--metrics-host', config.metrics_host]),

@@ -32,6 +32,7 @@ export const WORKER_CONFIG_KEYS = [
   'metrics_host',
   'allowed_modules',
   'allowed_reward_urls',
+  'lora_sampling',
 ] as const satisfies readonly ConfigKey[];
 
 export interface WorkerCommandOptions extends Record<string, unknown> {
@@ -56,6 +57,7 @@ export function workerOptionsFrom(config: Config, name: string | undefined): Omi
     metricsHost: config.metrics_host,
     allowedModules: config.allowed_modules,
     allowedRewardUrls: config.allowed_reward_urls,
+    loraSampling: config.lora_sampling,
   };
 }
 

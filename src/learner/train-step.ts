@@ -30,6 +30,7 @@ import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import { grpoLoss, type GrpoLossOptions, type LossType } from '../grpo/index.js';
 import type { LlamaModel } from '../model/llama.js';
+import { mixSeed } from '../model/lora-side.js';
 import { checkStepFits } from '../model/memory-estimate.js';
 import type { NamedHostTensors } from '../model/types.js';
 import type { GroupRollout } from '../shared/protocol.js';
@@ -78,6 +79,7 @@ export interface GradientInputs {
   temperature: number; // the sampling temperature: logits are divided by it
   keepLogp: boolean; // also return each micro-batch's logp (detached), for later epochs' oldLogp
   checkpoint?: boolean; // gradient checkpointing: recompute each decoder layer in backward
+  dropoutSeed?: number; // LoRA dropout (lora_dropout > 0): this epoch's mask seed, mixed with the micro-batch index
 }
 
 export interface AccumulatedGradients {
@@ -104,7 +106,8 @@ export async function accumulateGradients(policy: LlamaModel, x: GradientInputs)
       if (k > 0) await yieldToEventLoop();
       const { value, grads: g } = tf.variableGrads(() => {
         // entropy is always computed: the step's metric, and the bonus when entropy_coef > 0
-        const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true, allowed: mb.allowed, checkpoint: x.checkpoint };
+        const dropoutSeed = x.dropoutSeed === undefined ? undefined : mixSeed(x.dropoutSeed, k);
+        const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true, allowed: mb.allowed, checkpoint: x.checkpoint, dropoutSeed };
         const { logp, entropy } = policy.tokenLogProbs(mb.ids, fwd); // [B, T-1] each
         if (x.keepLogp) logps.push(tf.keep(tf.clone(logp)));
         const out = grpoLoss(
@@ -285,7 +288,10 @@ export class GrpoTrainer {
       let oldLogp = tensors.map((t) => t.oldLogp);
       for (let e = 0; e < epochs; e++) {
         const keepLogp = e === 0 && epochs > 1;
-        const inputs = { microBatches: tensors, oldLogp, refLogp, weights, loss, temperature: c.temperature, keepLogp, checkpoint: c.gradient_checkpointing };
+        // LoRA dropout masks from the run's seed and the AdamW step: deterministic, and a resumed
+        // run (optimizer step restored) draws the masks an uninterrupted one would have
+        const dropoutSeed = c.lora_dropout > 0 ? mixSeed(c.seed, this.optimizer.step) : undefined;
+        const inputs = { microBatches: tensors, oldLogp, refLogp, weights, loss, temperature: c.temperature, keepLogp, checkpoint: c.gradient_checkpointing, dropoutSeed };
         const acc = await accumulateGradients(this.policy, inputs);
         rows.push(...acc.metrics);
         if (keepLogp) {

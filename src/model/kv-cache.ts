@@ -10,6 +10,7 @@
  */
 import { tf } from '../engine/tf.js';
 import { decoderLayers, embed, fusedOwned, fuseWeights, headLogits, type FusedWeights, type LayerKV } from './llama-forward.js';
+import type { LoraSideSpec } from './lora-side.js';
 import type { RopeTables } from './rope.js';
 import type { LlamaConfig } from './types.js';
 
@@ -31,6 +32,7 @@ export class DecodeSession {
     params: Map<string, tf.Tensor>,
     prompts: number[][],
     temperature: number,
+    side?: LoraSideSpec, // LoRA adapters applied beside the weights at every token (snapshotted too)
   ) {
     const B = prompts.length;
     const T = Math.max(...prompts.map((p) => p.length));
@@ -44,7 +46,13 @@ export class DecodeSession {
     // free. The projections are concatenated once here, not on every step.
     this.owned = [...params.values()].map((v) => tf.keep(tf.clone(v)));
     const snapshot = new Map([...params.keys()].map((name, i) => [name, this.owned[i]]));
-    this.w = fuseWeights(config, snapshot);
+    let sideSnap: LoraSideSpec | undefined;
+    if (side) {
+      const copy = (m: Map<string, tf.Tensor2D>) => new Map([...m].map(([k, t]) => [k, tf.keep(tf.clone(t))]));
+      sideSnap = { ...side, a: copy(side.a), b: copy(side.b) };
+      this.owned.push(...sideSnap.a.values(), ...sideSnap.b.values());
+    }
+    this.w = fuseWeights(config, snapshot, sideSnap);
     for (const t of fusedOwned(this.w)) this.owned.push(tf.keep(t));
 
     const ids = new Int32Array(B * T).fill(config.pad_token_id ?? 0);

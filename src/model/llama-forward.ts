@@ -14,6 +14,7 @@
  */
 import { tf } from '../engine/tf.js';
 import { archOf, headDim, type Arch } from './architecture.js';
+import { loraLayer, sideTerm, type LoraLayer, type LoraProj, type LoraSideSpec } from './lora-side.js';
 import { checkpointedLayer } from './recompute.js';
 import type { LayerMasks, RopeCoefs } from './rope.js';
 import type { ModelConfig } from './types.js';
@@ -35,6 +36,7 @@ export interface FusedLayer {
   wdown: tf.Tensor2D; // [d, I]
   bdown: tf.Tensor1D | null; // [d]
   window: number | null; // sliding-window length of this layer, null = full causal attention
+  lora: LoraLayer | null; // LoRA adapters beside the frozen weights (lora-side.ts); null: none or merged
 }
 
 export interface FusedWeights {
@@ -54,9 +56,10 @@ export interface LayerKV {
 
 /**
  * Builds the fused view of the parameters (by HF name). Differentiable: inside a gradient
- * function the concat's gradient splits back onto each variable.
+ * function the concat's gradient splits back onto each variable. With `side`, LoRA adapters run
+ * beside the (unmerged) weights in `p` (lora-side.ts).
  */
-export function fuseWeights(c: ModelConfig, p: Map<string, tf.Tensor>): FusedWeights {
+export function fuseWeights(c: ModelConfig, p: Map<string, tf.Tensor>, side?: LoraSideSpec): FusedWeights {
   const arch = archOf(c);
   const owned: tf.Tensor[] = [];
   const own = <T extends tf.Tensor>(t: T): T => {
@@ -89,6 +92,7 @@ export function fuseWeights(c: ModelConfig, p: Map<string, tf.Tensor>): FusedWei
       wdown: mat(`${n}.mlp.down_proj.weight`),
       bdown: bias([`${n}.mlp.down_proj.bias`], arch.mlpBias),
       window: arch.windows[i],
+      lora: side ? loraLayer(side, i) : null,
     });
   }
   const embed = mat('model.embed_tokens.weight');
@@ -190,7 +194,7 @@ export function decoderLayer(
 ): { h: tf.Tensor2D; kv: LayerKV } {
   const eps = c.rms_norm_eps;
   const att = attention(c, arch, L, rmsNorm(h, L.inNorm, eps), B, T, rope, mask, past);
-  let a = linear(att.out, L.wo, L.bo);
+  let a = project(L, 'o', att.out, L.wo, L.bo, [c.hidden_size]);
   if (L.attnOutNorm !== null) a = rmsNorm(a, L.attnOutNorm, eps);
   h = h.add(a);
   let m = mlp(arch, L, rmsNorm(h, L.mlpNorm, eps));
@@ -204,11 +208,19 @@ function linear(x: tf.Tensor2D, W: tf.Tensor2D, b: tf.Tensor1D | null): tf.Tenso
   return b === null ? y : y.add<tf.Tensor2D>(b);
 }
 
+/** A fused projection plus its LoRA side term when the layer has one; `outs` are its slots' widths. */
+function project(L: FusedLayer, proj: LoraProj, x: tf.Tensor2D, W: tf.Tensor2D, b: tf.Tensor1D | null, outs: number[]): tf.Tensor2D {
+  const y = linear(x, W, b);
+  const side = sideTerm(L.lora, proj, x, outs);
+  return side === null ? y : y.add<tf.Tensor2D>(side);
+}
+
 /** Gated MLP: down(act(gate(x)) * up(x)), SwiGLU (SiLU) or GeGLU (tanh GELU). x [N, d] -> [N, d]. */
 function mlp(arch: Arch, L: FusedLayer, x: tf.Tensor2D): tf.Tensor2D {
-  const [gate, up] = tf.split(linear(x, L.wgu, L.bgu), 2, 1); // [N, I] each
+  const I = L.wdown.shape[1];
+  const [gate, up] = tf.split(project(L, 'gu', x, L.wgu, L.bgu, [I, I]), 2, 1); // [N, I] each
   const act = arch.act === 'silu' ? gate.mul(tf.sigmoid(gate)) : geluTanh(gate);
-  return linear(act.mul(up) as tf.Tensor2D, L.wdown, L.bdown);
+  return project(L, 'down', act.mul(up) as tf.Tensor2D, L.wdown, L.bdown, [L.wdown.shape[0]]);
 }
 
 const GELU_C = Math.sqrt(2 / Math.PI);
@@ -236,7 +248,7 @@ function attention(
   const nKV = c.num_key_value_heads;
   const g = nH / nKV;
   const heads = nH + 2 * nKV;
-  let qkv = linear(x, L.wqkv, L.bqkv).reshape<tf.Tensor4D>([B, T, heads, hd]);
+  let qkv = project(L, 'qkv', x, L.wqkv, L.bqkv, [nH * hd, nKV * hd, nKV * hd]).reshape<tf.Tensor4D>([B, T, heads, hd]);
   if (L.qNorm !== null && L.kNorm !== null) qkv = headNorms(c, L.qNorm, L.kNorm, qkv);
   // rotate q and k, scale q (see rope.ts), pass v through: [B, T, H'', hd]
   const swapped = tf.reverse(qkv.reshape([B * T * heads, 2, hd / 2]), 1).reshape([B, T, heads, hd]);

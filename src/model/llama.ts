@@ -29,7 +29,15 @@ export interface ForwardOptions {
   leftPad?: ArrayLike<number>;
   /** Gradient checkpointing: recompute each decoder layer in backward (config gradient_checkpointing). */
   checkpoint?: boolean;
+  /**
+   * Training forward: the seed of this forward's LoRA dropout masks (lora-side.ts). Used only when
+   * attached adapters have dropout > 0; omitted (sampling, eval, old log-probs), no dropout.
+   */
+  dropoutSeed?: number;
 }
+
+/** How attached adapters enter a forward without dropout: folded into W, or beside it (lora-side.ts). */
+export type AdapterPath = 'merged' | 'side';
 
 export interface LogProbOptions extends ForwardOptions {
   temperature?: number; // logits are divided by it; 0 counts as 1 (as for greedy samples)
@@ -47,6 +55,7 @@ export class LlamaModel {
   private readonly rope: RopeTables;
   private readonly ownsParams: boolean; // false for a base view, which shares its parent's weights
   private adapters: LoraAdapters | null = null;
+  private adapterPath: AdapterPath = 'merged';
   private disposed = false;
 
   private constructor(config: LlamaConfig, params: Map<string, tf.Variable>, ownsParams = true) {
@@ -154,11 +163,14 @@ export class LlamaModel {
   /**
    * Attaches LoRA adapters (lora.ts): every forward then computes with W + (alpha/r) B A for the
    * adapted layers, while this model's own weights stay as they are (freeze them by loading with
-   * trainable: false). null detaches. The caller owns the adapters.
+   * trainable: false). null detaches. The caller owns the adapters. `path` 'side' computes
+   * x W^T + s (x A^T) B^T instead of merging (config lora_sampling); a training forward with
+   * dropout takes the side path whatever `path` says.
    */
-  setAdapters(adapters: LoraAdapters | null): void {
+  setAdapters(adapters: LoraAdapters | null, path: AdapterPath = 'merged'): void {
     this.checkAlive();
     this.adapters = adapters;
+    this.adapterPath = path;
   }
 
   /** The attached LoRA adapters, if any. */
@@ -179,7 +191,7 @@ export class LlamaModel {
   logits(ids: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor3D {
     const [B, T] = this.checkIds(ids, 1, opts);
     return tf.tidy(() => {
-      const w = fuseWeights(this.config, this.forwardParams());
+      const w = this.fused(opts);
       const h = this.hidden(w, ids, opts); // [B*T, d]
       return headLogits(this.config, w, h).reshape([B, T, this.config.vocab_size]);
     });
@@ -200,7 +212,7 @@ export class LlamaModel {
     const V = this.config.vocab_size;
     const d = this.config.hidden_size;
     return tf.tidy(() => {
-      const w = fuseWeights(this.config, this.forwardParams());
+      const w = this.fused(opts);
       // the last position predicts nothing we score: drop it before the [N, V] head
       const h = this.hidden(w, ids, opts)
         .reshape([B, T, d])
@@ -239,6 +251,7 @@ export class LlamaModel {
     this.checkAlive();
     this.rope.ensure(maxLength);
     if (!this.adapters) return new DecodeSession(this.config, this.rope, this.params, prompts, temperature);
+    if (this.adapterPath === 'side') return new DecodeSession(this.config, this.rope, this.params, prompts, temperature, this.adapters.sideSpec(null));
     // the session snapshots its weights, so the merged ones are freed once it has its copy
     const merged = this.mergedWeights();
     try {
@@ -277,6 +290,18 @@ export class LlamaModel {
   /** The weights a forward uses: the model's own, with the adapters merged in when attached. */
   private forwardParams(): Map<string, tf.Tensor> {
     return this.adapters ? this.adapters.apply(this.params) : this.params;
+  }
+
+  /**
+   * The fused weights of a forward: adapters merged in, or beside the frozen weights (the side
+   * path, and always under LoRA dropout in a training forward, where each layer's input is
+   * dropped on the adapter path only).
+   */
+  private fused(opts: ForwardOptions): FusedWeights {
+    const ad = this.adapters;
+    const dropout = ad !== null && ad.spec.dropout > 0 && opts.dropoutSeed !== undefined;
+    if (ad !== null && (dropout || this.adapterPath === 'side')) return fuseWeights(this.config, this.params, ad.sideSpec(dropout ? opts.dropoutSeed! : null));
+    return fuseWeights(this.config, this.forwardParams());
   }
 
   private trainable(): boolean {

@@ -7,7 +7,8 @@
  * Here the adapters are merged into the weight inside the forward (one [out, r] x [r, in] matMul
  * per layer and step, small next to the [tokens, in] x [in, out] products), so the model's fused
  * forward runs unchanged on every backend, gradients reach only A and B, and the frozen base
- * weights double as the KL reference (no second copy). Initialisation is PEFT's default: A
+ * weights double as the KL reference (no second copy). With lora_dropout > 0 the training forward
+ * runs them beside W instead, x W^T + s (dropout(x) A^T) B^T, as PEFT does (lora-side.ts). Initialisation is PEFT's default: A
  * kaiming-uniform (bound 1 / sqrt(in)), B zero, so step 0 is exactly the base model.
  *
  * Names follow PEFT: the module `model.layers.0.self_attn.q_proj` carries
@@ -17,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import { Rng } from '../shared/rng.js';
+import type { LoraSideSpec } from './lora-side.js';
 import type { NamedHostTensors } from './types.js';
 
 /** The projection names PEFT users write in target_modules for Llama-family models. */
@@ -25,7 +27,7 @@ export const LORA_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj'
 export interface LoraSpec {
   r: number; // rank
   alpha: number; // scale numerator: the update is (alpha / r) B A
-  dropout: number; // PEFT's lora_dropout, recorded in adapter_config.json (see config.ts)
+  dropout: number; // PEFT's lora_dropout: inverted dropout on the adapter path's input in training forwards (lora-side.ts)
   targetModules: string[] | 'all-linear';
 }
 
@@ -150,6 +152,16 @@ export class LoraAdapters {
     return new LoraAdapters(spec, targets, tensors);
   }
 
+  /**
+   * Adapters from PEFT-named tensors of rank `r` on the layers their names say (a worker's adapter
+   * payload), not from a run's target list; GRPO_ERR_ADAPTER_MISMATCH when they do not fit.
+   */
+  static fromNamedTensors(shapes: Map<string, number[]>, r: number, alpha: number, tensors: NamedHostTensors): LoraAdapters {
+    const targets = namedAdapterTargets(shapes, tensors, r);
+    const spec: LoraSpec = { r, alpha, dropout: 0, targetModules: [...new Set(targets.map((t) => shortName(t.module)))] };
+    return new LoraAdapters(spec, targets, tensors);
+  }
+
   /** The trainable variables, by PEFT name (what the optimizer updates and checkpoints save). */
   variables(): Map<string, tf.Variable> {
     this.checkAlive();
@@ -176,6 +188,15 @@ export class LoraAdapters {
       out.set(t.weight, w.add(delta));
     }
     return out;
+  }
+
+  /**
+   * A and B by the HF weight they adapt, for the side path (lora-side.ts): dropout masks from
+   * `seed` when the spec's dropout is above 0, none when `seed` is null.
+   */
+  sideSpec(seed: number | null): LoraSideSpec {
+    this.checkAlive();
+    return { a: this.a as Map<string, tf.Tensor2D>, b: this.b as Map<string, tf.Tensor2D>, scale: this.scale, dropout: this.spec.dropout, seed };
   }
 
   /** Copies of A and B by PEFT name. */
@@ -274,11 +295,11 @@ export function isAdapterName(name: string): boolean {
 }
 
 /**
- * Base weights with PEFT-named adapters of rank `r` merged in, the adapted layers read off the
- * adapters' names (what a worker does with an adapter payload). GRPO_ERR_ADAPTER_MISMATCH when
- * they do not fit the base.
+ * The adapted layers of PEFT-named adapters of rank `r`, read off their names and checked against
+ * the base's shapes (GRPO_ERR_ADAPTER_MISMATCH when they do not fit): what a worker does with an
+ * adapter payload.
  */
-export function mergeNamedAdapters(shapes: Map<string, number[]>, base: NamedHostTensors, adapters: NamedHostTensors, r: number, alpha: number): NamedHostTensors {
+export function namedAdapterTargets(shapes: Map<string, number[]>, adapters: NamedHostTensors, r: number): LoraTarget[] {
   const modules = new Set<string>();
   for (const name of adapters.keys()) {
     const m = /^base_model\.model\.(.+)\.lora_[AB]\.weight$/.exec(name);
@@ -292,5 +313,10 @@ export function mergeNamedAdapters(shapes: Map<string, number[]>, base: NamedHos
     throw new GrpoError('GRPO_ERR_ADAPTER_MISMATCH', `adapters for ${missing}, which is no linear layer of this base`);
   }
   checkAdapterTensors(targets, r, adapters);
-  return mergeAdapters(base, targets, alpha / r, adapters);
+  return targets;
+}
+
+/** Base weights with PEFT-named adapters of rank `r` merged in (the layers read off their names). */
+export function mergeNamedAdapters(shapes: Map<string, number[]>, base: NamedHostTensors, adapters: NamedHostTensors, r: number, alpha: number): NamedHostTensors {
+  return mergeAdapters(base, namedAdapterTargets(shapes, adapters, r), alpha / r, adapters);
 }

@@ -84,7 +84,7 @@ export function loadDecodeAddon(): { addon: DecodeAddon | null; error?: string }
  */
 export function nativeUnsupported(model: LlamaModel): string | null {
   // it copies the model's own weights; attached LoRA adapters are merged only by the tfjs forward
-  if (model.getAdapters() !== null) return 'LoRA adapters attached (workers sample with them merged into the weights)';
+  if (model.getAdapters() !== null) return 'LoRA adapters attached (lora_sampling: side; merged weights decode natively)';
   let want: Map<string, number[]>;
   try {
     want = llamaParamShapes(model.config);

@@ -86,14 +86,8 @@ export function parsePeftConfig(raw: unknown, source: string): PeftAdapterConfig
   return { spec: { r: c.r as number, alpha: c.lora_alpha, dropout, targetModules }, basePath: c.base_model_name_or_path };
 }
 
-/** The LoRA spec a run's config asks for, or null when lora_r is 0. Refuses lora_dropout > 0. */
+/** The LoRA spec a run's config asks for, or null when lora_r is 0. */
 export function loraSpecOf(c: { lora_r: number; lora_alpha: number; lora_dropout: number; lora_target_modules: string[] | 'all-linear' }): LoraSpec | null {
   if (c.lora_r === 0) return null;
-  if (c.lora_dropout !== 0) {
-    throw new GrpoError(
-      'GRPO_ERR_CONFIG',
-      `lora_dropout is ${c.lora_dropout}: dropout on the adapter path would make the learner's log-probabilities differ from the ones the workers sampled with (noise in the importance ratio); set lora_dropout: 0`,
-    );
-  }
-  return { r: c.lora_r, alpha: c.lora_alpha, dropout: 0, targetModules: c.lora_target_modules };
+  return { r: c.lora_r, alpha: c.lora_alpha, dropout: c.lora_dropout, targetModules: c.lora_target_modules };
 }

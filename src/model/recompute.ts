@@ -22,13 +22,20 @@ interface TapeState {
  * zero gradients (they are constants).
  */
 export function checkpointedLayer(layer: LayerFn, h: tf.Tensor2D, L: FusedLayer, rope: RopeCoefs, mask: tf.Tensor4D): tf.Tensor2D {
-  // the layer's tensor fields (weights, biases, norms; absent ones are null) become op inputs
+  // the layer's tensor fields (weights, biases, norms; absent ones are null) become op inputs,
+  // and so do its LoRA side path's A and B (lora-side.ts), so their gradients come back too
   const keys = (Object.keys(L) as (keyof FusedLayer)[]).filter((k) => L[k] instanceof tf.Tensor);
-  const weights = keys.map((k) => L[k] as tf.Tensor);
+  const parts = L.lora?.parts ?? [];
+  const weights = [...keys.map((k) => L[k] as tf.Tensor), ...parts.flatMap((p) => [p.a, p.b])];
   const nW = 1 + weights.length; // h and the weights are differentiable; rope and mask are not
   const run = (xs: tf.Tensor[]): tf.Tensor2D => {
     const Lx = { ...L } as Record<string, unknown>;
     keys.forEach((k, i) => (Lx[k] = xs[1 + i]));
+    if (L.lora) {
+      // same seed as the forward: the recomputed layer draws the same dropout masks
+      const at = 1 + keys.length;
+      Lx.lora = { ...L.lora, parts: parts.map((p, j) => ({ ...p, a: xs[at + 2 * j], b: xs[at + 2 * j + 1] })) };
+    }
     const [cos, sin, m] = xs.slice(nW);
     return layer(xs[0] as tf.Tensor2D, Lx as unknown as FusedLayer, { cos: cos as tf.Tensor4D, sin: sin as tf.Tensor4D }, m as tf.Tensor4D);
   };

@@ -25,6 +25,7 @@ import { workerMetrics } from './prometheus.js';
 import { Kind, stderrLogger } from '../shared/protocol.js';
 import type { ProtocolLogger } from '../shared/protocol.js';
 import { ProtocolClient } from '../shared/ws-client.js';
+import type { AdapterPath } from '../model/llama.js';
 import { WorkerLoop } from './worker-loop.js';
 import { workerTrust } from './trust.js';
 import type { WorkerCounters } from './worker-loop.js';
@@ -48,6 +49,7 @@ export interface WorkerOptions {
   reconnectMaxMs?: number;
   metricsPort?: number; // GET /metrics and /healthz on this port (config metrics_port); 0 or unset = off
   metricsHost?: string; // its bind address (config metrics_host); default 0.0.0.0
+  loraSampling?: AdapterPath; // LoRA runs: adapters merged into the weights (default) or beside them (config lora_sampling)
 }
 
 export interface WorkerStats extends WorkerCounters {
@@ -105,7 +107,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   // read at scrape time only, when `stats` (below) exists
   const metrics = workerMetrics(registry, () => stats());
   const trust = workerTrust(options.allowedModules ?? [], options.allowedRewardUrls ?? []);
-  const loop = new WorkerLoop({ name, capacity: options.capacity, rewardThreads: options.rewardThreads, trust, send: (m) => client.send(m), log, metrics });
+  const loop = new WorkerLoop({ name, capacity: options.capacity, rewardThreads: options.rewardThreads, loraSampling: options.loraSampling, trust, send: (m) => client.send(m), log, metrics });
   let fatal: GrpoError | null = null;
 
   client.onEvent('welcome', (w) => {

@@ -14,9 +14,9 @@
 import { performance } from 'node:perf_hooks';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
 import { parseLlamaConfig } from '../model/checkpoint-config.js';
-import { LlamaModel } from '../model/llama.js';
+import { LlamaModel, type AdapterPath } from '../model/llama.js';
 import { llamaParamShapes } from '../model/llama-params.js';
-import { baseFingerprint, isAdapterName, mergeNamedAdapters } from '../model/lora.js';
+import { baseFingerprint, isAdapterName, LoraAdapters, mergeNamedAdapters, namedAdapterTargets } from '../model/lora.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import type { LlamaConfig, NamedHostTensors, Tokenizer } from '../model/types.js';
 import type { AdapterInfo, ProtocolLogger, RunSpec } from '../shared/protocol.js';
@@ -29,6 +29,7 @@ import type { WorkerTrust } from './trust.js';
 
 export interface RunStateOptions {
   rewardThreads: number; // piscina threads of each reward pool (config reward_threads)
+  loraSampling?: AdapterPath; // LoRA: adapters merged into the weights (default) or beside them (config lora_sampling)
   trust: WorkerTrust; // what a spec may make this worker import or call (trust.ts)
   log: ProtocolLogger;
 }
@@ -59,11 +60,14 @@ const MAX_TASK_VARIANTS = 32;
 const modelKey = (s: RunSpec): string => JSON.stringify([s.model, s.tokenizer]);
 const rewardsKey = (s: RunSpec): string => JSON.stringify([s.task, s.rewardWeights, s.rewards]);
 
-/** The LoRA base a worker keeps on the host, to merge each adapter version into. */
+/**
+ * The LoRA base a worker holds: merged sampling keeps it on the host to merge each adapter version
+ * into; side-path sampling keeps it only in the model (the adapters sit beside it), tensors null.
+ */
 interface LoraBase {
   version: number;
-  fingerprint: string; // baseFingerprint of `tensors`
-  tensors: NamedHostTensors; // by HF name
+  fingerprint: string; // baseFingerprint of the base weights
+  tensors: NamedHostTensors | null; // by HF name (merged sampling)
 }
 
 export class RunState {
@@ -74,6 +78,7 @@ export class RunState {
   private loaded: number | null = null; // weights version in `model`
   private loadedEpoch = 0; // its resume epoch (docs/protocol.md, "Resume epochs")
   private loraBase: LoraBase | null = null; // LoRA: the base that adapter payloads apply to
+  private adapters: LoraAdapters | null = null; // side-path sampling: attached to `model`
   /** Why the current spec cannot be used (bad config, unknown task, ...); null when it can. */
   error: GrpoError | null = null;
 
@@ -135,38 +140,92 @@ export class RunState {
       throw new GrpoError('GRPO_ERR_RUN_SPEC', `weights v${version} arrived but no usable RunSpec is applied; they wait for one`);
     }
     const t0 = performance.now();
-    const config = this.built.config;
-    let weights = tensors;
-    let base: LoraBase | null = null;
-    if (adapter !== undefined) {
-      // LoRA: sample with the adapters merged into the base (no extra work per token)
-      const shapes = llamaParamShapes(config);
-      if (adapter.base === version) {
-        const baseWeights: NamedHostTensors = new Map([...tensors].filter(([n]) => !isAdapterName(n)));
-        const adapters: NamedHostTensors = new Map([...tensors].filter(([n]) => isAdapterName(n)));
-        base = { version, fingerprint: baseFingerprint(baseWeights), tensors: baseWeights };
-        if (base.fingerprint !== adapter.baseFingerprint) {
-          throw new GrpoError('GRPO_ERR_ADAPTER_MISMATCH', `LoRA base v${version} has fingerprint ${base.fingerprint}, its payload says ${adapter.baseFingerprint}`);
-        }
-        weights = mergeNamedAdapters(shapes, baseWeights, adapters, adapter.r, adapter.alpha);
-      } else {
-        const held = this.loraBase;
-        if (held === null || held.version !== adapter.base || held.fingerprint !== adapter.baseFingerprint) {
-          throw new GrpoError(
-            'GRPO_ERR_ADAPTER_MISMATCH',
-            `adapters v${version} are for LoRA base v${adapter.base} (${adapter.baseFingerprint}); this worker holds ${held === null ? 'no LoRA base' : `base v${held.version} (${held.fingerprint})`}`,
-          );
-        }
-        weights = mergeNamedAdapters(shapes, held.tensors, tensors, adapter.r, adapter.alpha);
-      }
+    if (adapter === undefined) {
+      this.setModelWeights(tensors);
+      this.detachAdapters();
+      this.loraBase = null; // a full payload ends the LoRA chain
+    } else if (this.opts.loraSampling === 'side') {
+      this.loadSide(version, tensors, adapter);
+    } else {
+      this.loadMerged(version, tensors, adapter);
     }
-    if (this.model === null) this.model = LlamaModel.fromHostTensors(config, weights, { trainable: false });
-    else this.model.setWeights(weights);
-    if (adapter === undefined) this.loraBase = null; // a full payload ends the LoRA chain
-    else if (base !== null) this.loraBase = base;
     this.loaded = version;
     this.loadedEpoch = epoch;
     return (performance.now() - t0) / 1000;
+  }
+
+  /** LoRA, merged: the adapters folded into the base (no extra work per token). */
+  private loadMerged(version: number, tensors: NamedHostTensors, adapter: AdapterInfo): void {
+    const shapes = llamaParamShapes(this.built!.config);
+    if (adapter.base === version) {
+      const base = this.checkedBase(version, tensors, adapter, true);
+      this.setModelWeights(mergeNamedAdapters(shapes, base.tensors!, adapterPart(tensors), adapter.r, adapter.alpha));
+      this.loraBase = base;
+    } else {
+      const held = this.heldBase(version, adapter);
+      if (held.tensors === null) throw new GrpoError('GRPO_ERR_ADAPTER_MISMATCH', `adapters v${version}: this worker holds no host copy of LoRA base v${held.version}`);
+      this.setModelWeights(mergeNamedAdapters(shapes, held.tensors, tensors, adapter.r, adapter.alpha));
+    }
+    this.detachAdapters();
+  }
+
+  /**
+   * LoRA, side path: the base goes into the model once, each version only assigns A and B
+   * (milliseconds, no host copy of the base); every token then runs x W^T + s (x A^T) B^T.
+   */
+  private loadSide(version: number, tensors: NamedHostTensors, adapter: AdapterInfo): void {
+    const shapes = llamaParamShapes(this.built!.config);
+    const parts = adapter.base === version ? adapterPart(tensors) : tensors;
+    const held = adapter.base === version ? null : this.heldBase(version, adapter);
+    // built (and checked against the base's shapes) before anything is replaced
+    const targets = namedAdapterTargets(shapes, parts, adapter.r);
+    const same = this.adapters !== null && this.adapters.spec.r === adapter.r && this.adapters.spec.alpha === adapter.alpha && sameTargets(this.adapters, targets);
+    const next = same ? null : LoraAdapters.fromNamedTensors(shapes, adapter.r, adapter.alpha, parts);
+    if (held === null) {
+      const base = this.checkedBase(version, tensors, adapter, false);
+      this.setModelWeights(new Map([...tensors].filter(([n]) => !isAdapterName(n))));
+      this.loraBase = base;
+    }
+    if (next === null) this.adapters!.setHostTensors(parts);
+    else {
+      this.detachAdapters();
+      this.adapters = next;
+    }
+    this.model!.setAdapters(this.adapters, 'side');
+  }
+
+  /** The base part of a LoRA base payload, its fingerprint checked against the one it claims. */
+  private checkedBase(version: number, tensors: NamedHostTensors, adapter: AdapterInfo, keepHost: boolean): LoraBase {
+    const baseWeights: NamedHostTensors = new Map([...tensors].filter(([n]) => !isAdapterName(n)));
+    const fingerprint = baseFingerprint(baseWeights);
+    if (fingerprint !== adapter.baseFingerprint) {
+      throw new GrpoError('GRPO_ERR_ADAPTER_MISMATCH', `LoRA base v${version} has fingerprint ${fingerprint}, its payload says ${adapter.baseFingerprint}`);
+    }
+    return { version, fingerprint, tensors: keepHost ? baseWeights : null };
+  }
+
+  /** The LoRA base an adapters-only payload needs, when this worker holds it. */
+  private heldBase(version: number, adapter: AdapterInfo): LoraBase {
+    const held = this.loraBase;
+    if (held === null || held.version !== adapter.base || held.fingerprint !== adapter.baseFingerprint) {
+      throw new GrpoError(
+        'GRPO_ERR_ADAPTER_MISMATCH',
+        `adapters v${version} are for LoRA base v${adapter.base} (${adapter.baseFingerprint}); this worker holds ${held === null ? 'no LoRA base' : `base v${held.version} (${held.fingerprint})`}`,
+      );
+    }
+    return held;
+  }
+
+  /** Builds the model on the first load, else overwrites its weights in place. */
+  private setModelWeights(weights: NamedHostTensors): void {
+    if (this.model === null) this.model = LlamaModel.fromHostTensors(this.built!.config, weights, { trainable: false });
+    else this.model.setWeights(weights);
+  }
+
+  private detachAdapters(): void {
+    this.model?.setAdapters(null);
+    this.adapters?.dispose();
+    this.adapters = null;
   }
 
   /** Everything a rollout call needs, or null while the spec or the weights are missing. */
@@ -209,6 +268,7 @@ export class RunState {
   }
 
   private dropModel(): void {
+    this.detachAdapters();
     this.model?.dispose();
     this.model = null;
     this.loaded = null;
@@ -277,4 +337,13 @@ async function buildModelParts(spec: RunSpec): Promise<Built> {
     );
   }
   return { config, tokenizer };
+}
+
+/** The adapter tensors of a LoRA base payload. */
+function adapterPart(tensors: NamedHostTensors): NamedHostTensors {
+  return new Map([...tensors].filter(([n]) => isAdapterName(n)));
+}
+
+function sameTargets(adapters: LoraAdapters, targets: { weight: string }[]): boolean {
+  return adapters.targets.length === targets.length && adapters.targets.every((t, i) => t.weight === targets[i]!.weight);
 }

@@ -34,6 +34,7 @@ import { nativeDecodeBlocker } from '../model/decode-path.js';
 import { streamGroups } from './continuous.js';
 import { isGroupFailure, rolloutGroups } from './rollout.js';
 import type { GroupOutcome, RolloutBatch, RolloutContext } from './rollout.js';
+import type { AdapterPath } from '../model/llama.js';
 import { RunState } from './run-state.js';
 import { workerTrust } from './trust.js';
 import type { WorkerTrust } from './trust.js';
@@ -45,6 +46,7 @@ export interface WorkerLoopOptions {
   name: string;
   capacity: number; // most groups per sampling call (the coordinator never leases more)
   rewardThreads: number;
+  loraSampling?: AdapterPath; // LoRA: adapters merged into the weights (default) or beside them (run-state.ts)
   trust?: WorkerTrust; // what a RunSpec may make this worker import or call; default: built-in tasks only, no remote reward
   send: SendFn;
   log: ProtocolLogger;
@@ -107,7 +109,7 @@ export class WorkerLoop {
   sampleBudgetSeconds = 5;
 
   constructor(private readonly opts: WorkerLoopOptions) {
-    this.run = new RunState({ rewardThreads: opts.rewardThreads, log: opts.log, trust: opts.trust ?? workerTrust([], []) });
+    this.run = new RunState({ rewardThreads: opts.rewardThreads, loraSampling: opts.loraSampling, log: opts.log, trust: opts.trust ?? workerTrust([], []) });
     this.groupsPerCall = opts.capacity;
     this.rollout = opts.rollout ?? rolloutGroups;
   }

@@ -57,7 +57,8 @@ export const ConfigSchema = z.strictObject({
   // --- LoRA (src/model/lora.ts): 0 = every weight is trained ---
   lora_r: int().nonnegative().default(0), // adapter rank; 0 = off (full fine-tuning)
   lora_alpha: z.number().positive().default(16), // the update is (lora_alpha / lora_r) B A
-  lora_dropout: z.number().min(0).lt(1).default(0), // PEFT's lora_dropout on the adapter's input; only 0 is trained here (see docs)
+  lora_dropout: z.number().min(0).lt(1).default(0), // PEFT's lora_dropout: inverted dropout on the adapter path's input in training forwards
+  lora_sampling: z.enum(['merged', 'side']).default('merged'), // workers: adapters folded into the weights (faster, BENCHMARKS.md) or beside them
   lora_target_modules: z.union([z.literal('all-linear'), z.array(z.string().min(1)).min(1)]).default(['q_proj', 'k_proj', 'v_proj', 'o_proj']), // PEFT names, or all-linear
   // --- SFT warm start ---
   sft_steps: posInt().default(1000), // 20-40 s here; held-out arithmetic accuracy ~30% (useful, far from perfect)

@@ -37,6 +37,7 @@ describe('grpo worker', () => {
       token: 'from-env',
       allowedModules: [],
       allowedRewardUrls: [],
+      loraSampling: 'merged',
       name: 'w9',
       capacity: 6,
       rewardThreads: 3,

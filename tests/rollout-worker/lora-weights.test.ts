@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WeightsStore } from '../../src/coordinator/weights.js';
 import { initEngine } from '../../src/engine/backend.js';
+import { tf } from '../../src/engine/tf.js';
 import { runSpecOf } from '../../src/learner/main.js';
 import { parseConfig } from '../../src/shared/config.js';
 import { LlamaModel } from '../../src/model/llama.js';
@@ -107,6 +108,52 @@ describe('a worker loading LoRA payloads', () => {
     const got = await modelWeights();
     for (const [name, t] of base) expect(got.get(name)!.data).toEqual(t.data);
     expect(() => state.loadWeights(4, new Map(), info(0))).toThrow(/holds no LoRA base/);
+  });
+});
+
+describe('a worker sampling with the adapters beside its base (lora_sampling: side)', () => {
+  let side: RunState;
+  beforeAll(async () => {
+    side = new RunState({ rewardThreads: 1, log: silentLogger, loraSampling: 'side' });
+    const task = createTask('arithmetic', { seed: 1, options: { max_digits: 1 } });
+    const model = LlamaModel.fromHostTensors(config, base);
+    await side.applySpec(runSpecOf('run-side', parseConfig({ task: 'arithmetic', task_options: { max_digits: 1 } }), model, { tokenizer: tokenizerForTask(task), task, moduleRewards: [], rewardWeights: { correct: 1, format: 0, partial: 0 } }));
+    model.dispose();
+  });
+  afterAll(async () => {
+    await side?.close();
+  });
+
+  /** Max |logits of the worker's model - logits of the base with `adapters` merged|. */
+  function logitsDiff(adapters: NamedHostTensors): number {
+    const a = LoraAdapters.fromHostTensors(llamaParamShapes(config), SPEC, adapters);
+    const merged = LlamaModel.fromHostTensors(config, mergeAdapters(base, a.targets, a.scale, adapters));
+    const ids = tf.tensor2d([[1, 5, 6, 7, 8]], undefined, 'int32');
+    const model = side.context()!.model as LlamaModel;
+    const d = tf.tidy(() => model.logits(ids).sub(merged.logits(ids)).abs().max().dataSync()[0]!);
+    ids.dispose();
+    merged.dispose();
+    a.dispose();
+    return d;
+  }
+
+  it('keeps the base unmerged, applies each adapter version beside it, refuses a mismatch, and drops them on a full payload', async () => {
+    const a0 = await adapterTensors(1);
+    side.loadWeights(0, new Map([...base, ...a0]), info(0));
+    const model = side.context()!.model as LlamaModel;
+    const own = await model.toHostTensors();
+    for (const [name, t] of base) expect(own.get(name)!.data, name).toEqual(t.data); // the base, unmerged
+    expect(logitsDiff(a0)).toBeLessThan(1e-5);
+    const a1 = await adapterTensors(2);
+    side.loadWeights(1, a1, info(0));
+    expect(logitsDiff(a1)).toBeLessThan(1e-5);
+    const a2 = await adapterTensors(3);
+    expect(() => side.loadWeights(2, a2, info(0, 'f'.repeat(32)))).toThrow(/ffff.*holds base v0/);
+    expect(side.policyVersion).toBe(1);
+    expect(logitsDiff(a1)).toBeLessThan(1e-5); // still version 1's adapters
+    side.loadWeights(3, base);
+    expect(model.getAdapters()).toBeNull();
+    expect(logitsDiff(new Map([...a1].map(([n, t]) => [n, n.includes('lora_B') ? { shape: t.shape, data: new Float32Array(t.data.length) } : t])))).toBe(0);
   });
 });
 
