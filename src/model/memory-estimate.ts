@@ -55,12 +55,12 @@ export interface StepBytes {
   total: number;
 }
 
-/** node + tfjs + the native addon + OpenBLAS, measured at about 200 MB after creating a model. */
-export const RUNTIME_BYTES = 256 * 2 ** 20;
+/** node + tfjs + the native addon + OpenBLAS: about 100 MB at start, 394 MB peak for a 0.8M model's step. */
+export const RUNTIME_BYTES = 200 * 2 ** 20;
 /** tfjs saves more per op than the sum below counts (both inputs of a product, reshaped copies). */
 const ACTIVATION_FACTOR = 1;
 /** Free buffers the pool collects, as a multiple of the step's activations (measured 1.2-1.6, capped). */
-const POOL_FACTOR = 2;
+const POOL_FACTOR = 1.6;
 /** Allocator fragmentation and buffers waiting for the GC, as a share of the rest. */
 const SLACK = 0.1;
 /** Fraction of the memory limit the estimate may use. */

@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { cgroupLimit, memoryLimit, WASM_HEAP_BYTES } from '../../src/engine/memory-limit.js';
 import { parseLlamaConfig } from '../../src/model/checkpoint-config.js';
 import { checkStepFits, estimateStepBytes } from '../../src/model/memory-estimate.js';
+import { REFERENCE_CONFIG } from '../../src/model/presets.js';
+import type { LlamaConfig } from '../../src/model/types.js';
 import { isGrpoError } from '../../src/shared/errors.js';
 
 // SmolLM2-135M's shape (the bench's shapes/smollm2-135m.json)
@@ -33,12 +35,14 @@ function shape(over: Record<string, unknown>) {
 
 /**
  * Peak RSS measured on the native backend (2-core dev machine, 2026-12-04, BENCHMARKS.md "Real
- * model sizes" has the commands): `grpo bench step` (the same step as /tmp memprobe: forward,
- * log-probs, loss, backward, AdamW, no clipping), random weights, after the eager backward pass.
+ * model sizes" has the commands and loads): `grpo bench step --json`'s peak_rss_mb (forward,
+ * log-probs, loss, backward, AdamW; random weights), with the eager backward pass.
  */
-const MEASURED: { name: string; config: ReturnType<typeof shape>; batch: number; seq: number; checkpoint?: boolean; rssMB: number }[] = [
-  { name: 'SmolLM2-135M 4x128', config: smol, batch: 4, seq: 128, rssMB: 4659 },
-  { name: 'SmolLM2-135M, 2 layers, 4x128', config: shape({ num_hidden_layers: 2 }), batch: 4, seq: 128, rssMB: 1440 },
+const MEASURED: { name: string; config: LlamaConfig; batch: number; seq: number; checkpoint?: boolean; rssMB: number }[] = [
+  { name: 'SmolLM2-135M 4x128', config: smol, batch: 4, seq: 128, rssMB: 4641 },
+  { name: 'SmolLM2-135M 1x128', config: smol, batch: 1, seq: 128, rssMB: 3346 },
+  { name: 'SmolLM2-135M, 2 layers, 4x128', config: shape({ num_hidden_layers: 2 }), batch: 4, seq: 128, rssMB: 1438 },
+  { name: 'the reference config 32x64', config: REFERENCE_CONFIG, batch: 32, seq: 64, rssMB: 394 },
 ];
 /** The estimate may be this much above or below the measured peak (it must never be far below). */
 const BAND = { low: 0.95, high: 1.6 };
