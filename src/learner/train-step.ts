@@ -30,6 +30,7 @@ import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import { grpoLoss, type GrpoLossOptions, type LossType } from '../grpo/index.js';
 import type { LlamaModel } from '../model/llama.js';
+import { HalfReference, type ReferenceModel } from '../model/half-reference.js';
 import { mixSeed } from '../model/lora-side.js';
 import { checkStepFits, type ReferenceStorage } from '../model/memory-estimate.js';
 import type { NamedHostTensors } from '../model/types.js';
@@ -165,7 +166,7 @@ export interface GrpoTrainerOptions {
 export class GrpoTrainer {
   readonly config: Config;
   readonly policy: LlamaModel;
-  private readonly reference: LlamaModel | null;
+  private readonly reference: ReferenceModel | null;
   private readonly ownsReference: boolean;
   private readonly optimizer: AdamW;
   private readonly batchOptions: BatchOptions;
@@ -204,7 +205,10 @@ export class GrpoTrainer {
     });
     this.ownsReference = c.kl_coef > 0 && o.reference === undefined;
     // with LoRA the frozen base is the reference: a view of the policy's own weights, no copy
-    const defaultReference = () => (o.policy.getAdapters() ? o.policy.baseView() : o.policy.clone({ trainable: false }));
+    const defaultReference = (): ReferenceModel => {
+      if (o.policy.getAdapters()) return o.policy.baseView();
+      return c.reference_dtype === 'float32' ? o.policy.clone({ trainable: false }) : HalfReference.from(o.policy, c.reference_dtype);
+    };
     this.reference = c.kl_coef > 0 ? (o.reference ?? defaultReference()) : null;
   }
 
@@ -231,7 +235,8 @@ export class GrpoTrainer {
 
   /** How the frozen reference is held, for the fit check (a LoRA base view costs nothing extra). */
   private referenceStorage(): ReferenceStorage {
-    return this.reference === null || this.policy.getAdapters() ? 'none' : 'f32';
+    if (this.reference === null || this.policy.getAdapters()) return 'none';
+    return this.reference instanceof HalfReference ? 'f16' : 'f32';
   }
 
   /** Version of the policy's current weights. */

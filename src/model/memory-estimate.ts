@@ -11,6 +11,7 @@
  *                (micro-batch accumulation, the clipped copy: `extraGradients`)
  *   optimizer    AdamW's two moments, 8 P, plus its update temporaries (two of the largest parameter)
  *   reference    a frozen reference model: 4 P (+ its fused copies), or 2 P held as 16-bit
+ *                (reference_dtype, half-reference.ts; widened only for its forward, before the peak)
  *   host copies  float32 copies of the weights the process keeps beside the tensors (published
  *                weights, an in-process coordinator's latest version): 4 P each
  *   activations  what the forward saves for backward, per layer about
@@ -108,7 +109,8 @@ export function checkStepFits(c: LlamaConfig, s: StepShape, limitBytes: number, 
     `micro_batch_size (now ${s.batch}; activations scale with it)`,
     s.checkpoint ? null : 'gradient_checkpointing: true (activations to about one layer)',
     'a shorter max_gen_len (tokens per sequence)',
-    s.reference === 'f32' ? 'kl_coef: 0 (no reference model) or LoRA (the frozen base is the reference, no copy)' : null,
+    s.reference === 'f32' ? 'reference_dtype: bfloat16 (the KL reference at 2 bytes per parameter)' : null,
+    s.reference === 'f32' || s.reference === 'f16' ? 'kl_coef: 0 (no reference model) or LoRA (the frozen base is the reference, no copy)' : null,
     engineBytes > 0 ? 'GRPO_POOL_MB (the buffer pool cap, now ' + Math.round(engineBytes / 2 ** 20) + ' MB)' : null,
     where.includes('wasm') ? '--backend native (no 4 GB heap)' : null,
   ].filter((k): k is string => k !== null);

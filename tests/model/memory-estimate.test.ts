@@ -110,7 +110,7 @@ describe('checkStepFits', () => {
     }
     expect(isGrpoError(err, 'GRPO_ERR_MODEL_TOO_LARGE')).toBe(true);
     const msg = (err as Error).message;
-    for (const part of ['weights', 'gradients', 'AdamW state', 'reference model', 'host copies', 'activations at this batch', 'micro_batch_size (now 16', 'gradient_checkpointing: true', 'max_gen_len', 'kl_coef: 0']) {
+    for (const part of ['weights', 'gradients', 'AdamW state', 'reference model', 'host copies', 'activations at this batch', 'micro_batch_size (now 16', 'gradient_checkpointing: true', 'max_gen_len', 'reference_dtype: bfloat16', 'kl_coef: 0']) {
       expect(msg).toContain(part);
     }
     expect(msg).toMatch(/needs about \d+\.\d\d GB/);
