@@ -4,7 +4,9 @@
  * the policy's forward) widens them to a float32 model that is freed as soon as the reference
  * log-probabilities are computed. So between uses, and at the step's peak (the policy's backward,
  * which comes after), the reference costs 2 P bytes instead of 4 P. The policy's float32 master
- * weights and AdamW state are untouched. bfloat16 keeps float32's range with 8 bits of mantissa
+ * weights and AdamW state are untouched. The widening is of the whole model at once (about 8 P
+ * bytes for the length of the reference's forward, before the policy's activations exist); a
+ * per-layer widening inside the forward would bound it to one layer. bfloat16 keeps float32's range with 8 bits of mantissa
  * (relative rounding <= 2^-9); float16 has 11 bits but overflows above 65504.
  */
 import { tf } from '../engine/tf.js';
@@ -54,7 +56,11 @@ export class HalfReference implements ReferenceModel {
 
   /** Same as LlamaModel.tokenLogProbs on the widened weights; the float32 copy is freed before returning. */
   tokenLogProbs(ids: tf.Tensor2D, opts: LogProbOptions = {}): { logp: tf.Tensor2D; entropy?: tf.Tensor2D } {
-    const model = LlamaModel.fromHostTensors(this.config, this.widened(), { trainable: false });
+    const wide = this.widened();
+    const model = LlamaModel.fromHostTensors(this.config, wide, { trainable: false }); // copies
+    // the decoded arrays are garbage now: detach them so the next scavenge frees their memory
+    // instead of a full GC much later (see engine/host-pool.ts freeSoon)
+    for (const w of wide.values()) structuredClone(w.data.buffer, { transfer: [w.data.buffer as ArrayBuffer] });
     try {
       return model.tokenLogProbs(ids, opts);
     } finally {
