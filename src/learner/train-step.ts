@@ -30,8 +30,9 @@ import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import { grpoLoss, type GrpoLossOptions, type LossType } from '../grpo/index.js';
 import type { LlamaModel } from '../model/llama.js';
+import { HalfReference, type ReferenceModel } from '../model/half-reference.js';
 import { mixSeed } from '../model/lora-side.js';
-import { checkStepFits } from '../model/memory-estimate.js';
+import { checkStepFits, type ReferenceStorage } from '../model/memory-estimate.js';
 import type { NamedHostTensors } from '../model/types.js';
 import type { GroupRollout } from '../shared/protocol.js';
 import { AdamW } from '../optim/adamw.js';
@@ -165,7 +166,7 @@ export interface GrpoTrainerOptions {
 export class GrpoTrainer {
   readonly config: Config;
   readonly policy: LlamaModel;
-  private readonly reference: LlamaModel | null;
+  private readonly reference: ReferenceModel | null;
   private readonly ownsReference: boolean;
   private readonly optimizer: AdamW;
   private readonly batchOptions: BatchOptions;
@@ -204,7 +205,10 @@ export class GrpoTrainer {
     });
     this.ownsReference = c.kl_coef > 0 && o.reference === undefined;
     // with LoRA the frozen base is the reference: a view of the policy's own weights, no copy
-    const defaultReference = () => (o.policy.getAdapters() ? o.policy.baseView() : o.policy.clone({ trainable: false }));
+    const defaultReference = (): ReferenceModel => {
+      if (o.policy.getAdapters()) return o.policy.baseView();
+      return c.reference_dtype === 'float32' ? o.policy.clone({ trainable: false }) : HalfReference.from(o.policy, c.reference_dtype);
+    };
     this.reference = c.kl_coef > 0 ? (o.reference ?? defaultReference()) : null;
   }
 
@@ -216,10 +220,23 @@ export class GrpoTrainer {
     for (const mb of microBatches) {
       if (mb.size * mb.length <= this.checkedTokens) continue;
       const limit = memoryLimit();
-      const shape = { batch: mb.size, seq: mb.length, checkpoint: this.config.gradient_checkpointing, reference: this.reference ? ('f32' as const) : ('none' as const) };
+      const shape = {
+        batch: mb.size,
+        seq: mb.length,
+        checkpoint: this.config.gradient_checkpointing,
+        reference: this.referenceStorage(),
+        extraGradients: 1, // the micro-batch sum beside a new micro-batch's gradients, and the clipped copy
+        hostCopies: 2, // the published weights and the coordinator's latest version (grpo train runs it in-process)
+      };
       checkStepFits(this.policy.config, shape, limit.bytes, limit.where, limit.engineBytes);
       this.checkedTokens = mb.size * mb.length;
     }
+  }
+
+  /** How the frozen reference is held, for the fit check (a LoRA base view costs nothing extra). */
+  private referenceStorage(): ReferenceStorage {
+    if (this.reference === null || this.policy.getAdapters()) return 'none';
+    return this.reference instanceof HalfReference ? 'f16' : 'f32';
   }
 
   /** Version of the policy's current weights. */
@@ -298,16 +315,17 @@ export class GrpoTrainer {
           owned.push(...acc.logp);
           oldLogp = acc.logp; // the policy before this batch's first update
         }
+        let clipped: ReturnType<typeof clipByGlobalNorm<string>>;
         try {
-          const clipped = clipByGlobalNorm(acc.grads, c.grad_clip); // norm: before clipping
-          norms.push(clipped.norm);
-          try {
-            this.optimizer.apply(clipped.grads, lr);
-          } finally {
-            tf.dispose([...clipped.grads.values()]);
-          }
+          clipped = clipByGlobalNorm(acc.grads, c.grad_clip); // norm: before clipping
         } finally {
-          tf.dispose([...acc.grads.values()]);
+          tf.dispose([...acc.grads.values()]); // freed before the update: one gradient copy beside AdamW's
+        }
+        norms.push(clipped.norm);
+        try {
+          this.optimizer.apply(clipped.grads, lr);
+        } finally {
+          tf.dispose([...clipped.grads.values()]);
         }
       }
       const packed = tf.tidy(() => tf.concat([...rows.map((r) => r.reshape([-1])), ...norms.map((n) => n.reshape([1]))]));

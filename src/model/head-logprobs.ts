@@ -92,17 +92,29 @@ function headGrad(saved: tf.Tensor[], chunks: [number, number][], invT: number, 
   let dhead = tf.unsortedSegmentSum(h.mul(glh), tg, V); // [V, d]
   const dh: tf.Tensor[] = [];
   for (const [r0, n] of chunks) {
+    // [n, V] temporaries are freed as soon as the next op has read them (free()), not at the end
+    // of the tidy: at most two live at once instead of five (each ~HEAD_CHUNK_BYTES), and the
+    // chunk's [V, d] contribution is freed as soon as it is summed in. Same ops, same bits.
     const [dhc, next] = tf.tidy(() => {
       const hc = rowsOf(h, r0, n, N);
       const lc = rowsOf(lse, r0, n, N);
       const glc = rowsOf(gl, r0, n, N);
-      const z = scaled(tf.matMul(hc, head, false, true), invT); // [n, V], recomputed
-      const p = tf.exp(z.sub(lc.expandDims(1))); // softmax(z)
+      const z = free(tf.matMul(hc, head, false, true), (x) => scaled(x, invT), invT !== 1); // [n, V], recomputed
+      const p = free(z.sub(lc.expandDims(1)), (x) => tf.exp(x)); // softmax(z)
       let coef: tf.Tensor = glc.expandDims(1); // [n, 1]
-      if (ge && H) coef = coef.add(rowsOf(ge, r0, n, N).expandDims(1).mul(z.sub(lc.sub(rowsOf(H, r0, n, N)).expandDims(1)))); // [n, V]
-      const dzSoft = scaled(p.mul(coef).neg(), invT); // [n, V], times 1/temperature for the matMuls
+      if (ge && H) {
+        const spread = free(z.sub(lc.sub(rowsOf(H, r0, n, N)).expandDims(1)), (x) => rowsOf(ge, r0, n, N).expandDims(1).mul(x));
+        coef = free(spread, (x) => coef.add(x)); // [n, V]
+      }
+      z.dispose();
+      const negated = free(free(p, (x) => x.mul(coef)), (x) => x.neg());
+      const dzSoft = free(negated, (x) => scaled(x, invT), invT !== 1); // [n, V], times 1/temperature for the matMuls
+      if (coef.rank === 2 && coef.shape[1] === V) coef.dispose();
       const onehot = tf.gather(head, rowsOf(tg, r0, n, N)).mul(rowsOf(glh, r0, n, N)); // [n, d]
-      return [tf.matMul(dzSoft, head).add(onehot), dhead.add(tf.matMul(dzSoft, hc, true, false))];
+      const contribution = tf.matMul(dzSoft, hc, true, false); // [V, d]
+      const dhcOut = free(tf.matMul(dzSoft, head), (x) => x.add(onehot));
+      dzSoft.dispose();
+      return [dhcOut, free(contribution, (x) => dhead.add(x))];
     });
     dhead.dispose();
     dhead = next;
@@ -118,6 +130,13 @@ function rowsOf<T extends tf.Tensor>(x: T, r0: number, n: number, N: number): T 
 
 function concat1(xs: tf.Tensor[]): tf.Tensor1D {
   return (xs.length === 1 ? xs[0] : tf.concat(xs, 0)) as tf.Tensor1D;
+}
+
+/** f(x), then x is freed (when `really`; else x itself is passed through untouched by the free). */
+function free<T extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => T, really = true): T {
+  const out = f(x);
+  if (really && out !== x) x.dispose();
+  return out;
 }
 
 function scaled<T extends tf.Tensor>(x: T, s: number): T {

@@ -85,14 +85,23 @@ export class AdamW {
     const bc2Sqrt = Math.sqrt(1 - beta2 ** this.t);
     for (const [name, g] of grads) {
       const { param, expAvg, expAvgSq, decays } = this.slots.get(name)!;
+      // Each temporary is freed as soon as the next op has read it, not at the end of a tidy: for
+      // the [49152, 576] embedding of a 135M model a tidy held 11 parameter-sized temporaries at
+      // once (1.2 GB, the step's peak); this way at most 2 live beside p, m, v and g. Same ops in
+      // the same order, so the same bits.
       tf.tidy(() => {
-        const m = expAvg.mul(beta1).add(g.mul(1 - beta1));
-        const v = expAvgSq.mul(beta2).add(g.square().mul(1 - beta2));
-        const decayed = decays ? param.mul(1 - lr * weightDecay) : param;
-        const denom = v.sqrt().div(bc2Sqrt).add(eps);
-        param.assign(decayed.sub(m.div(denom).mul(stepSize)));
-        expAvg.assign(m);
+        const m = then(expAvg.mul(beta1), (a) => then(g.mul(1 - beta1), (b) => a.add(b)));
+        expAvg.assign(m); // the variable now holds m's buffer; the tidy frees the handle
+        const v = then(g.square(), (g2) => then(g2.mul(1 - beta2), (b) => then(expAvgSq.mul(beta2), (a) => a.add(b))));
         expAvgSq.assign(v);
+        const denom = then(v.sqrt(), (s) => then(s.div(bc2Sqrt), (d) => d.add(eps)));
+        const update = then(m.div(denom), (u) => u.mul(stepSize));
+        denom.dispose();
+        const decayed = decays ? param.mul(1 - lr * weightDecay) : param;
+        const next = decayed.sub(update);
+        update.dispose();
+        if (decayed !== param) decayed.dispose();
+        param.assign(next);
       });
     }
   }
@@ -145,6 +154,15 @@ export class AdamW {
   dispose(): void {
     for (const s of this.slots.values()) tf.dispose([s.expAvg, s.expAvgSq]);
     this.slots.clear();
+  }
+}
+
+/** f(x), then x is freed: the next op's input never outlives it. */
+function then<T extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => T): T {
+  try {
+    return f(x);
+  } finally {
+    x.dispose();
   }
 }
 

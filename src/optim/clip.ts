@@ -13,7 +13,14 @@ const EPS = 1e-6; // torch's guard against dividing by a zero norm
 export function globalNorm(tensors: Iterable<tf.Tensor>): tf.Scalar {
   return tf.tidy(() => {
     let sumSq: tf.Scalar = tf.scalar(0);
-    for (const t of tensors) sumSq = sumSq.add(t.square().sum());
+    // each square is freed as soon as it is summed: a tidy would hold one per parameter (4 bytes
+    // per parameter of the model at once)
+    for (const t of tensors) {
+      const sq = t.square();
+      const part = sq.sum();
+      sq.dispose();
+      sumSq = sumSq.add(part);
+    }
     return sumSq.sqrt();
   });
 }

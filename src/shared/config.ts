@@ -117,6 +117,7 @@ export const ConfigSchema = z.strictObject({
   heartbeat_ms: posInt().default(2_000), // 2 s
   max_payload_bytes: posInt().default(64 * 1024 * 1024), // 64 MiB per WebSocket message
   weights_encoding: z.enum(['f32', 'f16', 'bf16']).default('f32'), // weights on the wire
+  reference_dtype: z.enum(['float32', 'bfloat16', 'float16']).default('float32'), // storage of the frozen KL reference: 16-bit halves its bytes
   weights_chunk_bytes: posInt().default(1024 * 1024), // 1 MiB chunks
   reward_timeout_ms: posInt().default(10_000), // 10 s per reward call
   reward_retries: int().nonnegative().default(2), // a failing group is retried this often, then skipped

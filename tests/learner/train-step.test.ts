@@ -152,6 +152,20 @@ describe('GrpoTrainer', () => {
     model.dispose();
   });
 
+  it('holds a bfloat16 reference when reference_dtype asks, with a KL near the float32 one', async () => {
+    const kls: number[] = [];
+    for (const reference_dtype of ['float32', 'bfloat16'] as const) {
+      const model = policy();
+      const trainer = new GrpoTrainer({ config: config({ kl_coef: 0.1, lr: 1e-2, reference_dtype }), policy: model });
+      await trainer.step(groups, 0);
+      kls.push((await trainer.step(groups, 1)).kl);
+      trainer.dispose();
+      model.dispose();
+    }
+    expect(kls[1]).toBeGreaterThan(0);
+    expect(Math.abs(kls[1] - kls[0])).toBeLessThan(0.01 + 0.1 * kls[0]); // bf16 rounding of the reference only
+  });
+
   it('recomputes oldLogp for later inner epochs from the policy before the update', async () => {
     const model = policy();
     const trainer = new GrpoTrainer({ config: config({ num_iterations: 2, lr: 2e-4 }), policy: model });
