@@ -38,6 +38,11 @@ napi_value Init(napi_env env, napi_value exports) {
   exportFunction(env, exports, "cast", Cast);
   exportFunction(env, exports, "reduce", ReduceAxes);
   exportFunction(env, exports, "softmax", Softmax);
+  exportFunction(env, exports, "adamw", AdamW);
+  exportFunction(env, exports, "swiglu", SwiGLU);
+  exportFunction(env, exports, "swigluGrad", SwiGLUGrad);
+  exportFunction(env, exports, "rmsNorm", RmsNorm);
+  exportFunction(env, exports, "rmsNormGrad", RmsNormGrad);
   return exports;
 }
 

@@ -12,6 +12,7 @@
  * shape) and `<param>.step` (a float32 scalar). A parameter that gets no gradient in a step is
  * left untouched, as torch skips parameters whose grad is None.
  */
+import { fusedAdamW } from '../engine/fused-ops.js';
 import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import type { NamedHostTensors } from '../model/types.js';
@@ -85,6 +86,15 @@ export class AdamW {
     const bc2Sqrt = Math.sqrt(1 - beta2 ** this.t);
     for (const [name, g] of grads) {
       const { param, expAvg, expAvgSq, decays } = this.slots.get(name)!;
+      // one pass over memory where the backend has the fused kernel (wasm, native): same formula
+      const fused = fusedAdamW(param, g, expAvg, expAvgSq, { beta1, beta2, eps, stepSize, bc2Sqrt, decay: decays ? 1 - lr * weightDecay : 1 });
+      if (fused) {
+        param.assign(fused[0]);
+        expAvg.assign(fused[1]);
+        expAvgSq.assign(fused[2]);
+        tf.dispose(fused);
+        continue;
+      }
       tf.tidy(() => {
         const m = expAvg.mul(beta1).add(g.mul(1 - beta1));
         const v = expAvgSq.mul(beta2).add(g.square().mul(1 - beta2));
