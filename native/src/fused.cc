@@ -6,6 +6,7 @@
 // adamw(heap, p, g, m, v, pOut, mOut, vOut, n, beta1, beta2, eps, stepSize, bc2Sqrt, decay)
 //   m' = beta1 m + (1 - beta1) g;  v' = beta2 v + (1 - beta2) g^2
 //   p' = p decay - stepSize m' / (sqrt(v') / bc2Sqrt + eps)      (src/optim/adamw.ts, same order)
+//   pOut, mOut, vOut are either three fresh tensors or p, m, v themselves (updated in place).
 // swiglu(heap, gu, out, rows, I)          out[r, j] = silu(gu[r, j]) gu[r, I + j]; gu [rows, 2I]
 // swigluGrad(heap, gu, dy, dgu, rows, I)  dgu [rows, 2I] = d out / d gu for upstream dy [rows, I]
 // rmsNorm(heap, x, w, y, rows, d, eps)    y = x rsqrt(mean(x^2) + eps) w, rows of d
@@ -30,8 +31,10 @@ struct AdamCoefs {
   float b1, c1, b2, c2, eps, step, bc2, decay;
 };
 
-GRPO_CLONES void adamwLoop(const float* p, const float* g, const float* m, const float* v, float* po, float* mo, float* vo,
-                           int64_t n, AdamCoefs k) {
+// Fresh outputs: no pointer aliases another (restrict lets GCC vectorise without overlap checks).
+GRPO_CLONES void adamwLoop(const float* __restrict__ p, const float* __restrict__ g, const float* __restrict__ m,
+                           const float* __restrict__ v, float* __restrict__ po, float* __restrict__ mo,
+                           float* __restrict__ vo, int64_t n, AdamCoefs k) {
   for (int64_t i = 0; i < n; i++) {
     const float gi = g[i];
     const float mi = m[i] * k.b1 + gi * k.c1;
@@ -40,6 +43,20 @@ GRPO_CLONES void adamwLoop(const float* p, const float* g, const float* m, const
     po[i] = p[i] * k.decay - (mi / denom) * k.step;
     mo[i] = mi;
     vo[i] = vi;
+  }
+}
+
+// In place (p, m, v overwritten): the same arithmetic; each element is read before it is written.
+GRPO_CLONES void adamwInPlace(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
+                              float* __restrict__ v, int64_t n, AdamCoefs k) {
+  for (int64_t i = 0; i < n; i++) {
+    const float gi = g[i];
+    const float mi = m[i] * k.b1 + gi * k.c1;
+    const float vi = v[i] * k.b2 + (gi * gi) * k.c2;
+    const float denom = std::sqrt(vi) / k.bc2 + k.eps;
+    p[i] = p[i] * k.decay - (mi / denom) * k.step;
+    m[i] = mi;
+    v[i] = vi;
   }
 }
 
@@ -110,7 +127,16 @@ napi_value AdamW(napi_env env, napi_callback_info info) {
   float* mo = args.ptr<float>(6, n);
   float* vo = args.ptr<float>(7, n);
   if (!args.ok() || n <= 0) return nullptr;
-  parallelFor(n, kGrain, [&](int64_t b, int64_t e) { adamwLoop(p + b, g + b, m + b, v + b, po + b, mo + b, vo + b, e - b, k); });
+  const bool inPlace = po == p && mo == m && vo == v;
+  if (!inPlace && (po == p || mo == m || vo == v)) {
+    args.fail("adamw: outputs must be all fresh or all the inputs p, m, v (in place)");
+    return nullptr;
+  }
+  if (inPlace) {
+    parallelFor(n, kGrain, [&](int64_t b, int64_t e) { adamwInPlace(po + b, g + b, mo + b, vo + b, e - b, k); });
+  } else {
+    parallelFor(n, kGrain, [&](int64_t b, int64_t e) { adamwLoop(p + b, g + b, m + b, v + b, po + b, mo + b, vo + b, e - b, k); });
+  }
   return nullptr;
 }
 

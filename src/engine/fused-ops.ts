@@ -17,7 +17,9 @@ export function hasFusedKernel(kernel: FusedKernel): boolean {
 /**
  * One AdamW update of a parameter p with gradient g and moments m, v (all float32, one shape) as
  * one pass over memory: returns [p', m', v'] (the caller assigns and disposes), or null when the
- * backend has no fused kernel (the caller then composes stock ops).
+ * backend has no fused kernel (the caller then composes stock ops). With `attrs.inPlace` the
+ * caller promises to replace p, m and v by the results, and the kernel overwrites their memory
+ * where no other tensor shares it (the results are then p, m, v's own data).
  */
 export function fusedAdamW(p: tf.Tensor, g: tf.Tensor, m: tf.Tensor, v: tf.Tensor, attrs: AdamWAttrs): [tf.Tensor, tf.Tensor, tf.Tensor] | null {
   if (!hasFusedKernel(FusedKernel.AdamW)) return null;

@@ -86,8 +86,9 @@ export class AdamW {
     const bc2Sqrt = Math.sqrt(1 - beta2 ** this.t);
     for (const [name, g] of grads) {
       const { param, expAvg, expAvgSq, decays } = this.slots.get(name)!;
-      // one pass over memory where the backend has the fused kernel (wasm, native): same formula
-      const fused = fusedAdamW(param, g, expAvg, expAvgSq, { beta1, beta2, eps, stepSize, bc2Sqrt, decay: decays ? 1 - lr * weightDecay : 1 });
+      // one pass over memory, in place, where the backend has the fused kernel (wasm, native): same formula
+      const decay = decays ? 1 - lr * weightDecay : 1;
+      const fused = fusedAdamW(param, g, expAvg, expAvgSq, { beta1, beta2, eps, stepSize, bc2Sqrt, decay, inPlace: true });
       if (fused) {
         param.assign(fused[0]);
         expAvg.assign(fused[1]);

@@ -8,7 +8,8 @@ import { initEngine } from '../../src/engine/backend.js';
 import { fusedAdamW, fusedRmsNorm, hasFusedKernel, swiglu } from '../../src/engine/fused-ops.js';
 import { FusedKernel } from '../../src/engine/kernels/fused.js';
 import { tf } from '../../src/engine/tf.js';
-import { expectSameOnBackends, nativeEngine, rand } from './compare.js';
+import { AdamW } from '../../src/optim/adamw.js';
+import { expectClose, expectSameOnBackends, nativeEngine, rand, runOn } from './compare.js';
 
 const { skipReason } = await nativeEngine();
 
@@ -68,6 +69,55 @@ describe.skipIf(skipReason !== null)(`fused kernels${skipReason ? ` (skipped: ${
         return fusedAdamW(p, g, m, v, ADAM) ?? composedAdamW(p, g, m, v);
       }),
     );
+  });
+
+  it('AdamW steps on wasm and native (in place after the first) equal the stock-op update on cpu', async () => {
+    const steps = () => {
+      const params = new Map([['w', tf.variable(rand([33, 7], 1))], ['b', tf.variable(rand([5], 2))]]);
+      const opt = new AdamW(params, { weightDecay: 0.1 });
+      for (let t = 0; t < 3; t++) {
+        const grads = new Map([...params].map(([k, v], i) => [k, tf.tidy(() => v.mul(v).add(rand(v.shape, 10 * t + i, 0.1)))]));
+        opt.apply(grads, 1e-2);
+        tf.dispose([...grads.values()]);
+      }
+      const out = [...params.values()].map((v) => v.clone());
+      opt.dispose();
+      tf.dispose([...params.values()]);
+      return out;
+    };
+    const reference = await runOn('cpu', steps);
+    for (const backend of ['wasm', 'native'] as const) expectClose(await runOn(backend, steps), reference);
+  });
+
+  it('never updates in place memory that another tensor or a reader holds', async () => {
+    for (const backend of ['wasm', 'native'] as const) {
+      await initEngine({ backend, log: () => {} });
+      const w = tf.variable(tf.ones([64]));
+      const opt = new AdamW(new Map([['w', w]]));
+      const g = tf.fill([64], 0.5);
+      opt.apply(new Map([['w', g]]), 0.1); // first step: fresh buffers, the pool's
+      const before = Array.from(w.dataSync()); // on native, the backend's own array: a reader holds it
+      const held = w.dataSync();
+      const copy = w.clone(); // shares w's data
+      opt.apply(new Map([['w', g]]), 0.1);
+      expect(Array.from(copy.dataSync()), backend).toEqual(before);
+      expect(Array.from(held), backend).toEqual(before);
+      expect(w.dataSync()[0], backend).toBeLessThan(before[0]); // and w itself moved
+      const numTensors = tf.memory().numTensors;
+      copy.dispose();
+      opt.apply(new Map([['w', g]]), 0.1); // in place now on wasm (no sharer left)
+      expect(tf.memory().numTensors).toBe(numTensors - 1);
+      // a parameter nobody reads or shares is updated in place from the second step on
+      const u = tf.variable(tf.ones([64]));
+      const optU = new AdamW(new Map([['u', u]]));
+      optU.apply(new Map([['u', g]]), 0.1);
+      const id = u.dataId;
+      optU.apply(new Map([['u', g]]), 0.1);
+      expect(u.dataId, backend).toBe(id);
+      tf.dispose([w, g, u]);
+      opt.dispose();
+      optU.dispose();
+    }
   });
 
   it('runs the fused kernels on wasm and native, and composes stock ops on cpu', async () => {

@@ -27,6 +27,8 @@ export interface AdamWAttrs {
   stepSize: number; // lr / (1 - beta1^t)
   bc2Sqrt: number; // sqrt(1 - beta2^t)
   decay: number; // 1 - lr * weight_decay, or 1
+  /** The caller replaces p, m and v by the results (a variable assign): the kernel may then update them in place. */
+  inPlace?: boolean;
 }
 
 interface Args {
@@ -44,12 +46,15 @@ export function installFusedKernels(addon: NativeAddon, target: KernelBackendNam
     tf.registerKernel({ kernelName, backendName: target, kernelFunc: fn as unknown as tf.KernelFunc });
   };
 
-  // inputs p, g, m, v (same shape, float32) -> [p', m', v']
+  // inputs p, g, m, v (same shape, float32) -> [p', m', v']: p, m, v themselves, updated in place,
+  // when the caller allows it and no other tensor or reader can see their memory (no 3 x 540 MB
+  // of fresh buffers per step at 135M parameters), else fresh tensors
   register(FusedKernel.AdamW, ({ inputs, backend, attrs }) => {
     const { p, g, m, v } = inputs;
     const k = attrs as unknown as AdamWAttrs;
     const mem = memoryOf(backend);
-    const outs = [p, m, v].map(() => mem.makeOutput(p.shape, 'float32'));
+    const inPlace = k.inPlace === true && mem.exclusive(p) && mem.exclusive(m) && mem.exclusive(v);
+    const outs = inPlace ? [p, m, v].map((t) => mem.share(t)) : [p, m, v].map(() => mem.makeOutput(p.shape, 'float32'));
     const n = sizeOf(p.shape);
     if (n > 0) {
       const [po, mo, vo] = outs.map((t) => mem.ref(t));
