@@ -33,6 +33,12 @@ export interface KernelMemory {
    * overwrite it in place (the caller then replaces t by the result, as AdamW assigns a variable).
    */
   exclusive(t: TensorInfo): boolean;
+  /**
+   * A tensor of `shape` viewing x's data from element `at` on, sharing x's memory (no copy), or
+   * null where the backend cannot (wasm: one heap allocation per tensor). Tensors are immutable, so
+   * the view is safe; it keeps x's whole buffer alive while it lives.
+   */
+  view(x: TensorInfo, at: number, shape: number[]): TensorInfo | null;
 }
 
 class WasmMemory implements KernelMemory {
@@ -62,6 +68,9 @@ class WasmMemory implements KernelMemory {
   exclusive(t: TensorInfo): boolean {
     // readSync copies out of the heap, so no caller holds heap memory: the reference count decides
     return this.b.dataIdMap.get(t.dataId)?.refCount === 1;
+  }
+  view(): null {
+    return null;
   }
 }
 
@@ -131,6 +140,11 @@ class HostMemory implements KernelMemory {
     const entry = this.b.data.get(t.dataId);
     const v = entry?.values;
     return entry?.refCount === 1 && ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer && this.pool?.isPrivate(v.buffer) === true;
+  }
+  view(x: TensorInfo, at: number, shape: number[]): TensorInfo | null {
+    const v = this.values(x) as Float32Array | Int32Array | Uint8Array;
+    // stored through the backend's data.set, so the pool counts the view as a user of the buffer
+    return this.b.makeTensorInfo(shape, x.dtype, v.subarray(at, at + sizeOf(shape)));
   }
 }
 
