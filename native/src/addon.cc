@@ -43,6 +43,8 @@ napi_value Init(napi_env env, napi_value exports) {
   exportFunction(env, exports, "swigluGrad", SwiGLUGrad);
   exportFunction(env, exports, "rmsNorm", RmsNorm);
   exportFunction(env, exports, "rmsNormGrad", RmsNormGrad);
+  exportFunction(env, exports, "rope", Rope);
+  exportFunction(env, exports, "ropeGrad", RopeGrad);
   return exports;
 }
 

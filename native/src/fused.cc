@@ -12,6 +12,11 @@
 // rmsNorm(heap, x, w, y, rows, d, eps)    y = x rsqrt(mean(x^2) + eps) w, rows of d
 // rmsNormGrad(heap, x, w, dy, dx, dw, rows, d, eps)
 //   r = rsqrt(mean(x^2) + eps), xr = x r, g = dy w:  dx = r (g - xr mean(g xr)),  dw = sum_rows dy xr
+// rope(heap, x, cos, sin, out, B, inner, hd, tableStride)
+//   rotary embedding with the half swap in the tables' sign (src/model/rope.ts): x [B, inner] in rows
+//   of hd, out = x cos + swap(x) sin, swap exchanging the two halves of each row; the tables repeat
+//   every tableStride elements of x (0: one table for the whole batch, else inner)
+// ropeGrad(heap, dy, cos, sin, dx, B, inner, hd, tableStride)   dx = dy cos + swap(dy sin)
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -72,6 +77,22 @@ GRPO_CLONES void swigluGradRow(const float* gate, const float* up, const float* 
     const float g = gate[j], s = fastSigmoid(g), d = dy[j];
     dup[j] = d * (g * s);
     dgate[j] = (d * up[j]) * (s + g * (s * (1.0f - s)));
+  }
+}
+
+GRPO_CLONES void ropeRow(const float* __restrict__ x, const float* __restrict__ c, const float* __restrict__ s,
+                         float* __restrict__ out, int64_t h) {
+  for (int64_t j = 0; j < h; j++) {
+    out[j] = x[j] * c[j] + x[j + h] * s[j];
+    out[j + h] = x[j + h] * c[j + h] + x[j] * s[j + h];
+  }
+}
+
+GRPO_CLONES void ropeGradRow(const float* __restrict__ dy, const float* __restrict__ c, const float* __restrict__ s,
+                             float* __restrict__ dx, int64_t h) {
+  for (int64_t j = 0; j < h; j++) {
+    dx[j] = dy[j] * c[j] + dy[j + h] * s[j + h];
+    dx[j + h] = dy[j + h] * c[j + h] + dy[j] * s[j];
   }
 }
 
@@ -212,5 +233,35 @@ napi_value RmsNormGrad(napi_env env, napi_callback_info info) {
   }
   return nullptr;
 }
+
+// Shared by rope and ropeGrad: argument checks, then one row of hd at a time over the pool.
+template <bool kGrad>
+napi_value RopeImpl(napi_env env, napi_callback_info info) {
+  Args args(env, info);
+  const int64_t B = args.i64(5), inner = args.i64(6), hd = args.i64(7), tableStride = args.i64(8);
+  if (!args.ok()) return nullptr;
+  if (B < 0 || inner < 0 || hd < 2 || hd % 2 != 0 || inner % hd != 0 || (tableStride != 0 && tableStride != inner)) {
+    args.fail("rope: need an even hd dividing inner, and a table stride of 0 or inner");
+    return nullptr;
+  }
+  const int64_t tables = tableStride == 0 ? inner : B * inner;
+  const float* x = args.ptr<float>(1, B * inner);
+  const float* c = args.ptr<float>(2, tables);
+  const float* s = args.ptr<float>(3, tables);
+  float* out = args.ptr<float>(4, B * inner);
+  if (!args.ok() || B * inner == 0) return nullptr;
+  const int64_t rowsPerB = inner / hd;
+  parallelFor(B * rowsPerB, rowGrain(hd), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const int64_t b = r / rowsPerB, at = r * hd, t = b * tableStride + (r % rowsPerB) * hd;
+      if (kGrad) ropeGradRow(x + at, c + t, s + t, out + at, hd / 2);
+      else ropeRow(x + at, c + t, s + t, out + at, hd / 2);
+    }
+  });
+  return nullptr;
+}
+
+napi_value Rope(napi_env env, napi_callback_info info) { return RopeImpl<false>(env, info); }
+napi_value RopeGrad(napi_env env, napi_callback_info info) { return RopeImpl<true>(env, info); }
 
 }  // namespace grpo

@@ -24,5 +24,7 @@ napi_value SwiGLU(napi_env env, napi_callback_info info);        // fused.cc
 napi_value SwiGLUGrad(napi_env env, napi_callback_info info);    // fused.cc
 napi_value RmsNorm(napi_env env, napi_callback_info info);       // fused.cc
 napi_value RmsNormGrad(napi_env env, napi_callback_info info);   // fused.cc
+napi_value Rope(napi_env env, napi_callback_info info);          // fused.cc
+napi_value RopeGrad(napi_env env, napi_callback_info info);      // fused.cc
 
 }  // namespace grpo

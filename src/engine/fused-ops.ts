@@ -67,3 +67,25 @@ export function fusedRmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Te
   });
   return op(x, w) as tf.Tensor2D;
 }
+
+/**
+ * Rotary embedding with the half swap folded into the tables (src/model/rope.ts): x cos + swap(x)
+ * sin, swap exchanging the two halves of the last axis, as one kernel each way; null when the
+ * backend has no fused kernel or the shapes are not the model's (x [B, ...], tables [1 or B, ...]
+ * with x's other dims, an even last axis). Differentiable in x only: the tables are constants.
+ */
+export function fusedRope(x: tf.Tensor4D, cos: tf.Tensor4D, sin: tf.Tensor4D): tf.Tensor4D | null {
+  if (!hasFusedKernel(FusedKernel.Rope) || [x, cos, sin].some((t) => t.dtype !== 'float32')) return null;
+  const hd = x.shape[3];
+  const fits = (t: tf.Tensor4D) => (t.shape[0] === 1 || t.shape[0] === x.shape[0]) && t.shape.slice(1).every((n, d) => n === x.shape[d + 1]);
+  if (hd % 2 !== 0 || !fits(cos) || !fits(sin) || cos.shape[0] !== sin.shape[0]) return null;
+  const op = tf.customGrad((...args) => {
+    const [xIn, save] = args as [tf.Tensor4D, tf.GradSaveFunc];
+    save([cos, sin]); // kept for backward: the tables may be intermediates of the forward's scope
+    return {
+      value: tf.engine().runKernel(FusedKernel.Rope, { x: xIn, cos, sin }) as tf.Tensor4D,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.engine().runKernel(FusedKernel.RopeGrad, { x: dy, cos: saved[0], sin: saved[1] }) as tf.Tensor],
+    };
+  });
+  return op(x) as tf.Tensor4D;
+}

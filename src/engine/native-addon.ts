@@ -112,6 +112,10 @@ export interface NativeAddon {
   rmsNorm(heap: ArrayBuffer | null, x: TensorRef, w: TensorRef, y: TensorRef, rows: number, d: number, eps: number): void;
   /** dx [rows, d] and dw [d] of rmsNorm for upstream dy. */
   rmsNormGrad(heap: ArrayBuffer | null, x: TensorRef, w: TensorRef, dy: TensorRef, dx: TensorRef, dw: TensorRef, rows: number, d: number, eps: number): void;
+  /** out = x cos + swap(x) sin over rows of hd (swap: the two halves exchanged); tables repeat every tableStride (0 or inner). */
+  rope(heap: ArrayBuffer | null, x: TensorRef, cos: TensorRef, sin: TensorRef, out: TensorRef, B: number, inner: number, hd: number, tableStride: number): void;
+  /** dx = dy cos + swap(dy sin), the gradient of rope. */
+  ropeGrad(heap: ArrayBuffer | null, dy: TensorRef, cos: TensorRef, sin: TensorRef, dx: TensorRef, B: number, inner: number, hd: number, tableStride: number): void;
 }
 
 export interface AddonLoad {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { initEngine } from '../../src/engine/backend.js';
-import { fusedAdamW, fusedRmsNorm, hasFusedKernel, swiglu } from '../../src/engine/fused-ops.js';
+import { fusedAdamW, fusedRmsNorm, fusedRope, hasFusedKernel, swiglu } from '../../src/engine/fused-ops.js';
 import { FusedKernel } from '../../src/engine/kernels/fused.js';
 import { tf } from '../../src/engine/tf.js';
 import { AdamW } from '../../src/optim/adamw.js';
@@ -59,6 +59,28 @@ describe.skipIf(skipReason !== null)(`fused kernels${skipReason ? ` (skipped: ${
         return [rmsNorm(x, w, 1e-5), dx, dw];
       }),
     1e-4);
+  });
+
+  it('rope matches x cos + swap(x) sin and its gradient, with tables shared by the batch or per row', async () => {
+    await expectSameOnBackends(() =>
+      [[3, 5, 4, 8, 1], [2, 1, 3, 2, 2], [4, 7, 6, 64, 4]].flatMap(([B, T, H, hd, Bc], i) => {
+        const x = rand([B, T, H, hd], 100 + i) as tf.Tensor4D;
+        const cos = rand([Bc, T, H, hd], 110 + i) as tf.Tensor4D;
+        const sin = rand([Bc, T, H, hd], 120 + i) as tf.Tensor4D;
+        const dy = rand([B, T, H, hd], 130 + i);
+        const composed = (v: tf.Tensor4D) => {
+          const swapped = tf.reverse(v.reshape([-1, 2, hd / 2]), 1).reshape(v.shape);
+          return v.mul(cos).add(swapped.mul(sin)) as tf.Tensor4D;
+        };
+        const rope = (v: tf.Tensor4D) => fusedRope(v, cos, sin) ?? composed(v);
+        // tables made inside the differentiated function, as the model makes them, must outlive its forward scope
+        const inside = (v: tf.Tensor) => {
+          const [c, s] = [cos.mul(2), sin.mul(2)] as tf.Tensor4D[];
+          return (fusedRope(v as tf.Tensor4D, c, s) ?? composed(v as tf.Tensor4D).mul(2)).mul(dy).sum();
+        };
+        return [rope(x), tf.grad((v: tf.Tensor) => rope(v as tf.Tensor4D).mul(dy).sum())(x), tf.grad(inside)(x)];
+      }),
+    );
   });
 
   it('adamw gives the composed update of parameter and moments, on odd sizes', async () => {

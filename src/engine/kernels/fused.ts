@@ -1,6 +1,7 @@
 /**
  * Kernels of our own (no stock tfjs kernel has their names) for work that would otherwise be a
- * chain of elementwise ops: an AdamW update, SwiGLU and RMSNorm forward and backward. Registered
+ * chain of elementwise ops: an AdamW update, SwiGLU, RMSNorm and rotary embeddings forward and
+ * backward. Registered
  * on the wasm and native backends only; ../fused-ops.ts calls them where they are registered and
  * composes stock ops everywhere else, so model code stays backend-agnostic.
  */
@@ -17,6 +18,8 @@ export const FusedKernel = {
   SwiGLUGrad: 'GrpoSwiGLUGrad',
   RmsNorm: 'GrpoRmsNorm',
   RmsNormGrad: 'GrpoRmsNormGrad',
+  Rope: 'GrpoRope',
+  RopeGrad: 'GrpoRopeGrad',
 } as const;
 export type FusedKernel = (typeof FusedKernel)[keyof typeof FusedKernel];
 
@@ -103,4 +106,21 @@ export function installFusedKernels(addon: NativeAddon, target: KernelBackendNam
     if (d > 0) addon.rmsNormGrad(mem.heap(), mem.ref(x), mem.ref(w), mem.ref(dy), rows > 0 ? mem.ref(dx) : mem.ref(dw), mem.ref(dw), rows, d, attrs!.eps as number);
     return [dx, dw];
   });
+
+  // x [B, ...rest] (last axis hd), cos and sin [1 or B, ...rest] -> x cos + swap(x) sin; the
+  // gradient kernel takes dy in place of x
+  const rope = (kernelName: FusedKernel, grad: boolean): void =>
+    register(kernelName, ({ inputs, backend }) => {
+      const { x, cos, sin } = inputs;
+      const mem = memoryOf(backend);
+      const out = mem.makeOutput(x.shape, 'float32');
+      const B = x.shape[0];
+      const inner = sizeOf(x.shape.slice(1));
+      const hd = x.shape[x.shape.length - 1];
+      const call = grad ? addon.ropeGrad : addon.rope;
+      if (B * inner > 0) call.call(addon, mem.heap(), mem.ref(x), mem.ref(cos), mem.ref(sin), mem.ref(out), B, inner, hd, cos.shape[0] === 1 ? 0 : inner);
+      return out;
+    });
+  rope(FusedKernel.Rope, false);
+  rope(FusedKernel.RopeGrad, true);
 }
