@@ -18,7 +18,8 @@
         "src/gemm.cc",
         "src/elementwise.cc",
         "src/copy.cc",
-        "src/reduce.cc"
+        "src/reduce.cc",
+        "src/fused.cc"
       ],
       "include_dirs": ["/usr/include/<(multiarch)/openblas-pthread"],
       "libraries": [

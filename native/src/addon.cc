@@ -38,6 +38,13 @@ napi_value Init(napi_env env, napi_value exports) {
   exportFunction(env, exports, "cast", Cast);
   exportFunction(env, exports, "reduce", ReduceAxes);
   exportFunction(env, exports, "softmax", Softmax);
+  exportFunction(env, exports, "adamw", AdamW);
+  exportFunction(env, exports, "swiglu", SwiGLU);
+  exportFunction(env, exports, "swigluGrad", SwiGLUGrad);
+  exportFunction(env, exports, "rmsNorm", RmsNorm);
+  exportFunction(env, exports, "rmsNormGrad", RmsNormGrad);
+  exportFunction(env, exports, "rope", Rope);
+  exportFunction(env, exports, "ropeGrad", RopeGrad);
   return exports;
 }
 

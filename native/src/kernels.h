@@ -19,5 +19,12 @@ napi_value SegmentSum(napi_env env, napi_callback_info info);    // copy.cc
 napi_value Cast(napi_env env, napi_callback_info info);          // copy.cc
 napi_value ReduceAxes(napi_env env, napi_callback_info info);    // reduce.cc
 napi_value Softmax(napi_env env, napi_callback_info info);       // reduce.cc
+napi_value AdamW(napi_env env, napi_callback_info info);         // fused.cc
+napi_value SwiGLU(napi_env env, napi_callback_info info);        // fused.cc
+napi_value SwiGLUGrad(napi_env env, napi_callback_info info);    // fused.cc
+napi_value RmsNorm(napi_env env, napi_callback_info info);       // fused.cc
+napi_value RmsNormGrad(napi_env env, napi_callback_info info);   // fused.cc
+napi_value Rope(napi_env env, napi_callback_info info);          // fused.cc
+napi_value RopeGrad(napi_env env, napi_callback_info info);      // fused.cc
 
 }  // namespace grpo

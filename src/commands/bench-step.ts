@@ -12,6 +12,7 @@
  */
 import type { BackendChoice } from '../engine/backend.js';
 import { memoryLimit } from '../engine/memory-limit.js';
+import { KernelProfiler, type KernelStat } from '../engine/profiler.js';
 import { tf } from '../engine/tf.js';
 import { LlamaModel } from '../model/llama.js';
 import { checkStepFits } from '../model/memory-estimate.js';
@@ -26,6 +27,8 @@ export interface BenchStepOptions extends ShapeFlags {
   backend: string;
   peakGflops: string;
   json?: boolean;
+  profile?: boolean; // time every kernel of the timed steps
+  byShape?: boolean; // the same, one row per kernel and input shapes
 }
 
 export interface BenchStepResult {
@@ -46,6 +49,7 @@ export interface BenchStepResult {
   peak_rss_mb: number;
   estimated_mb: number; // the fit check's estimate of one step
   loss: number;
+  profile?: KernelStat[]; // per timed step: the most expensive kernels, with --profile or --by-shape
 }
 
 export async function benchStep(opts: BenchStepOptions, io: CommandIO): Promise<BenchStepResult> {
@@ -77,14 +81,18 @@ export async function benchStep(opts: BenchStepOptions, io: CommandIO): Promise<
   };
   const times: number[] = [];
   let loss = NaN;
+  const profiler = opts.profile || opts.byShape ? new KernelProfiler(opts.byShape === true) : null;
+  let kernels: KernelStat[] = [];
   try {
     await step(); // warm-up: AdamW's moments, kernel set-up, the buffer pool
+    profiler?.start();
     for (let i = 0; i < steps; i++) {
       const t0 = performance.now();
       loss = await step();
       times.push(performance.now() - t0);
     }
   } finally {
+    if (profiler) kernels = profiler.stop();
     tf.dispose([ids, adv]);
     adamw.dispose();
     model.dispose();
@@ -112,6 +120,10 @@ export async function benchStep(opts: BenchStepOptions, io: CommandIO): Promise<
     estimated_mb: Math.round(estimate.total / 2 ** 20),
     loss,
   };
+  if (profiler) {
+    const top = kernels.slice(0, opts.byShape ? 40 : 20);
+    result.profile = top.map((k) => ({ kernel: k.kernel, calls: k.calls / steps, ms: round(k.ms / steps), cpuMs: round(k.cpuMs / steps) }));
+  }
   if (opts.json) io.out(JSON.stringify(result));
   else {
     io.out(
@@ -120,6 +132,12 @@ export async function benchStep(opts: BenchStepOptions, io: CommandIO): Promise<
         `${result.matmul_gflops} GFLOP/s = ${(result.peak_fraction * 100).toFixed(1)}% of ${peak} GFLOP/s fp32 peak; ` +
         `peak RSS ${result.peak_rss_mb} MB (estimated step ${result.estimated_mb} MB)`,
     );
+    if (result.profile) {
+      const kernelMs = kernels.reduce((s, k) => s + k.ms, 0) / steps;
+      const kernelCpu = kernels.reduce((s, k) => s + k.cpuMs, 0) / steps;
+      io.out(`  kernels ${round(kernelMs)} ms wall, ${round(kernelCpu)} ms process CPU per step (the rest is the engine's bookkeeping and JS):`);
+      for (const k of result.profile) io.out(`    ${k.ms.toFixed(1).padStart(9)} ms ${k.cpuMs.toFixed(1).padStart(9)} ms CPU ${String(k.calls).padStart(5)}x  ${k.kernel}`);
+    }
   }
   return result;
 }

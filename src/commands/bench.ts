@@ -27,6 +27,8 @@ export function registerBench(program: Command, io: () => CommandIO): void {
       .option('--peak-gflops <n>', "the machine's fp32 peak, GFLOP/s, for the peak share", String(DEFAULT_PEAK_GFLOPS))
       .option(...BACKEND_FLAG)
       .option('--json', 'print one JSON object')
+      .option('--profile', 'also time every kernel of the timed steps (the profile adds a little overhead)')
+      .option('--by-shape', 'like --profile, one row per kernel and input shapes')
       .action(async (opts: BenchStepOptions) => {
         await benchStep(opts, io());
       }),

@@ -93,6 +93,11 @@ export class HostPool {
     return dtype === 'float32' ? new Float32Array(buffer, 0, n) : dtype === 'int32' ? new Int32Array(buffer, 0, n) : new Uint8Array(buffer, 0, n);
   }
 
+  /** Whether `buffer` is this pool's, held by one tensor and never handed to a caller: safe to overwrite in place. */
+  isPrivate(buffer: ArrayBuffer): boolean {
+    return this.owned.has(buffer) && !this.escaped.has(buffer) && (this.users.get(buffer) ?? 0) === 1;
+  }
+
   /** Bytes waiting in the free lists. */
   get bytes(): number {
     return this.pooledBytes;

@@ -86,6 +86,36 @@ export interface NativeAddon {
   /** x viewed as [O, R, I]; out [O, I] = op over R. */
   reduce(heap: ArrayBuffer | null, op: ReduceOp, xOff: TensorRef, outOff: TensorRef, O: number, R: number, I: number): void;
   softmax(heap: ArrayBuffer | null, xOff: TensorRef, outOff: TensorRef, rows: number, cols: number): void;
+  /** One AdamW update of n elements into pOut, mOut, vOut (see native/src/fused.cc for the formula). */
+  adamw(
+    heap: ArrayBuffer | null,
+    p: TensorRef,
+    g: TensorRef,
+    m: TensorRef,
+    v: TensorRef,
+    pOut: TensorRef,
+    mOut: TensorRef,
+    vOut: TensorRef,
+    n: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    stepSize: number,
+    bc2Sqrt: number,
+    decay: number,
+  ): void;
+  /** out [rows, I] = silu(gu[:, :I]) * gu[:, I:], gu [rows, 2I]. */
+  swiglu(heap: ArrayBuffer | null, gu: TensorRef, out: TensorRef, rows: number, I: number): void;
+  /** dgu [rows, 2I] from gu [rows, 2I] and the upstream gradient dy [rows, I]. */
+  swigluGrad(heap: ArrayBuffer | null, gu: TensorRef, dy: TensorRef, dgu: TensorRef, rows: number, I: number): void;
+  /** y = x * rsqrt(mean(x^2) + eps) * w over rows of d. */
+  rmsNorm(heap: ArrayBuffer | null, x: TensorRef, w: TensorRef, y: TensorRef, rows: number, d: number, eps: number): void;
+  /** dx [rows, d] and dw [d] of rmsNorm for upstream dy. */
+  rmsNormGrad(heap: ArrayBuffer | null, x: TensorRef, w: TensorRef, dy: TensorRef, dx: TensorRef, dw: TensorRef, rows: number, d: number, eps: number): void;
+  /** out = x cos + swap(x) sin over rows of hd (swap: the two halves exchanged); tables repeat every tableStride (0 or inner). */
+  rope(heap: ArrayBuffer | null, x: TensorRef, cos: TensorRef, sin: TensorRef, out: TensorRef, B: number, inner: number, hd: number, tableStride: number): void;
+  /** dx = dy cos + swap(dy sin), the gradient of rope. */
+  ropeGrad(heap: ArrayBuffer | null, dy: TensorRef, cos: TensorRef, sin: TensorRef, dx: TensorRef, B: number, inner: number, hd: number, tableStride: number): void;
 }
 
 export interface AddonLoad {

@@ -10,6 +10,7 @@ export interface KernelStat {
   kernel: string; // kernel name, plus input shapes when profiling by shape
   calls: number;
   ms: number; // total wall time inside the kernel
+  cpuMs: number; // process CPU time (user + sys, every thread) inside the kernel: steadier than wall on a loaded machine
 }
 
 type Config = ReturnType<typeof tf.getKernelsForBackend>[number];
@@ -32,13 +33,16 @@ export class KernelProfiler {
         ...config,
         setupFunc: undefined, // already set up: the backend is initialised
         kernelFunc: (args) => {
+          const c0 = process.cpuUsage();
           const t0 = performance.now();
           const out = inner(args);
           const ms = performance.now() - t0;
+          const c1 = process.cpuUsage(c0);
           const key = this.byShape ? `${config.kernelName} ${shapesOf(args.inputs)}` : config.kernelName;
-          const s = this.stats.get(key) ?? { kernel: key, calls: 0, ms: 0 };
+          const s = this.stats.get(key) ?? { kernel: key, calls: 0, ms: 0, cpuMs: 0 };
           s.calls += 1;
           s.ms += ms;
+          s.cpuMs += (c1.user + c1.system) / 1000;
           this.stats.set(key, s);
           return out;
         },

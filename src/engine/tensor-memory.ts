@@ -28,6 +28,17 @@ export interface KernelMemory {
   i32(t: TensorInfo): Int32Array;
   /** A tensor sharing x's data (tensors are immutable, so sharing is safe). */
   share(x: TensorInfo, shape?: number[], dtype?: DataType): TensorInfo;
+  /**
+   * Whether t is the only holder of its data and no caller can see that memory, so a kernel may
+   * overwrite it in place (the caller then replaces t by the result, as AdamW assigns a variable).
+   */
+  exclusive(t: TensorInfo): boolean;
+  /**
+   * A tensor of `shape` viewing x's data from element `at` on, sharing x's memory (no copy), or
+   * null where the backend cannot (wasm: one heap allocation per tensor). Tensors are immutable, so
+   * the view is safe; it keeps x's whole buffer alive while it lives.
+   */
+  view(x: TensorInfo, at: number, shape: number[]): TensorInfo | null;
 }
 
 class WasmMemory implements KernelMemory {
@@ -54,11 +65,18 @@ class WasmMemory implements KernelMemory {
     this.b.incRef(x.dataId);
     return { dataId: x.dataId, shape, dtype };
   }
+  exclusive(t: TensorInfo): boolean {
+    // readSync copies out of the heap, so no caller holds heap memory: the reference count decides
+    return this.b.dataIdMap.get(t.dataId)?.refCount === 1;
+  }
+  view(): null {
+    return null;
+  }
 }
 
 /** The parts of tfjs's MathBackendCPU that kernels use. */
 export interface CpuLikeBackend {
-  data: { get(dataId: object): { values?: unknown } | undefined };
+  data: { get(dataId: object): { values?: unknown; refCount?: number } | undefined };
   makeTensorInfo(shape: number[], dtype: DataType, values?: unknown): TensorInfo;
   incRef(dataId: object): void;
   disposeData(dataId: object, force?: boolean): boolean;
@@ -116,6 +134,17 @@ class HostMemory implements KernelMemory {
   share(x: TensorInfo, shape: number[] = x.shape, dtype: DataType = x.dtype): TensorInfo {
     this.b.incRef(x.dataId);
     return { dataId: x.dataId, shape, dtype };
+  }
+  exclusive(t: TensorInfo): boolean {
+    // one tensor, in a buffer of the pool's that no other tensor views and no caller has read
+    const entry = this.b.data.get(t.dataId);
+    const v = entry?.values;
+    return entry?.refCount === 1 && ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer && this.pool?.isPrivate(v.buffer) === true;
+  }
+  view(x: TensorInfo, at: number, shape: number[]): TensorInfo | null {
+    const v = this.values(x) as Float32Array | Int32Array | Uint8Array;
+    // stored through the backend's data.set, so the pool counts the view as a user of the buffer
+    return this.b.makeTensorInfo(shape, x.dtype, v.subarray(at, at + sizeOf(shape)));
   }
 }
 

@@ -12,6 +12,7 @@
  * - grouped-query attention never repeats k/v: the g query heads of a kv group are stacked along
  *   the query-row axis, so scores are one batched matMul [B*nKV, T*g, hd] x [B*nKV, Tk, hd]^T.
  */
+import { fusedRmsNorm, fusedRope, swiglu } from '../engine/fused-ops.js';
 import { tf } from '../engine/tf.js';
 import { archOf, headDim, type Arch } from './architecture.js';
 import { loraLayer, sideTerm, type LoraLayer, type LoraProj, type LoraSideSpec } from './lora-side.js';
@@ -112,6 +113,8 @@ export function fusedOwned(w: FusedWeights): tf.Tensor[] {
  *   dx = r * (g - xr * mean(g * xr)),  g = dy * w;   dw = sum_rows(dy * xr).
  */
 export function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2D {
+  const fused = fusedRmsNorm(x, w, eps); // one kernel each way where the backend has it
+  if (fused) return fused;
   const norm = tf.customGrad((...args) => {
     const [xIn, wIn, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.GradSaveFunc];
     const r = xIn.mul(xIn).mean(-1, true).add(eps).rsqrt(); // [N, 1]
@@ -218,9 +221,11 @@ function project(L: FusedLayer, proj: LoraProj, x: tf.Tensor2D, W: tf.Tensor2D, 
 /** Gated MLP: down(act(gate(x)) * up(x)), SwiGLU (SiLU) or GeGLU (tanh GELU). x [N, d] -> [N, d]. */
 function mlp(arch: Arch, L: FusedLayer, x: tf.Tensor2D): tf.Tensor2D {
   const I = L.wdown.shape[1];
-  const [gate, up] = tf.split(project(L, 'gu', x, L.wgu, L.bgu, [I, I]), 2, 1); // [N, I] each
-  const act = arch.act === 'silu' ? gate.mul(tf.sigmoid(gate)) : geluTanh(gate);
-  return project(L, 'down', act.mul(up) as tf.Tensor2D, L.wdown, L.bdown, [L.wdown.shape[0]]);
+  const gu = project(L, 'gu', x, L.wgu, L.bgu, [I, I]); // [N, 2I]: gate columns, then up
+  const down = (h: tf.Tensor2D): tf.Tensor2D => project(L, 'down', h, L.wdown, L.bdown, [L.wdown.shape[0]]);
+  if (arch.act === 'silu') return down(swiglu(gu)); // fused where the backend has it
+  const [gate, up] = tf.split(gu, 2, 1); // [N, I] each
+  return down(geluTanh(gate).mul(up) as tf.Tensor2D);
 }
 
 const GELU_C = Math.sqrt(2 / Math.PI);
@@ -251,8 +256,7 @@ function attention(
   let qkv = project(L, 'qkv', x, L.wqkv, L.bqkv, [nH * hd, nKV * hd, nKV * hd]).reshape<tf.Tensor4D>([B, T, heads, hd]);
   if (L.qNorm !== null && L.kNorm !== null) qkv = headNorms(c, L.qNorm, L.kNorm, qkv);
   // rotate q and k, scale q (see rope.ts), pass v through: [B, T, H'', hd]
-  const swapped = tf.reverse(qkv.reshape([B * T * heads, 2, hd / 2]), 1).reshape([B, T, heads, hd]);
-  const rotated = qkv.mul(rope.cos).add(swapped.mul(rope.sin));
+  const rotated = fusedRope(qkv, rope.cos, rope.sin) ?? rotateComposed(qkv, rope, B, T, heads, hd); // one kernel where the backend has it
   const [q, kNew, vNew] = tf.split(rotated, [nH, nKV, nKV], 2);
   let k = headsFirst(kNew as tf.Tensor4D); // [B, nKV, T, hd]
   let v = headsFirst(vNew as tf.Tensor4D);
@@ -270,6 +274,12 @@ function attention(
   const ctx = tf.matMul(probs, v.reshape([B * nKV, Tk, hd])); // [B*nKV, T*g, hd]
   const out = seqFirst(ctx.reshape([B, nKV, T, g * hd])).reshape<tf.Tensor2D>([B * T, nH * hd]);
   return { out, kv: { k, v } };
+}
+
+/** x cos + swap(x) sin from stock ops (swap: the halves of the last axis exchanged). x [B, T, H'', hd]. */
+function rotateComposed(qkv: tf.Tensor4D, rope: RopeCoefs, B: number, T: number, heads: number, hd: number): tf.Tensor4D {
+  const swapped = tf.reverse(qkv.reshape([B * T * heads, 2, hd / 2]), 1).reshape([B, T, heads, hd]);
+  return qkv.mul(rope.cos).add(swapped.mul(rope.sin));
 }
 
 /** Qwen3's per-head RMSNorm of queries (q_norm) and keys (k_norm) over head_dim; v untouched. */

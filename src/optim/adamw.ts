@@ -12,6 +12,7 @@
  * shape) and `<param>.step` (a float32 scalar). A parameter that gets no gradient in a step is
  * left untouched, as torch skips parameters whose grad is None.
  */
+import { fusedAdamW } from '../engine/fused-ops.js';
 import { tf } from '../engine/tf.js';
 import { GrpoError } from '../shared/errors.js';
 import type { NamedHostTensors } from '../model/types.js';
@@ -85,8 +86,18 @@ export class AdamW {
     const bc2Sqrt = Math.sqrt(1 - beta2 ** this.t);
     for (const [name, g] of grads) {
       const { param, expAvg, expAvgSq, decays } = this.slots.get(name)!;
-      // Each temporary is freed as soon as the next op has read it, not at the end of a tidy: for
-      // the [49152, 576] embedding of a 135M model a tidy held 11 parameter-sized temporaries at
+      // one pass over memory, in place, where the backend has the fused kernel (wasm, native): same formula
+      const decay = decays ? 1 - lr * weightDecay : 1;
+      const fused = fusedAdamW(param, g, expAvg, expAvgSq, { beta1, beta2, eps, stepSize, bc2Sqrt, decay, inPlace: true });
+      if (fused) {
+        param.assign(fused[0]);
+        expAvg.assign(fused[1]);
+        expAvgSq.assign(fused[2]);
+        tf.dispose(fused);
+        continue;
+      }
+      // Stock ops (other backends): each temporary is freed as soon as the next op has read it,
+      // not at the end of a tidy: for the [49152, 576] embedding of a 135M model a tidy held 11 parameter-sized temporaries at
       // once (1.2 GB, the step's peak); this way at most 2 live beside p, m, v and g. Same ops in
       // the same order, so the same bits.
       tf.tidy(() => {

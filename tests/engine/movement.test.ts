@@ -99,6 +99,30 @@ describe.skipIf(skipReason !== null)(`native data-movement kernels${skipReason ?
     await expectSameOnBackends(() => [tf.oneHot(ints([1, 0, 3, 9]), 4), tf.oneHot(ints([2, 2]), 3, 5, -1, 'float32'), tf.oneHot(ints([0, 2], [2]), 3, 1, 0, 'int32')]);
   });
 
+  it('native: contiguous split parts and large slices view their source, which can then be freed safely', async () => {
+    await runOn('native', () => {
+      const x = tf.range(0, 24, 1, 'float32').mul(1).reshape([6, 4]); // a pooled kernel output
+      const want = Array.from(x.dataSync());
+      const y = x.add(0); // not read: its buffer is the pool's and private
+      const [top, bottom] = tf.split(y, [2, 4], 0);
+      const half = tf.slice(y, [3, 0], [3, 4]);
+      const small = tf.slice(y, [5, 0], [1, 4]); // under half of y: a copy
+      const buffer = (t: tf.Tensor) => ((tf.backend() as unknown as { data: { get(id: object): { values: Float32Array } } }).data.get(t.dataId).values.buffer);
+      expect(buffer(top)).toBe(buffer(y));
+      expect(buffer(bottom)).toBe(buffer(y));
+      expect(buffer(half)).toBe(buffer(y));
+      expect(buffer(small)).not.toBe(buffer(y));
+      y.dispose();
+      for (let i = 0; i < 4; i++) tf.tidy(() => tf.ones([6, 4]).mul(7)); // would reuse y's buffer if it were freed
+      expect(Array.from(top.dataSync())).toEqual(want.slice(0, 8));
+      expect(Array.from(bottom.dataSync())).toEqual(want.slice(8));
+      expect(Array.from(half.dataSync())).toEqual(want.slice(12));
+      expect(Array.from(small.dataSync())).toEqual(want.slice(20));
+      x.dispose();
+      return [top, bottom, half, small];
+    });
+  });
+
   it('identity and same-dtype cast share data instead of copying', async () => {
     await runOn('wasm', () => {
       const x = rand([3, 3], 12);

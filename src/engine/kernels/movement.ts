@@ -51,10 +51,26 @@ function copyOut(
   return out;
 }
 
-function slice(addon: NativeAddon, backend: KernelMemory, x: TensorInfo, begin: number[], size: number[]): TensorInfo | null {
+/**
+ * x[begin : begin + size]: a view of x's memory where the slice is one contiguous run, the
+ * backend can share memory (native) and `mayView` allows it, else a copy.
+ */
+function slice(addon: NativeAddon, backend: KernelMemory, x: TensorInfo, begin: number[], size: number[], mayView: boolean): TensorInfo | null {
   const xs = stridesOf(x.shape);
   const at = begin.reduce((acc, b, d) => acc + b * xs[d], 0);
+  if (mayView && isContiguous(x.shape, size) && elemBytes(x.dtype) !== 0) {
+    const view = backend.view(x, at, size);
+    if (view) return view;
+  }
   return copyOut(addon, backend, x, size, at, xs);
+}
+
+/** Whether a slice of `size` from a row-major `shape` is one run: size-1 axes, then one partial axis, then whole axes. */
+export function isContiguous(shape: readonly number[], size: readonly number[]): boolean {
+  let d = 0;
+  while (d < shape.length && size[d] === 1) d++;
+  for (let e = d + 1; e < shape.length; e++) if (size[e] !== shape[e]) return false;
+  return true;
 }
 
 const CAST_MODES: Record<string, CastMode> = {
@@ -78,7 +94,8 @@ export function installMovementKernels(addon: NativeAddon, target: KernelBackend
     const { x } = args.inputs as { x: TensorInfo };
     const { begin, size } = args.attrs as { begin: number | number[]; size: number | number[] };
     const [b, s] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size);
-    return slice(addon, backend, x, b, s);
+    // a view only for at least half of x: a small slice must not keep a large buffer alive
+    return slice(addon, backend, x, b, s, 2 * sizeOf(s) >= sizeOf(x.shape));
   });
 
   replaceKernel(target, tf.SplitV, (args, backend) => {
@@ -92,7 +109,9 @@ export function installMovementKernels(addon: NativeAddon, target: KernelBackend
     for (const n of sizes) {
       const size = [...x.shape];
       size[$axis] = n;
-      const part = slice(addon, backend, x, [...begin], size);
+      // the parts of a split together cover x, so views of it (where contiguous) pin nothing extra:
+      // the gradient of a fused weight concat splits [3072, 576] into row blocks without a copy
+      const part = slice(addon, backend, x, [...begin], size, true);
       if (part === null) {
         for (const t of outs) backend.disposeData(t.dataId);
         return null;
