@@ -65,7 +65,8 @@ function positive(flag: string, value: string): number {
 
 /**
  * Matmul FLOPs of one forward pass over B sequences of T tokens (2 per multiply-add), scoring
- * `scored` positions per sequence with the head; attention counts the full T x T.
+ * `scored` positions per sequence with the head; attention counts the full T x T (the model
+ * computes masked scores too). Elementwise work is left out: it is small next to this.
  */
 export function forwardFlops(c: LlamaConfig, B: number, T: number, scored: number): number {
   const d = c.hidden_size;
@@ -73,7 +74,7 @@ export function forwardFlops(c: LlamaConfig, B: number, T: number, scored: numbe
   const q = c.num_attention_heads * hd;
   const kv = c.num_key_value_heads * hd;
   const perToken = 2 * d * (q + 2 * kv) + 2 * q * d + 2 * d * 2 * c.intermediate_size + 2 * c.intermediate_size * d;
-  const attention = 2 * 2 * T * T * q;
+  const attention = 2 * 2 * T * T * q; // scores and context, per sequence and layer
   return c.num_hidden_layers * (B * T * perToken + B * attention) + B * scored * 2 * d * c.vocab_size;
 }
 
