@@ -62,10 +62,32 @@ struct Box {
   int64_t bytes;
 };
 
+// The key/value buffers of the last freed cache, kept for the next cache of the same size. A
+// rollout worker opens a cache per weights version (several a second in a small model's run):
+// fresh buffers of that size come from mmap, and every first write to one of their pages faults
+// (the shared-prompt row copies and the prefill's cache writes), where reused ones are already
+// mapped. One slot: at most one cache's worth of memory is held beyond what is live, per JS thread.
+struct SpareKV {
+  int64_t size = 0;  // floats in each of k and v
+  std::unique_ptr<float[]> k, v;
+};
+thread_local SpareKV spare;  // per JS thread: worker_threads each have their own
+
+void keepSpare(Cache* c) {
+  const int64_t size = (int64_t)c->rows * c->L * c->nKV * c->maxLen * c->hd;
+  spare.size = size;
+  spare.k = std::move(c->k);
+  spare.v = std::move(c->v);
+}
+
 void release(napi_env env, Box* box) {
   if (box->p == nullptr) return;
   if (box->kind == Kind::Decoder) delete static_cast<Decoder*>(box->p);
-  else delete static_cast<Cache*>(box->p);
+  else {
+    Cache* c = static_cast<Cache*>(box->p);
+    keepSpare(c);
+    delete c;
+  }
   box->p = nullptr;
   int64_t total = 0;
   napi_adjust_external_memory(env, -box->bytes, &total);
@@ -250,8 +272,14 @@ napi_value CacheNew(napi_env env, napi_callback_info info) {
   c->nKV = dec->nKV;
   c->hd = dec->hd;
   const int64_t size = (int64_t)rows * dec->L * dec->nKV * maxLen * dec->hd;
-  c->k.reset(new float[size]);
-  c->v.reset(new float[size]);
+  if (spare.size == size && spare.k) {
+    c->k = std::move(spare.k);  // contents are stale: only positions below a row's len are read
+    c->v = std::move(spare.v);
+    spare.size = 0;
+  } else {
+    c->k.reset(new float[size]);
+    c->v.reset(new float[size]);
+  }
   c->len.assign(rows, 0);
   // the rotary table exactly as rope.ts builds it (float32 angles from rope.ts's inverse frequencies)
   const int hd = dec->hd, half = hd / 2;

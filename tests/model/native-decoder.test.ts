@@ -140,6 +140,31 @@ describe.skipIf(addon === null)('native rollout decoder', () => {
     other.dispose();
   });
 
+  it('answers alike in a fresh cache and in one that reuses a freed cache’s memory', async () => {
+    // a freed cache's buffers go to the next cache of the same size: nothing it held may show
+    const first = async (): Promise<Float32Array> => {
+      const s = await NativeDecodeSession.start(model, PROMPTS.map((p) => [...p].reverse()), 24, 1);
+      for (let t = 0; t < 6; t++) s.step(PROMPTS.map((_, i) => 3 + ((i + t) % 9)));
+      s.dispose();
+      return s.readLogProbs();
+    };
+    const second = async (): Promise<Float32Array> => {
+      const s = await NativeDecodeSession.start(model, PROMPTS, 24, 1);
+      s.step(PROMPTS.map(() => 4));
+      const out = await s.readLogProbs();
+      s.dispose();
+      return out;
+    };
+    const alone = await second(); // its own fresh memory or a spare: compared below with both
+    await first();
+    const reused = await second();
+    expect(reused).toEqual(alone);
+    const other = await NativeDecodeSession.start(model, PROMPTS, 25, 1); // another size: fresh memory
+    other.step(PROMPTS.map(() => 4));
+    expect(Array.from(await other.readLogProbs())).toEqual(Array.from(reused));
+    other.dispose();
+  });
+
   it('rejects bad native calls with a RangeError instead of touching memory out of bounds', async () => {
     const session = await NativeDecodeSession.start(model, [[1, 2]], 3, 1);
     session.step([4]); // position 2: the cache's last
