@@ -4,7 +4,13 @@
  * log-probabilities of the next tokens, loss -(mean_t logp * advantage).mean(), backward, AdamW.
  *
  *   grpo bench step --model-config shapes/smollm2-135m.json --batch 4 --seq 128 [--steps 3]
- *       [--gradient-checkpointing] [--backend auto|tensorflow|native|wasm|cpu] [--json]
+ *       [--gradient-checkpointing] [--group G --prompt P [--no-shared-prefix]]
+ *       [--backend auto|tensorflow|native|wasm|cpu] [--json]
+ *
+ * With --group G and --prompt P the batch is B / G prompts of P tokens, each continued by G
+ * different completions (GRPO's groups), and the step runs each prompt once (model/
+ * shared-prefix.ts) unless --no-shared-prefix or --gradient-checkpointing; tokens/s still counts
+ * every row's B x T positions, so the two settings compare directly.
  *
  * Prints the best and median ms per step after a warm-up step, tokens/s, matmul GFLOP/s as a
  * share of the fp32 peak, and the peak RSS. The fit check runs first: a step that cannot fit
@@ -15,6 +21,8 @@ import { memoryLimit } from '../engine/memory-limit.js';
 import { KernelProfiler, type KernelStat } from '../engine/profiler.js';
 import { tf } from '../engine/tf.js';
 import { LlamaModel } from '../model/llama.js';
+import { findSharedPrefix } from '../model/shared-prefix.js';
+import { GrpoError } from '../shared/errors.js';
 import { checkStepFits } from '../model/memory-estimate.js';
 import { AdamW } from '../optim/adamw.js';
 import { Rng } from '../shared/rng.js';
@@ -24,6 +32,9 @@ import { startEngine, type CommandIO } from './io.js';
 export interface BenchStepOptions extends ShapeFlags {
   steps: string;
   gradientCheckpointing?: boolean;
+  group?: string; // rows per shared prompt (default 1: every row its own)
+  prompt?: string; // tokens the rows of a group share
+  sharedPrefix?: boolean; // false with --no-shared-prefix
   backend: string;
   peakGflops: string;
   json?: boolean;
@@ -40,6 +51,9 @@ export interface BenchStepResult {
   batch: number;
   seq: number;
   gradient_checkpointing: boolean;
+  group: number; // rows per prompt
+  prompt: number; // tokens a group shares
+  shared_prefix: boolean; // each prompt ran once
   steps: number;
   best_ms: number;
   median_ms: number;
@@ -60,17 +74,31 @@ export async function benchStep(opts: BenchStepOptions, io: CommandIO): Promise<
   const limit = memoryLimit();
   const estimate = checkStepFits(shape.config, { batch: shape.batch, seq: shape.seq, checkpoint }, limit.bytes, limit.where, limit.engineBytes);
   const { config, batch: B, seq: T } = shape;
+  const G = Number(opts.group ?? 1);
+  const P = Number(opts.prompt ?? 0);
+  if (!Number.isInteger(G) || G < 1 || B % G !== 0) throw new GrpoError('GRPO_ERR_USAGE', `--group ${opts.group}: a whole number >= 1 that divides --batch ${B}`);
+  if (!Number.isInteger(P) || P < 0 || P >= T || (G > 1 && P === 0)) throw new GrpoError('GRPO_ERR_USAGE', `--prompt ${opts.prompt}: a whole number below --seq ${T}, and >= 1 with --group > 1`);
   const model = LlamaModel.create(config, 0);
   const params = model.variables();
   const vars = [...params.values()];
   const names = new Map([...params].map(([name, v]) => [v.name, name]));
   const adamw = new AdamW(params);
   const rng = new Rng(1);
-  const ids = tf.tensor2d(Int32Array.from({ length: B * T }, () => rng.int(0, config.vocab_size - 1)), [B, T], 'int32');
+  const hostIds = Int32Array.from({ length: B * T }, () => rng.int(0, config.vocab_size - 1));
+  for (let b = 0; b < B; b++) if (b % G !== 0) hostIds.copyWithin(b * T, (b - (b % G)) * T, (b - (b % G)) * T + P); // a group's rows share their prompt
+  const prefix = G > 1 && P > 0 && opts.sharedPrefix !== false && !checkpoint ? findSharedPrefix(hostIds, B, T, P) : undefined;
+  const ids = tf.tensor2d(hostIds, [B, T], 'int32');
   const adv = tf.tensor1d(Float32Array.from({ length: B }, () => rng.normal())); // [B]
   const step = async (): Promise<number> => {
     const { value, grads } = tf.variableGrads(
-      () => tf.tidy(() => model.tokenLogProbs(ids, { checkpoint }).logp.mean(1).mul(adv).mean().neg() as tf.Scalar),
+      () =>
+        tf.tidy(() => {
+          const logp = model.tokenLogProbs(ids, { checkpoint, prefix }).logp; // [B, T-1]
+          // with shared prompts only the completion positions count (as in GRPO), so the loss is
+          // the same with and without --no-shared-prefix
+          const scored = P > 0 ? logp.slice([0, P - 1], [B, T - P]) : logp;
+          return scored.mean(1).mul(adv).mean().neg() as tf.Scalar;
+        }),
       vars,
     );
     adamw.apply(new Map(Object.entries(grads).map(([k, g]) => [names.get(k)!, g])), 1e-4);
@@ -110,6 +138,9 @@ export async function benchStep(opts: BenchStepOptions, io: CommandIO): Promise<
     batch: B,
     seq: T,
     gradient_checkpointing: checkpoint,
+    group: G,
+    prompt: P,
+    shared_prefix: prefix !== undefined,
     steps,
     best_ms: round(best),
     median_ms: round(median),
@@ -127,7 +158,8 @@ export async function benchStep(opts: BenchStepOptions, io: CommandIO): Promise<
   if (opts.json) io.out(JSON.stringify(result));
   else {
     io.out(
-      `train step of ${shape.source} (${(result.params / 1e6).toFixed(1)}M params, ${B}x${T} tokens${checkpoint ? ', gradient checkpointing' : ''}) on ${result.device}:\n` +
+      `train step of ${shape.source} (${(result.params / 1e6).toFixed(1)}M params, ${B}x${T} tokens${checkpoint ? ', gradient checkpointing' : ''}` +
+        `${G > 1 ? `, groups of ${G} sharing ${P} prompt tokens${prefix ? ' (each prompt once)' : ' (whole rows)'}` : ''}) on ${result.device}:\n` +
         `  best ${result.best_ms} ms, median ${result.median_ms} ms over ${steps} steps; ${result.tokens_per_s} tokens/s; ` +
         `${result.matmul_gflops} GFLOP/s = ${(result.peak_fraction * 100).toFixed(1)}% of ${peak} GFLOP/s fp32 peak; ` +
         `peak RSS ${result.peak_rss_mb} MB (estimated step ${result.estimated_mb} MB)`,

@@ -4,15 +4,18 @@
  * for LlamaModel.tokenLogProbs and grpoLoss. Host only; microBatchTensors() makes the tensors.
  *
  * One micro-batch of B completions and T positions. Row b is prompt (P_b tokens) + completion
- * (C_b tokens), LEFT-padded so that every row ends at position T - 1:
+ * (C_b tokens). Every prompt ends at column P = max P_b (LEFT-padded) and every completion starts
+ * there (RIGHT-padded), T = P + max C_b:
  *
- *   ids        [B, T]     int32  pad .. pad | prompt | completion
- *   leftPad    [B]               T - P_b - C_b. Passed as tokenLogProbs(ids, { leftPad }), which
- *                                masks the padded keys and starts rotary positions at 0 on the
- *                                row's first real token: how the sampler's prefill saw the
- *                                prompt, so the learner's logp equals the workers' behaviour
- *                                log-probabilities (tests/learner/batch.test.ts checks it)
- *   mask       [B, T - 1] f32    1 at t = T-1-C_b .. T-2, where logp[b, t] predicts ids[b, t+1],
+ *   ids        [B, T]     int32  pad .. pad | prompt | completion | pad .. pad
+ *   leftPad    [B]               P - P_b. Passed as tokenLogProbs(ids, { leftPad }), which masks
+ *                                the padded keys and starts rotary positions at 0 on the row's
+ *                                first real token: how the sampler's prefill saw the prompt, so
+ *                                the learner's logp equals the workers' behaviour
+ *                                log-probabilities (tests/learner/batch.test.ts checks it). The
+ *                                right padding follows the completion and, under causal
+ *                                attention, changes nothing before it
+ *   mask       [B, T - 1] f32    1 at t = P-1 .. P-2+C_b, where logp[b, t] predicts ids[b, t+1],
  *                                a completion token; 0 elsewhere. A truncated completion's whole
  *                                row is 0 under mask_truncated (it still counts for advantages)
  *   oldLogp    [B, T - 1] f32    the workers' behaviour log-probabilities on the completion
@@ -21,6 +24,9 @@
  *                                (Completion.allowed): per completion position, the ids its token
  *                                was drawn from, so tokenLogProbs renormalises over the same sets
  *                                the worker's log-probabilities are renormalised over
+ *   prefix     shared prompts    the rows of a group share columns [0, P) exactly; when running
+ *                                each distinct prompt once skips at least a quarter of the
+ *                                positions, tokenLogProbs takes them (model/shared-prefix.ts)
  *   advantages [B]        f32
  *
  * Rewards: each Completion carries `rewards` by function name (null = could not score). A
@@ -42,6 +48,7 @@ import {
   type RewardsByName,
 } from '../grpo/index.js';
 import { buildAllowedMask, type AllowedMask } from '../model/allowed-mask.js';
+import { findSharedPrefix, type SharedPrefix } from '../model/shared-prefix.js';
 import type { LlamaConfig } from '../model/types.js';
 import type { Completion, GroupRollout } from '../shared/protocol.js';
 import { meanStd, type BatchStats, type CompletionOutcomes } from './step-metrics.js';
@@ -65,6 +72,7 @@ export interface BatchOptions {
 export interface MicroBatch {
   size: number; // B
   length: number; // T
+  promptColumns: number; // P: every prompt ends at column P - 1, every completion starts at P
   ids: Int32Array; // [B * T]
   leftPad: Int32Array; // [B]
   mask: Float32Array; // [B * (T - 1)]
@@ -72,6 +80,7 @@ export interface MicroBatch {
   advantages: Float32Array; // [B]
   tokens: number; // sum of mask
   allowed?: AllowedMask; // grammar masks of the B * (T - 1) positions; absent without a grammar
+  prefix?: SharedPrefix; // rows sharing their prompt, when running each prompt once saves enough (see layoutRows)
 }
 
 export interface StepBatch {
@@ -89,6 +98,7 @@ export interface MicroBatchTensors {
   leftPad: Int32Array; // [B], host: tokenLogProbs reads it on the host
   advantages: Float32Array; // [B], host: grpoLoss takes it as is
   allowed?: AllowedMask; // host: tokenLogProbs builds its tensors
+  prefix?: SharedPrefix; // host: the shared prompts, for tokenLogProbs
 }
 
 /** The batch options of a run; `rewardWeights` from resolveRewardWeights. */
@@ -185,6 +195,7 @@ export function microBatchTensors(mb: MicroBatch): MicroBatchTensors {
     leftPad: mb.leftPad,
     advantages: mb.advantages,
     ...(mb.allowed ? { allowed: mb.allowed } : {}),
+    ...(mb.prefix ? { prefix: mb.prefix } : {}),
   };
 }
 
@@ -284,8 +295,11 @@ function pick(cols: Record<string, (number | null)[]>, idx: readonly number[]): 
 
 /** Lays out rows (see the file comment) with their advantages. */
 function layoutRows(rows: readonly Row[], advantages: readonly number[], o: BatchOptions): MicroBatch {
+  // prompts end at column P (left-padded), completions start there (right-padded): a group's rows
+  // then share columns [0, P) exactly, which lets the forward run each prompt once
   const B = rows.length;
-  const T = Math.max(2, ...rows.map((r) => r.prompt.length + r.c.tokens.length));
+  const P = Math.max(1, ...rows.map((r) => r.prompt.length));
+  const T = Math.max(2, P + Math.max(0, ...rows.map((r) => r.c.tokens.length)));
   const ids = new Int32Array(B * T).fill(o.padId);
   const leftPad = new Int32Array(B);
   const mask = new Float32Array(B * (T - 1));
@@ -294,11 +308,11 @@ function layoutRows(rows: readonly Row[], advantages: readonly number[], o: Batc
   let tokens = 0;
   rows.forEach(({ prompt, c }, b) => {
     const C = c.tokens.length;
-    const pad = T - prompt.length - C;
+    const pad = P - prompt.length;
     leftPad[b] = pad;
     ids.set(prompt, b * T + pad);
-    ids.set(c.tokens, b * T + pad + prompt.length);
-    const first = b * (T - 1) + (T - 1 - C); // position predicting the first completion token
+    ids.set(c.tokens, b * T + P);
+    const first = b * (T - 1) + P - 1; // position predicting the first completion token
     oldLogp.set(c.logprobs, first);
     c.allowed?.forEach((set, k) => (sets[first + k] = set));
     if (o.maskTruncated && c.finishReason === 'length') return;
@@ -306,8 +320,17 @@ function layoutRows(rows: readonly Row[], advantages: readonly number[], o: Batc
     tokens += C;
   });
   const allowed = buildAllowedMask(sets);
-  return { size: B, length: T, ids, leftPad, mask, oldLogp, advantages: Float32Array.from(advantages), tokens, ...(allowed ? { allowed } : {}) };
+  const mb: MicroBatch = { size: B, length: T, promptColumns: P, ids, leftPad, mask, oldLogp, advantages: Float32Array.from(advantages), tokens, ...(allowed ? { allowed } : {}) };
+  if (P < T) {
+    const prefix = findSharedPrefix(ids, B, T, P);
+    // worth a second pass through the layers only when it skips a quarter of the positions or more
+    if ((B - prefix.rows.length) * P >= PREFIX_MIN_SAVING * B * T) mb.prefix = prefix;
+  }
+  return mb;
 }
+
+/** Least share of a micro-batch's positions the shared-prefix forward must skip to be used. */
+const PREFIX_MIN_SAVING = 0.25;
 
 function batchStats(
   groups: readonly GroupRollout[],

@@ -108,7 +108,10 @@ export async function accumulateGradients(policy: LlamaModel, x: GradientInputs)
       const { value, grads: g } = tf.variableGrads(() => {
         // entropy is always computed: the step's metric, and the bonus when entropy_coef > 0
         const dropoutSeed = x.dropoutSeed === undefined ? undefined : mixSeed(x.dropoutSeed, k);
-        const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true, allowed: mb.allowed, checkpoint: x.checkpoint, dropoutSeed };
+        // each shared prompt once (shared-prefix.ts), except where layers are recomputed in
+        // backward or LoRA dropout draws masks per layer input: those keep the whole-row forward
+        const prefix = x.checkpoint || dropoutSeed !== undefined ? undefined : mb.prefix;
+        const fwd = { temperature: x.temperature, leftPad: mb.leftPad, withEntropy: true, allowed: mb.allowed, checkpoint: x.checkpoint, dropoutSeed, prefix };
         const { logp, entropy } = policy.tokenLogProbs(mb.ids, fwd); // [B, T-1] each
         if (x.keepLogp) logps.push(tf.keep(tf.clone(logp)));
         const out = grpoLoss(
@@ -297,7 +300,7 @@ export class GrpoTrainer {
         refLogp = [];
         for (const t of tensors) {
           // under the same grammar masks as the policy: the KL is between the masked distributions
-          const r = tf.tidy(() => ref.tokenLogProbs(t.ids, { temperature: c.temperature, leftPad: t.leftPad, allowed: t.allowed }).logp);
+          const r = tf.tidy(() => ref.tokenLogProbs(t.ids, { temperature: c.temperature, leftPad: t.leftPad, allowed: t.allowed, prefix: t.prefix }).logp);
           refLogp.push(r);
           owned.push(r);
         }

@@ -19,6 +19,7 @@ import { decoderLayers, embed, fuseWeights, headLogits, rmsNorm, type FusedWeigh
 import { isNormWeight, llamaParamShapes, validateLlamaWeights } from './llama-params.js';
 import type { LoraAdapters } from './lora.js';
 import { RopeTables } from './rope.js';
+import { allowedFrom, checkSharedPrefix, prefixHidden, type SharedPrefix } from './shared-prefix.js';
 import type { LlamaConfig, NamedHostTensors } from './types.js';
 
 export interface ForwardOptions {
@@ -47,6 +48,12 @@ export interface LogProbOptions extends ForwardOptions {
    * are renormalised over their allowed ids, as the sampler reported them; entropy too.
    */
   allowed?: AllowedMask;
+  /**
+   * Rows that share their prompt (GRPO groups), laid out as shared-prefix.ts says: each distinct
+   * prompt runs once. Positions before the completion (before column P - 1) get log-probability
+   * and entropy 0. Not with `checkpoint`.
+   */
+  prefix?: SharedPrefix;
 }
 
 export class LlamaModel {
@@ -209,37 +216,35 @@ export class LlamaModel {
     if (!Number.isFinite(temperature) || temperature < 0) {
       throw new GrpoError('GRPO_ERR_MODEL_INPUT', `temperature is ${temperature}, it must be finite and >= 0`);
     }
-    const V = this.config.vocab_size;
+    const prefix = opts.prefix;
+    if (prefix) {
+      checkSharedPrefix(prefix, B, T);
+      if (opts.checkpoint) throw new GrpoError('GRPO_ERR_MODEL_INPUT', 'a shared prefix and gradient checkpointing do not combine; pass one');
+    }
     const d = this.config.hidden_size;
     return tf.tidy(() => {
       const w = this.fused(opts);
+      if (prefix) {
+        // only the positions predicting the completion columns P .. T-1: [B * C] (shared-prefix.ts)
+        const P = prefix.length;
+        const C = T - P;
+        const h = prefixHidden(this.config, this.rope, w, ids, opts.leftPad ?? new Int32Array(B), prefix);
+        const targets = ids.slice([0, P], [B, C]).reshape<tf.Tensor1D>([-1]);
+        const allowed = opts.allowed ? allowedFrom(opts.allowed, B, T, P) : undefined;
+        const r = this.headLogProbs(w, h, targets, temperature, allowed, opts.withEntropy === true);
+        // prompt positions predict nothing trained: 0 there (every mask and metric skips them)
+        const widen = (x: tf.Tensor1D): tf.Tensor2D => tf.concat([tf.zeros([B, P - 1]), x.reshape([B, C])], 1) as tf.Tensor2D;
+        return r.entropy ? { logp: widen(r.logp), entropy: widen(r.entropy) } : { logp: widen(r.logp) };
+      }
       // the last position predicts nothing we score: drop it before the [N, V] head
       const h = this.hidden(w, ids, opts)
         .reshape([B, T, d])
         .slice([0, 0, 0], [B, T - 1, d])
         .reshape<tf.Tensor2D>([B * (T - 1), d]);
       const targets = ids.slice([0, 1], [B, T - 1]).reshape<tf.Tensor1D>([-1]); // [N']
-      if (!opts.allowed && w.arch.finalSoftcap === null) {
-        // chunked head: a [N', V] block never exists whole (head-logprobs.ts); Gemma2's final
-        // logit soft-capping takes the full path below
-        const r = headLogProbs(rmsNorm(h, w.norm, this.config.rms_norm_eps), w.head, targets, { temperature, withEntropy: opts.withEntropy });
-        const logp = r.logp.reshape([B, T - 1]) as tf.Tensor2D;
-        return r.entropy ? { logp, entropy: r.entropy.reshape([B, T - 1]) as tf.Tensor2D } : { logp };
-      }
-      let z = headLogits(this.config, w, h); // [N', V]
-      if (temperature !== 0 && temperature !== 1) z = z.mul<tf.Tensor2D>(1 / temperature);
-      const lsm = tf.logSoftmax(z); // [N', V]
-      // each row's target entry of the flat [N' * V] block: a gather, no [N', V] one-hot
-      const flat = tf.range(0, B * (T - 1), 1, 'int32').mul(tf.scalar(V, 'int32')).add(targets);
-      const full = tf.gather(lsm.reshape([-1]), flat); // [N']
-      if (!opts.allowed) {
-        const logp = full.reshape([B, T - 1]) as tf.Tensor2D;
-        if (!opts.withEntropy) return { logp };
-        return { logp, entropy: tf.exp(lsm).mul(lsm).sum(1).neg().reshape([B, T - 1]) as tf.Tensor2D };
-      }
-      const m = maskedNormaliser(lsm, opts.allowed, opts.withEntropy === true); // log Z, entropy [N']
-      const logp = full.sub(m.logZ).reshape([B, T - 1]) as tf.Tensor2D;
-      return m.entropy ? { logp, entropy: m.entropy.reshape([B, T - 1]) as tf.Tensor2D } : { logp };
+      const r = this.headLogProbs(w, h, targets, temperature, opts.allowed, opts.withEntropy === true);
+      const logp = r.logp.reshape([B, T - 1]) as tf.Tensor2D;
+      return r.entropy ? { logp, entropy: r.entropy.reshape([B, T - 1]) as tf.Tensor2D } : { logp };
     });
   }
 
@@ -306,6 +311,37 @@ export class LlamaModel {
 
   private trainable(): boolean {
     return this.params.values().next().value?.trainable ?? true;
+  }
+
+  /**
+   * log p(target) of each position under log_softmax(logits / temperature), renormalised over
+   * `allowed` where it constrains, and optionally the entropy: h [N, d], targets [N] -> [N] each.
+   */
+  private headLogProbs(
+    w: FusedWeights,
+    h: tf.Tensor2D,
+    targets: tf.Tensor1D,
+    temperature: number,
+    allowed: AllowedMask | undefined,
+    withEntropy: boolean,
+  ): { logp: tf.Tensor1D; entropy?: tf.Tensor1D } {
+    const V = this.config.vocab_size;
+    const N = h.shape[0];
+    if (!allowed && w.arch.finalSoftcap === null) {
+      // chunked head: a [N, V] block never exists whole (head-logprobs.ts); Gemma2's final
+      // logit soft-capping takes the full path below
+      return headLogProbs(rmsNorm(h, w.norm, this.config.rms_norm_eps), w.head, targets, { temperature, withEntropy });
+    }
+    let z = headLogits(this.config, w, h); // [N, V]
+    if (temperature !== 0 && temperature !== 1) z = z.mul<tf.Tensor2D>(1 / temperature);
+    const lsm = tf.logSoftmax(z); // [N, V]
+    // each row's target entry of the flat [N * V] block: a gather, no [N, V] one-hot
+    const flat = tf.range(0, N, 1, 'int32').mul(tf.scalar(V, 'int32')).add(targets);
+    const full = tf.gather(lsm.reshape([-1]), flat) as tf.Tensor1D; // [N]
+    if (!allowed) return withEntropy ? { logp: full, entropy: tf.exp(lsm).mul(lsm).sum(1).neg() as tf.Tensor1D } : { logp: full };
+    const m = maskedNormaliser(lsm, allowed, withEntropy); // log Z, entropy [N]
+    const logp = full.sub<tf.Tensor1D>(m.logZ);
+    return m.entropy ? { logp, entropy: m.entropy } : { logp };
   }
 
   /** Residual stream after every decoder layer (before the final norm): [B*T, d]. */

@@ -114,20 +114,23 @@ export class RopeTables {
    * (query rows ordered (t, j) with j the query head within its kv group): [Bm, 1, T*g, T].
    * `leftPad[b]` leading keys of row b are masked too (left-padded batches); Bm = 1 without it.
    */
-  causal(T: number, leftPad?: ArrayLike<number>, sliding = false): tf.Tensor4D {
+  causal(T: number, leftPad?: ArrayLike<number>, sliding = false, from = 0): tf.Tensor4D {
     this.ensure(T);
     const table = sliding ? this.slidingTable() : (this.causalT as tf.Tensor2D);
-    let mask: tf.Tensor3D = table.slice([0, 0], [T, T]).reshape([1, T, T]);
+    const Tq = T - from; // query rows: positions from .. T-1 (a continuation after `from` cached keys)
+    let mask: tf.Tensor3D = table.slice([from, 0], [Tq, T]).reshape([1, Tq, T]);
     if (leftPad) mask = mask.add(keyPadMask(leftPad, T).reshape([leftPad.length, 1, T]));
     return expandGroups(mask, this.group);
   }
 
   /**
    * The masks of a full forward (or prefill) over T tokens: `full` for every layer, `sliding`
-   * for the windowed ones (null when the model has none). See `causal` for the layout.
+   * for the windowed ones (null when the model has none). See `causal` for the layout. With
+   * `from` > 0, the masks of positions from .. T-1 only, whose keys 0 .. from-1 come from a cache
+   * ([Bm, 1, (T - from) * g, T]).
    */
-  masks(T: number, leftPad?: ArrayLike<number>): LayerMasks {
-    return { full: this.causal(T, leftPad), sliding: this.window === null ? null : this.causal(T, leftPad, true) };
+  masks(T: number, leftPad?: ArrayLike<number>, from = 0): LayerMasks {
+    return { full: this.causal(T, leftPad, false, from), sliding: this.window === null ? null : this.causal(T, leftPad, true, from) };
   }
 
   /**

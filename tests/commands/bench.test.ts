@@ -63,6 +63,22 @@ describe('grpo bench step', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('runs groups sharing their prompt once, with the loss of the whole-row step', async () => {
+    const cap = captureIO();
+    const base = { modelSize: 'tiny', batch: '8', seq: '12', steps: '1', backend: 'cpu', peakGflops: '250', json: true, group: '4', prompt: '8' };
+    const shared = await benchStep(base, cap.io);
+    const whole = await benchStep({ ...base, sharedPrefix: false }, cap.io);
+    expect([shared.group, shared.prompt, shared.shared_prefix, whole.shared_prefix]).toEqual([4, 8, true, false]);
+    expect(shared.loss).toBeCloseTo(whole.loss, 5);
+    const checkpointed = await benchStep({ ...base, gradientCheckpointing: true }, cap.io); // layers recomputed: whole rows
+    expect(checkpointed.shared_prefix).toBe(false);
+    expect(checkpointed.loss).toBeCloseTo(whole.loss, 5);
+    for (const bad of [{ group: '3' }, { group: '0' }, { prompt: '0' }, { prompt: '12' }]) {
+      const err = await benchStep({ ...base, ...bad }, cap.io).catch((e: unknown) => e);
+      expect(isGrpoError(err, 'GRPO_ERR_USAGE'), String(err)).toBe(true);
+    }
+  });
+
   it('rejects missing or conflicting shape flags and bad numbers with GRPO_ERR_USAGE', async () => {
     const cap = captureIO();
     const base = { batch: '1', seq: '8', steps: '1', backend: 'cpu', peakGflops: '250' };

@@ -10,6 +10,7 @@ import {
 import { parseConfig } from '../../src/shared/config.js';
 import { tf } from '../../src/engine/tf.js';
 import { groupAdvantages } from '../../src/grpo/index.js';
+import { findSharedPrefix } from '../../src/model/shared-prefix.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { sample } from '../../src/model/sampling.js';
 import type { Completion, FinishReason, GroupRollout } from '../../src/shared/protocol.js';
@@ -40,7 +41,7 @@ function group(id: string, promptTokens: number[], completions: Completion[], po
 const row = <T extends Int32Array | Float32Array>(a: T, b: number, W: number): number[] => Array.from(a.subarray(b * W, (b + 1) * W));
 
 describe('buildStepBatch layout', () => {
-  it('left-pads prompt + completion so rows end together; mask and oldLogp sit on the completion tokens', () => {
+  it('ends every prompt at one column (left-padded) and starts every completion there; mask and oldLogp sit on the completion tokens', () => {
     const groups = [
       group('a', [1, 5, 6], [completion([7, 2], { r: 1 }), completion([], { r: 0 }, 'grammar')]),
       group('b', [1], [completion([3, 4, 9, 2], { r: 0 }), completion([8], { r: 1 })]),
@@ -48,20 +49,22 @@ describe('buildStepBatch layout', () => {
     const { microBatches, trainTokens, completions } = buildStepBatch(groups, OPTS);
     expect(microBatches).toHaveLength(1);
     const mb = microBatches[0];
-    expect([mb.size, mb.length]).toEqual([4, 5]);
-    expect(Array.from(mb.leftPad)).toEqual([0, 2, 0, 3]);
-    expect(row(mb.ids, 0, 5)).toEqual([1, 5, 6, 7, 2]);
-    expect(row(mb.ids, 1, 5)).toEqual([0, 0, 1, 5, 6]);
-    expect(row(mb.ids, 2, 5)).toEqual([1, 3, 4, 9, 2]);
-    expect(row(mb.ids, 3, 5)).toEqual([0, 0, 0, 1, 8]);
-    // logp[b, t] predicts ids[b, t + 1]: the completion's C tokens are predicted at t = T-1-C .. T-2
-    expect(row(mb.mask, 0, 4)).toEqual([0, 0, 1, 1]);
-    expect(row(mb.mask, 1, 4)).toEqual([0, 0, 0, 0]);
-    expect(row(mb.mask, 2, 4)).toEqual([1, 1, 1, 1]);
-    expect(row(mb.mask, 3, 4)).toEqual([0, 0, 0, 1]);
-    expect(row(mb.oldLogp, 0, 4)).toEqual([0, 0, -0.7, -0.2].map(Math.fround));
-    expect(row(mb.oldLogp, 2, 4)).toEqual([-0.3, -0.4, -0.9, -0.2].map(Math.fround));
-    expect(row(mb.oldLogp, 3, 4)).toEqual([0, 0, 0, -0.8].map(Math.fround));
+    expect([mb.size, mb.length]).toEqual([4, 7]); // P = 3 prompt columns + 4 completion columns
+    expect(Array.from(mb.leftPad)).toEqual([0, 0, 2, 2]);
+    expect(row(mb.ids, 0, 7)).toEqual([1, 5, 6, 7, 2, 0, 0]);
+    expect(row(mb.ids, 1, 7)).toEqual([1, 5, 6, 0, 0, 0, 0]);
+    expect(row(mb.ids, 2, 7)).toEqual([0, 0, 1, 3, 4, 9, 2]);
+    expect(row(mb.ids, 3, 7)).toEqual([0, 0, 1, 8, 0, 0, 0]);
+    // logp[b, t] predicts ids[b, t + 1]: the completion's C tokens are predicted at t = P-1 .. P-2+C
+    expect(row(mb.mask, 0, 6)).toEqual([0, 0, 1, 1, 0, 0]);
+    expect(row(mb.mask, 1, 6)).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(row(mb.mask, 2, 6)).toEqual([0, 0, 1, 1, 1, 1]);
+    expect(row(mb.mask, 3, 6)).toEqual([0, 0, 1, 0, 0, 0]);
+    expect(row(mb.oldLogp, 0, 6)).toEqual([0, 0, -0.7, -0.2, 0, 0].map(Math.fround));
+    expect(row(mb.oldLogp, 2, 6)).toEqual([0, 0, -0.3, -0.4, -0.9, -0.2].map(Math.fround));
+    expect(row(mb.oldLogp, 3, 6)).toEqual([0, 0, -0.8, 0, 0, 0].map(Math.fround));
+    // 2 distinct prompts for 4 rows would skip 6 of 28 positions: under a quarter, so no prefix
+    expect(mb.prefix).toBeUndefined();
     expect(mb.tokens).toBe(7);
     expect(trainTokens).toBe(7);
     expect(completions).toBe(4);
@@ -110,7 +113,7 @@ describe('buildStepBatch layout', () => {
     const b = buildStepBatch(groups, { ...OPTS, maxGenLen: 4, maskTruncated: true });
     const mb = b.microBatches[0];
     expect(row(mb.mask, 0, 4)).toEqual([0, 0, 0, 0]);
-    expect(row(mb.mask, 1, 4)).toEqual([0, 0, 1, 1]);
+    expect(row(mb.mask, 1, 4)).toEqual([1, 1, 0, 0]); // P = 1: completions start at column 1
     expect(row(mb.oldLogp, 0, 4)).toEqual([-0.3, -0.4, -0.5, -0.6].map(Math.fround));
     expect(b.trainTokens).toBe(2);
     expect(mb.advantages[0]).toBeGreaterThan(0);
@@ -217,14 +220,20 @@ describe('the batch against the model', () => {
     let compared = 0;
     for (const mb of batch.microBatches) {
       const t = microBatchTensors(mb);
-      const logp = tf.tidy(() => model.tokenLogProbs(t.ids, { temperature, leftPad: t.leftPad }).logp);
-      const got = (await logp.data()) as Float32Array;
-      tf.dispose([logp, t.ids, t.mask, t.oldLogp]);
-      for (let i = 0; i < got.length; i++) {
-        if (mb.mask[i] !== 1) continue;
-        expect(Math.abs(got[i] - mb.oldLogp[i])).toBeLessThan(1e-4);
-        compared++;
+      // every row as it is, and each distinct prompt once (shared-prefix.ts), whether or not the
+      // batch found that worth it
+      const prefix = t.prefix ?? findSharedPrefix(mb.ids, mb.size, mb.length, mb.promptColumns);
+      for (const p of [undefined, prefix]) {
+        const logp = tf.tidy(() => model.tokenLogProbs(t.ids, { temperature, leftPad: t.leftPad, prefix: p }).logp);
+        const got = (await logp.data()) as Float32Array;
+        logp.dispose();
+        for (let i = 0; i < got.length; i++) {
+          if (mb.mask[i] !== 1) continue;
+          expect(Math.abs(got[i] - mb.oldLogp[i])).toBeLessThan(1e-4);
+          if (p === undefined) compared++;
+        }
       }
+      tf.dispose([t.ids, t.mask, t.oldLogp]);
     }
     expect(compared).toBe(batch.trainTokens);
   });

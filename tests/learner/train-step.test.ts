@@ -202,6 +202,30 @@ describe('GrpoTrainer', () => {
     expect(metrics[1].entropy).toBeCloseTo(metrics[0].entropy, 5);
   });
 
+  it('runs each shared prompt once and updates as the whole-row forward does', async () => {
+    const opts = batchOptionsFromConfig(config(), modelConfig, {});
+    expect(buildStepBatch(groups, opts).microBatches[0].prefix?.rows.length).toBe(PROMPTS.length); // 3 prompts for 12 rows
+    const weights: Float32Array[][] = [];
+    const metrics: { loss: number; kl: number; entropy: number }[] = [];
+    // gradient checkpointing recomputes whole rows, so it is the whole-row forward here
+    for (const gradient_checkpointing of [false, true]) {
+      const model = policy();
+      const trainer = new GrpoTrainer({ config: config({ gradient_checkpointing, kl_coef: 0.04, num_iterations: 2 }), policy: model });
+      await trainer.step(groups, 0);
+      metrics.push(await trainer.step(groups, 1));
+      weights.push([...(await model.toHostTensors()).values()].map((t) => t.data));
+      trainer.dispose();
+      model.dispose();
+    }
+    let diff = 0;
+    weights[0].forEach((w, i) => w.forEach((x, j) => (diff = Math.max(diff, Math.abs(x - weights[1][i][j])))));
+    expect(diff).toBeLessThan(1e-5);
+    expect(metrics[0].loss).toBeCloseTo(metrics[1].loss, 5);
+    expect(metrics[0].kl).toBeGreaterThan(0);
+    expect(metrics[0].kl).toBeCloseTo(metrics[1].kl, 6);
+    expect(metrics[0].entropy).toBeCloseTo(metrics[1].entropy, 5);
+  });
+
   it('skips the update when nothing is left to train on', async () => {
     const model = policy();
     const trainer = new GrpoTrainer({ config: config({ dynamic_sampling: true }), policy: model });
