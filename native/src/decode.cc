@@ -62,22 +62,25 @@ struct Box {
   int64_t bytes;
 };
 
-// The key/value buffers of the last freed cache, kept for the next cache of the same size. A
-// rollout worker opens a cache per weights version (several a second in a small model's run):
-// fresh buffers of that size come from mmap, and every first write to one of their pages faults
-// (the shared-prompt row copies and the prefill's cache writes), where reused ones are already
-// mapped. One slot: at most one cache's worth of memory is held beyond what is live, per JS thread.
-struct SpareKV {
-  int64_t size = 0;  // floats in each of k and v
-  std::unique_ptr<float[]> k, v;
-};
-thread_local SpareKV spare;  // per JS thread: worker_threads each have their own
+// The last freed cache, kept whole for the next cache it can hold. A rollout worker opens a cache
+// per weights version (several a second in a small model's run), its length set by that run's
+// first prompt: fresh buffers come from mmap, and every first write to one of their pages faults
+// (the shared-prompt row copies, the prefill's cache writes, the scratch of forward()), where a
+// reused cache's are already mapped. A spare serves a cache of up to its capacity and at least half
+// of it, so prompts of varying length keep hitting it; one slot: at most one cache's worth of
+// memory is held beyond what is live, per JS thread.
+thread_local std::unique_ptr<Cache> spare;  // per JS thread: worker_threads each have their own
 
-void keepSpare(Cache* c) {
-  const int64_t size = (int64_t)c->rows * c->L * c->nKV * c->maxLen * c->hd;
-  spare.size = size;
-  spare.k = std::move(c->k);
-  spare.v = std::move(c->v);
+void keepSpare(Cache* c) { spare.reset(c); }
+
+// A cache whose k and v hold at least `size` floats each: the spare when it fits, else a new one.
+Cache* takeCache(int64_t size) {
+  if (spare && spare->cap >= size && spare->cap <= 2 * size) return spare.release();  // contents are stale: only positions below a row's len are read
+  auto* c = new Cache();
+  c->cap = size;
+  c->k.reset(new float[size]);
+  c->v.reset(new float[size]);
+  return c;
 }
 
 void release(napi_env env, Box* box) {
@@ -86,7 +89,6 @@ void release(napi_env env, Box* box) {
   else {
     Cache* c = static_cast<Cache*>(box->p);
     keepSpare(c);
-    delete c;
   }
   box->p = nullptr;
   int64_t total = 0;
@@ -265,21 +267,13 @@ napi_value CacheNew(napi_env env, napi_callback_info info) {
       rows < 1 || maxLen < 1 || nf != (size_t)dec->hd / 2) {
     return throwError(env, "cacheNew(decoder, rows >= 1, maxLen >= 1, invFreq Float32Array[hd / 2])");
   }
-  auto* c = new Cache();
+  const int64_t size = (int64_t)rows * dec->L * dec->nKV * maxLen * dec->hd;
+  Cache* c = takeCache(size);
   c->rows = rows;
   c->maxLen = maxLen;
   c->L = dec->L;
   c->nKV = dec->nKV;
   c->hd = dec->hd;
-  const int64_t size = (int64_t)rows * dec->L * dec->nKV * maxLen * dec->hd;
-  if (spare.size == size && spare.k) {
-    c->k = std::move(spare.k);  // contents are stale: only positions below a row's len are read
-    c->v = std::move(spare.v);
-    spare.size = 0;
-  } else {
-    c->k.reset(new float[size]);
-    c->v.reset(new float[size]);
-  }
   c->len.assign(rows, 0);
   // the rotary table exactly as rope.ts builds it (float32 angles from rope.ts's inverse frequencies)
   const int hd = dec->hd, half = hd / 2;
@@ -293,7 +287,7 @@ napi_value CacheNew(napi_env env, napi_callback_info info) {
       c->sinT[(int64_t)p * half + i] = (float)std::sin((double)angle);
     }
   }
-  return wrap(env, Kind::Cache, c, (2 * size + 2 * (int64_t)maxLen * half) * (int64_t)sizeof(float));
+  return wrap(env, Kind::Cache, c, (2 * c->cap + 2 * (int64_t)maxLen * half) * (int64_t)sizeof(float));
 }
 
 napi_value Forward(napi_env env, napi_callback_info info) {

@@ -36,6 +36,7 @@ struct Decoder {
 
 struct Cache {
   int rows = 0, maxLen = 0, L = 0, nKV = 0, hd = 0;
+  int64_t cap = 0;  // floats allocated in each of k and v (>= rows L nKV maxLen hd: a reused cache may hold more)
   // [rows, L, nKV, maxLen, hd], left uninitialised: only positions below a row's len are read
   std::unique_ptr<float[]> k, v;
   std::vector<int32_t> len;   // positions held per row
