@@ -2,8 +2,9 @@
  * Continuous batching for the rollout worker: leased groups stream through a StreamSampler (a
  * fixed pool of native KV-cache rows) instead of being sampled in fixed batches. When a group's
  * rows have all ended, its rows start the next waiting group at once, and the finished group is
- * scored (in the reward pool, concurrently with further sampling) and reported on its own, so
- * no row waits for the longest completion of a batch and no group waits for its batch.
+ * scored (in the reward pool, concurrently with further sampling, with the others that ended
+ * since the last yield) and reported on its own, so no row waits for the longest completion of a
+ * batch and no group waits for a batch to end.
  *
  * The stream runs on one weight snapshot (the policy version of `ctx`): `source.next()` returns
  * null once new weights, a new RunSpec or stop are pending, and the stream then drains its live
@@ -19,8 +20,13 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { toGrpoError } from '../shared/errors.js';
 import type { GroupSpec } from '../shared/protocol.js';
 import { StreamSampler, type StreamJob } from '../model/stream-sampler.js';
+import type { SampleResult } from '../model/types.js';
 import { batchGrammar, decodeCompletion, promptIds } from '../tasks/index.js';
 import { checkSpecs, groupOutcome, rolloutSeed, type GroupOutcome, type RolloutContext } from './rollout.js';
+import type { ScoreResult } from './reward-pool.js';
+
+/** Ended groups scored as soon as this many are waiting, before the next yield. */
+export const SCORE_BATCH_GROUPS = 64;
 
 export interface StreamSource<T extends { spec: GroupSpec }> {
   /** The next group to sample, or null: none waiting, or the stream must drain (see above). */
@@ -34,7 +40,7 @@ export interface StreamStats {
   completions: number;
   tokensGenerated: number;
   sampleSeconds: number; // wall time inside tick(), summed
-  rewardSeconds: number; // wall time of each group's scoring, summed (overlaps sampling)
+  rewardSeconds: number; // wall time of each scoring call (the groups ended since the last), summed (overlaps sampling)
   rows: number; // rows of the pool
   /** Groups taken but not sampled here (too large for the pool, or in flight when sampling threw): the caller batches them. */
   leftover: unknown[];
@@ -88,6 +94,41 @@ export async function streamGroups<T extends { spec: GroupSpec }>(
   let held: StreamJob<T> | null = null; // built, waiting for rows
   let draining = false; // a group did not fit: admit nothing more, hand it back after the drain
   let lastYield = performance.now();
+  // Groups whose rows have all ended, not yet handed to the reward pool. They are scored together
+  // at each yield (every yieldMs of sampling) or once SCORE_BATCH_GROUPS have ended: one reward
+  // task per thread for all of them, where a task per group cost the sampling thread more than
+  // the rewards did (a message each way per task).
+  let ended: { key: T; result: SampleResult; texts: string[]; tokens: number }[] = [];
+  const scoreEnded = (): void => {
+    if (ended.length === 0) return;
+    const done = ended;
+    ended = [];
+    const t1 = performance.now();
+    const settled = ctx.pool.scoreGroups(
+      done.map(({ key, texts }) => texts.map((completion) => ({ prompt: key.spec.prompt, completion, meta: key.spec.meta }))),
+      done.map(({ key }) => key.spec.groupId),
+    );
+    scoring.push(
+      settled
+        .catch((reason: unknown) => done.map((): PromiseSettledResult<ScoreResult> => ({ status: 'rejected', reason })))
+        .then((results) => {
+          stats.rewardSeconds += (performance.now() - t1) / 1000;
+          results.forEach((r, j) => {
+            const { key, result, texts, tokens } = done[j];
+            const s = key.spec;
+            stats.groups += 1;
+            let outcome: GroupOutcome;
+            try {
+              outcome = groupOutcome(ctx.policyVersion, s, promptIds(tokenizer, s.prompt), result, texts, r, ctx.epoch);
+            } catch (err) {
+              const e = toGrpoError(err, 'GRPO_ERR_ROLLOUT'); // e.g. the pool closed: this group fails, coded
+              outcome = { groupId: s.groupId, code: e.code, message: e.message };
+            }
+            source.done(key, outcome, tokens);
+          });
+        }),
+    );
+  };
   try {
     for (;;) {
       while (!draining) {
@@ -116,29 +157,11 @@ export async function streamGroups<T extends { spec: GroupSpec }>(
         const tokens = result.tokens.reduce((n, t) => n + t.length, 0);
         stats.completions += result.tokens.length;
         stats.tokensGenerated += tokens;
-        const s = key.spec;
-        const t1 = performance.now();
-        const items = texts.map((completion) => ({ prompt: s.prompt, completion, meta: s.meta }));
-        const settled = ctx.pool.score(items).then(
-          (value) => ({ status: 'fulfilled' as const, value }),
-          (reason: unknown) => ({ status: 'rejected' as const, reason }),
-        );
-        scoring.push(
-          settled.then((r) => {
-            stats.rewardSeconds += (performance.now() - t1) / 1000;
-            stats.groups += 1;
-            let outcome: GroupOutcome;
-            try {
-              outcome = groupOutcome(ctx.policyVersion, s, promptIds(tokenizer, s.prompt), result, texts, r, ctx.epoch);
-            } catch (err) {
-              const e = toGrpoError(err, 'GRPO_ERR_ROLLOUT'); // e.g. the pool closed: this group fails, coded
-              outcome = { groupId: s.groupId, code: e.code, message: e.message };
-            }
-            source.done(key, outcome, tokens);
-          }),
-        );
+        ended.push({ key, result, texts, tokens });
       }
+      if (ended.length >= SCORE_BATCH_GROUPS) scoreEnded();
       if (performance.now() - lastYield > yieldMs) {
+        scoreEnded();
         await yieldToEventLoop();
         lastYield = performance.now();
       }
@@ -152,6 +175,7 @@ export async function streamGroups<T extends { spec: GroupSpec }>(
   } finally {
     sampler.dispose();
   }
+  scoreEnded();
   if (held !== null) stats.leftover.push(held.key);
   await Promise.all(scoring);
   return stats;

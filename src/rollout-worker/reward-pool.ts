@@ -3,23 +3,26 @@
  * thread pool, off the sampling thread, with a per-call timeout and bounded retries; an optional
  * remote reward (./remote-reward.ts) is scored over HTTP beside them.
  *
- * One piscina task = one group reward on the completions of one group (items of score() with the
- * same prompt and meta), or a per-completion reward on a group's completions one by one (split in
- * `threads` chunks), each completion's call under its own timeout: a round trip per group, not
- * per completion (at 512 completions a batch, the per-completion round trips took as long as the
- * sampling). A failing completion then goes on alone (callEach), so a timeout or error still
- * names exactly the function and completion that caused it. A call ends in one of:
+ * One piscina task = one reward function on a list of calls (./reward-thread.ts): a call is one
+ * completion for a per-completion reward, one group's completions for a group reward. The calls
+ * of every group of a score() or scoreGroups() go out in `threads` tasks per reward, not one per
+ * group or completion: a task costs a message each way, and at hundreds of groups a second those
+ * messages cost the sampling thread more than the rewards did. Each call runs under its own
+ * timeout. A failing call then goes on alone (callWithRetries), so a timeout or error still
+ * names exactly the function and completion that caused it, and the calls after it go on as one
+ * task again. A call ends in one of:
  *   - a finite number (or null, "not applicable"): the reward;
  *   - GRPO_ERR_REWARD_THREW / _NAN / _SHAPE / _TIMEOUT, decided in the thread (./reward-thread.ts);
  *   - GRPO_ERR_REWARD_TIMEOUT decided here: a synchronous function that never returns cannot be
- *     interrupted in its own thread, so the pool arms a kill timer when the thread reports the
- *     call started and, `timeoutMs + graceMs` later, aborts the piscina task; piscina then
- *     terminates the thread and starts a replacement;
+ *     interrupted in its own thread, so the pool's kill timer reads which call the thread runs
+ *     and since when (./reward-progress.ts) and, `timeoutMs + graceMs` after that call started,
+ *     aborts the piscina task; piscina then terminates the thread and starts a replacement;
  *   - GRPO_ERR_REWARD_THREAD: the thread died for another reason (e.g. the reward called
  *     process.exit or ran out of memory).
  * Every failed attempt is logged as one structured line and retried up to `retries` times; a call
- * that still fails makes score() throw GRPO_ERR_REWARD_FAILED naming the reward and its last
- * error. A failure is never turned into a reward of 0, and NaN is never a reward.
+ * that still fails fails its group with GRPO_ERR_REWARD_FAILED naming the reward and its last
+ * error (score() throws it; scoreGroups() reports it for that group alone), and no more threads
+ * are spent on that group. A failure is never turned into a reward of 0, and NaN is never a reward.
  *
  * Concurrency: piscina runs at most one abortable task per thread (killing a thread must not take
  * other work with it), so each thread runs one reward call at a time, async or not. Slow async
@@ -41,16 +44,8 @@ import { stderrLogger } from '../shared/protocol.js';
 import type { ProtocolLogger, RewardErrorInfo } from '../shared/protocol.js';
 import { RemoteReward, checkRemoteRewardOptions } from './remote-reward.js';
 import type { RemoteRewardOptions, RemoteRewardStats } from './remote-reward.js';
-import type {
-  CallFailure,
-  CallReply,
-  CallRequest,
-  CallStarted,
-  DescribeReply,
-  RewardRequest,
-  RewardSpec,
-  RewardThreadData,
-} from './reward-thread.js';
+import { MAX_TASK_CALLS, newProgress, readProgress } from './reward-progress.js';
+import type { CallFailure, CallReply, CallRequest, DescribeReply, RewardCall, RewardRequest, RewardSpec, RewardThreadData } from './reward-thread.js';
 
 export type { RewardSpec } from './reward-thread.js';
 
@@ -124,10 +119,6 @@ export function rewardThreadFile(): string {
   return file;
 }
 
-function isCallStarted(m: unknown): m is CallStarted {
-  return typeof m === 'object' && m !== null && typeof (m as CallStarted).rewardCallStarted === 'number';
-}
-
 function asErrorCode(code: string): ErrorCode {
   return (/^GRPO_ERR_[A-Z0-9_]+$/.test(code) ? code : 'GRPO_ERR_REWARD_THREAD') as ErrorCode;
 }
@@ -161,16 +152,48 @@ function groupsOf(items: readonly ScoreItem[]): number[][] {
   return [...byKey.values()];
 }
 
-/** `idx` cut into at most `parts` contiguous chunks of near-equal size. */
-function chunks(idx: readonly number[], parts: number): number[][] {
-  const n = Math.min(parts, idx.length);
-  const out: number[][] = [];
+/** `list` cut into at most `parts` contiguous chunks of near-equal size (more where a chunk would exceed MAX_TASK_CALLS). */
+function chunks<T>(list: readonly T[], parts: number): T[][] {
+  const n = Math.min(Math.max(parts, Math.ceil(list.length / MAX_TASK_CALLS)), list.length);
+  const out: T[][] = [];
   for (let c = 0, start = 0; c < n; c++) {
-    const end = start + Math.ceil((idx.length - start) / (n - c));
-    out.push(idx.slice(start, end));
+    const end = start + Math.ceil((list.length - start) / (n - c));
+    out.push(list.slice(start, end));
     start = end;
   }
   return out;
+}
+
+function checkItems(items: readonly ScoreItem[]): void {
+  items.forEach((item, i) => {
+    if (typeof item?.prompt !== 'string' || typeof item.completion !== 'string') {
+      throw new GrpoError('GRPO_ERR_REWARD_INPUT', `score item ${i} needs string prompt and completion`);
+    }
+  });
+}
+
+/** How a group's scoring goes: the failed attempts a retry fixed, and the error that failed it (then no more calls are made for it). */
+interface Fate {
+  errors: RewardErrorInfo[];
+  failed: GrpoError | null;
+}
+
+/** Items sharing prompt and meta, scored together: `out[k]` takes item k's scores; `index[k]` names item k in logs and errors. */
+interface Part {
+  items: readonly ScoreItem[];
+  index: readonly number[];
+  out: Record<string, number | null>[];
+  fate: Fate;
+  where: Record<string, unknown>; // added to the part's log lines (e.g. its group id)
+}
+
+/** One call of a reward: the completions it scores, where its scores go, how it is named. */
+interface Entry {
+  call: RewardCall;
+  fate: Fate;
+  where: { item: number } | { items: number[] };
+  logFields: Record<string, unknown>;
+  set(values: (number | null)[]): void;
 }
 
 export class RewardPool {
@@ -178,10 +201,7 @@ export class RewardPool {
   private readonly pool: Piscina<RewardRequest, DescribeReply | CallReply>;
   private readonly remote: RemoteReward | null;
   private readonly info: Promise<RewardPoolInfo>;
-  /** Arms the kill timer of a submitted call when its thread reports it (or, with `each`, one of its completions) started, by callId. */
-  private readonly armers = new Map<number, (item: number | undefined) => void>();
   private readonly counters: RewardPoolStats = { calls: 0, failedAttempts: 0, terminatedThreads: 0 };
-  private nextCallId = 1;
   private closed = false;
 
   constructor(options: RewardPoolOptions) {
@@ -210,9 +230,6 @@ export class RewardPool {
       atomics: 'disabled',
       workerData,
     });
-    this.pool.on('message', (m: unknown) => {
-      if (isCallStarted(m)) this.armers.get(m.rewardCallStarted)?.(m.item);
-    });
     // A thread that dies with no task in flight (e.g. a late throw in an abandoned async reward)
     // is reported here; piscina replaces it. Without a listener the 'error' event would throw.
     this.pool.on('error', (err: unknown) => {
@@ -240,43 +257,75 @@ export class RewardPool {
   /**
    * Every active reward on every item: per-completion rewards once per item, group rewards (and
    * the remote reward) once per group of items sharing prompt and meta. Throws
-   * GRPO_ERR_REWARD_FAILED when a reward still fails after its retries,
-   * GRPO_ERR_REWARD_POOL_CLOSED after close(), and the task's loading error (e.g.
-   * GRPO_ERR_UNKNOWN_TASK, GRPO_ERR_UNKNOWN_REWARD) when the task cannot be loaded.
+   * GRPO_ERR_REWARD_FAILED when a reward still fails after its retries (then no more calls are
+   * made for any of the items), GRPO_ERR_REWARD_POOL_CLOSED after close(), and the task's loading
+   * error (e.g. GRPO_ERR_UNKNOWN_TASK, GRPO_ERR_UNKNOWN_REWARD) when the task cannot be loaded.
    */
   async score(items: readonly ScoreItem[]): Promise<ScoreResult> {
     this.checkOpen();
     const { rewards } = await this.info;
-    items.forEach((item, i) => {
-      if (typeof item?.prompt !== 'string' || typeof item.completion !== 'string') {
-        throw new GrpoError('GRPO_ERR_REWARD_INPUT', `score item ${i} needs string prompt and completion`);
-      }
-    });
+    checkItems(items);
     const out = items.map(() => Object.fromEntries(rewards.map((r) => [r.name, null])) as Record<string, number | null>);
-    const errors: RewardErrorInfo[] = [];
-    const batch = { failed: null as GrpoError | null };
-    const groups = groupsOf(items);
+    const fate: Fate = { errors: [], failed: null };
+    await this.run(groupsOf(items).map((idx) => ({ items: idx.map((i) => items[i]), index: idx, out: idx.map((i) => out[i]), fate, where: {} })));
+    if (fate.failed) throw fate.failed;
+    return { rewards: out, errors: fate.errors };
+  }
+
+  /**
+   * Several groups at once, each a list of completions of one prompt (their prompt and meta are
+   * the first item's), in as few thread tasks as score() gives one group: what a rollout worker
+   * calls with the groups that finished together. A group whose reward still fails after its
+   * retries is reported as rejected with GRPO_ERR_REWARD_FAILED; the others are scored as if
+   * alone. `ids` (one per group) name the groups in log lines. Throws what score() throws for
+   * anything but a failing reward.
+   */
+  async scoreGroups(groups: readonly (readonly ScoreItem[])[], ids?: readonly string[]): Promise<PromiseSettledResult<ScoreResult>[]> {
+    this.checkOpen();
+    const { rewards } = await this.info;
+    const parts = groups.map((items, g): Part => {
+      checkItems(items);
+      const stray = items.findIndex((it) => it.prompt !== items[0].prompt);
+      if (stray >= 0) throw new GrpoError('GRPO_ERR_REWARD_INPUT', `scoreGroups: item ${stray} of group ${g} has another prompt than its group's first item`);
+      return {
+        items,
+        index: items.map((_, k) => k),
+        out: items.map(() => Object.fromEntries(rewards.map((r) => [r.name, null])) as Record<string, number | null>),
+        fate: { errors: [], failed: null },
+        where: ids?.[g] === undefined ? { group: g } : { group: ids[g] },
+      };
+    });
+    await this.run(parts.filter((p) => p.items.length > 0));
+    return parts.map((p) => (p.fate.failed ? { status: 'rejected', reason: p.fate.failed } : { status: 'fulfilled', value: { rewards: p.out, errors: p.fate.errors } }));
+  }
+
+  /** Every active reward on every part: per reward, all its calls in `threads` tasks (the remote reward: a request per part). */
+  private async run(parts: readonly Part[]): Promise<void> {
+    const { rewards } = await this.info;
     const remoteName = this.remote?.name;
     const calls = rewards.flatMap((r) => {
-      if (r.name === remoteName) return groups.map((g) => this.callRemote(items, g, out, errors, batch));
-      const callOf = (idx: readonly number[]) => {
-        const first = items[idx[0]];
-        return { prompt: first.prompt, completions: idx.map((i) => items[i].completion), meta: first.meta };
-      };
-      if (r.scope === 'group') {
-        return groups.map(async (idx) => {
-          const values = await this.callWithRetries(r.name, callOf(idx), { items: idx }, errors, batch);
-          idx.forEach((i, k) => (out[i][r.name] = values[k]));
-        });
-      }
-      // a per-completion reward: one thread task per chunk of a group, one chunk per thread
-      return groups.flatMap((g) => chunks(g, this.opts.threads)).map(async (idx) => {
-        const values = await this.callEach(r.name, callOf(idx), idx, errors, batch);
-        idx.forEach((i, k) => (out[i][r.name] = values[k]));
-      });
+      if (r.name === remoteName) return parts.map((p) => this.callRemote(p));
+      const entries: Entry[] =
+        r.scope === 'group'
+          ? parts.map((p) => ({
+              call: { prompt: p.items[0].prompt, completions: p.items.map((it) => it.completion), meta: p.items[0].meta },
+              fate: p.fate,
+              where: { items: [...p.index] },
+              logFields: p.where,
+              set: (values) => values.forEach((v, k) => (p.out[k][r.name] = v)),
+            }))
+          : parts.flatMap((p) =>
+              p.items.map((it, k): Entry => ({
+                call: { prompt: it.prompt, completions: [it.completion], meta: it.meta },
+                fate: p.fate,
+                where: { item: p.index[k] },
+                logFields: p.where,
+                set: (values) => (p.out[k][r.name] = values[0]),
+              })),
+            );
+      return chunks(entries, this.opts.threads).map((chunk) => this.callEach(r.name, chunk));
     });
     await Promise.all(calls);
-    return { rewards: out, errors };
   }
 
   /** Terminates the threads and the remote reward's connections; calls in flight reject with GRPO_ERR_REWARD_POOL_CLOSED. */
@@ -286,28 +335,20 @@ export class RewardPool {
     await Promise.all([this.pool.destroy(), this.remote?.close()]);
   }
 
-  /** The remote reward on one group; its own retries and backoff happen inside RemoteReward. */
-  private async callRemote(
-    items: readonly ScoreItem[],
-    idx: readonly number[],
-    out: Record<string, number | null>[],
-    errors: RewardErrorInfo[],
-    batch: { failed: GrpoError | null },
-  ): Promise<void> {
+  /** The remote reward on one part; its own retries and backoff happen inside RemoteReward. */
+  private async callRemote(p: Part): Promise<void> {
     const remote = this.remote!;
-    if (batch.failed) throw batch.failed;
+    if (p.fate.failed) return;
     try {
-      const r = await remote.score(idx.map((i) => items[i]));
-      errors.push(...r.errors);
-      idx.forEach((i, k) => (out[i][remote.name] = r.values[k]));
+      const r = await remote.score(p.items);
+      p.fate.errors.push(...r.errors);
+      r.values.forEach((v, k) => (p.out[k][remote.name] = v));
     } catch (err) {
       this.checkOpen();
-      if (err instanceof GrpoError && err.code === 'GRPO_ERR_REWARD_FAILED') {
-        batch.failed ??= err;
-        const last = err.cause instanceof GrpoError ? err.cause.code : null;
-        this.opts.log('error', 'reward_failed', { code: err.code, reward: remote.name, items: idx, last, message: err.message });
-      }
-      throw err;
+      if (!(err instanceof GrpoError && err.code === 'GRPO_ERR_REWARD_FAILED')) throw err;
+      p.fate.failed ??= err;
+      const last = err.cause instanceof GrpoError ? err.cause.code : null;
+      this.opts.log('error', 'reward_failed', { code: err.code, reward: remote.name, ...p.where, items: p.index, last, message: err.message });
     }
   }
 
@@ -340,60 +381,53 @@ export class RewardPool {
   }
 
   /**
-   * A per-completion reward on the completions of one prompt (items `idx`) in one thread task, so
-   * a group costs one round trip, not one per completion. When completion k fails, that failure
-   * is k's first attempt: k goes on alone through callWithRetries, exactly as if it had been
-   * called alone; the scores before it are kept (recomputed when the thread was killed) and the
-   * rest go on as one task again.
+   * Calls of one reward in one thread task. When call k fails, that failure is k's first attempt:
+   * k goes on alone through callWithRetries, exactly as if it had been called alone; the scores
+   * before it are kept (made again, as one task, when the thread was killed) and the calls after
+   * it go on as one task again. Calls of a group that has failed are not made.
    */
-  private async callEach(
-    reward: string,
-    call: Pick<CallRequest, 'prompt' | 'completions' | 'meta'>,
-    idx: readonly number[],
-    errors: RewardErrorInfo[],
-    batch: { failed: GrpoError | null },
-  ): Promise<(number | null)[]> {
-    const single = (k: number) => ({ ...call, completions: [call.completions[k]] });
-    if (idx.length === 1) return this.callWithRetries(reward, call, { item: idx[0] }, errors, batch);
-    if (batch.failed) throw batch.failed;
-    const reply = await this.callOnce(reward, { ...call, each: true });
-    if (reply.ok) return reply.values;
-    const k = Math.min(reply.item ?? 0, idx.length - 1);
-    const values = (reply.values ?? []).slice(0, k);
-    for (let j = values.length; j < k; j++) values.push(...(await this.callWithRetries(reward, single(j), { item: idx[j] }, errors, batch)));
-    values.push(...(await this.callWithRetries(reward, single(k), { item: idx[k] }, errors, batch, reply)));
-    if (k + 1 < idx.length) {
-      const rest = { ...call, completions: call.completions.slice(k + 1) };
-      values.push(...(await this.callEach(reward, rest, idx.slice(k + 1), errors, batch)));
+  private async callEach(reward: string, entries: readonly Entry[]): Promise<void> {
+    const live = entries.filter((e) => e.fate.failed === null);
+    if (live.length === 0) return;
+    if (live.length === 1) return this.callWithRetries(reward, live[0]);
+    const reply = await this.callOnce(
+      reward,
+      live.map((e) => e.call),
+    );
+    if (reply.ok) {
+      live.forEach((e, k) => e.set(reply.values[k]));
+      return;
     }
-    return values;
+    const k = Math.min(reply.item ?? 0, live.length - 1);
+    const kept = (reply.values ?? []).slice(0, k);
+    kept.forEach((values, j) => live[j].set(values));
+    await this.callEach(reward, live.slice(kept.length, k));
+    await this.callWithRetries(reward, live[k], reply);
+    await this.callEach(reward, live.slice(k + 1));
   }
 
   /**
-   * One call (one completion, or one group for a group reward) with retries: a score per
-   * completion. `failed`: the reply of a first attempt already made (by callEach).
+   * One call with retries. `failed`: the reply of a first attempt already made (by callEach).
+   * A call that fails every attempt fails its group (entry.fate), logged.
    */
-  private async callWithRetries(
-    reward: string,
-    call: Pick<CallRequest, 'prompt' | 'completions' | 'meta'>,
-    where: { item: number } | { items: number[] },
-    errors: RewardErrorInfo[],
-    batch: { failed: GrpoError | null },
-    failed?: CallFailure,
-  ): Promise<(number | null)[]> {
+  private async callWithRetries(reward: string, e: Entry, failed?: CallFailure): Promise<void> {
     const attempts = this.opts.retries + 1;
     let last: { code: string; message: string } | null = null;
     for (let attempt = 1; attempt <= attempts; attempt++) {
-      if (batch.failed) throw batch.failed; // another call of this score() gave up: stop spending threads
-      const reply = attempt === 1 && failed ? failed : await this.callOnce(reward, call);
-      if (reply.ok) return reply.values;
+      if (e.fate.failed) return; // another call of this group gave up: stop spending threads
+      const reply = attempt === 1 && failed ? failed : await this.callOnce(reward, [e.call]);
+      if (reply.ok) {
+        e.set(reply.values[0]);
+        return;
+      }
       this.counters.failedAttempts++;
       last = { code: reply.code, message: reply.message };
-      errors.push({ reward, code: reply.code, message: reply.message });
+      e.fate.errors.push({ reward, code: reply.code, message: reply.message });
       this.opts.log('warn', 'reward_error', {
         code: reply.code,
         reward,
-        ...where,
+        ...e.logFields,
+        ...e.where,
         attempt,
         attempts,
         ms: Math.round(reply.ms),
@@ -401,48 +435,46 @@ export class RewardPool {
       });
     }
     const { code, message } = last as { code: string; message: string };
-    const on = 'item' in where ? `item ${where.item}` : `the group of items ${where.items.join(',')}`;
+    const on = 'item' in e.where ? `item ${e.where.item}` : `the group of items ${e.where.items.join(',')}`;
     const gaveUp = new GrpoError(
       'GRPO_ERR_REWARD_FAILED',
       `reward ${reward} failed on ${on} in all ${attempts} attempts (reward_retries ${this.opts.retries}); last error ${code}: ${message}`,
       { cause: new GrpoError(asErrorCode(code), message) },
     );
-    batch.failed ??= gaveUp;
-    this.opts.log('error', 'reward_failed', { code: gaveUp.code, reward, ...where, attempts, last: code, message });
-    throw gaveUp;
+    e.fate.failed ??= gaveUp;
+    this.opts.log('error', 'reward_failed', { code: gaveUp.code, reward, ...e.logFields, ...e.where, attempts, last: code, message });
   }
 
   /**
-   * One attempt: the thread's reply, or a coded failure when the thread was killed or died. With
-   * `each`, the kill timer restarts at each completion's call, and a kill names the one running.
+   * One thread task: the thread's reply, or a coded failure when the thread was killed or died
+   * (`item`: the call it was running). The kill timer first fires `timeoutMs + graceMs` after
+   * submission, then follows the running call's start (a task waiting for a thread is not timed).
    */
-  private async callOnce(reward: string, call: Pick<CallRequest, 'prompt' | 'completions' | 'meta' | 'each'>): Promise<CallReply> {
+  private async callOnce(reward: string, calls: RewardCall[]): Promise<CallReply> {
     this.checkOpen();
     this.counters.calls++;
-    const callId = this.nextCallId++;
     const abort = new AbortController();
     const limitMs = this.opts.timeoutMs + this.opts.graceMs;
-    let timer: NodeJS.Timeout | undefined;
+    const progress = newProgress();
     let running: number | undefined;
-    this.armers.set(callId, (item) => {
-      clearTimeout(timer);
-      running = item;
-      timer = setTimeout(() => abort.abort(), limitMs);
-    });
-    const req: CallRequest = {
-      op: 'call',
-      callId,
-      reward,
-      prompt: call.prompt,
-      completions: call.completions,
-      meta: call.meta,
-      timeoutMs: this.opts.timeoutMs,
-      ...(call.each ? { each: true } : {}),
+    let timer: NodeJS.Timeout | undefined;
+    const check = (): void => {
+      const p = readProgress(progress);
+      const left = p === null ? limitMs : p.startedMs + limitMs - Date.now();
+      if (p === null || left > 0) {
+        timer = setTimeout(check, left);
+        return;
+      }
+      running = p.index;
+      abort.abort();
     };
+    timer = setTimeout(check, limitMs);
+    const req: CallRequest = { op: 'call', reward, calls, timeoutMs: this.opts.timeoutMs, progress: progress.buffer as SharedArrayBuffer };
     try {
       return (await this.pool.run(req, { signal: abort.signal })) as CallReply;
     } catch (err) {
       this.checkOpen();
+      running ??= readProgress(progress)?.index;
       if (abort.signal.aborted) {
         this.counters.terminatedThreads++;
         return {
@@ -463,7 +495,6 @@ export class RewardPool {
       };
     } finally {
       clearTimeout(timer);
-      this.armers.delete(callId);
     }
   }
 }

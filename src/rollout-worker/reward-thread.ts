@@ -1,24 +1,29 @@
 /**
- * The piscina worker file of RewardPool (./reward-pool.ts): one reward function applied to one
- * completion, or a group reward applied to one group's completions, per piscina task. Each thread
- * loads the task (built-in name or module path) and the optional reward module once, on its first
- * request, and keeps its resolved reward functions.
+ * The piscina worker file of RewardPool (./reward-pool.ts): one reward function applied to a list
+ * of calls per piscina task, one call after another until one fails; a call is one completion
+ * for a per-completion reward, or one group's completions for a group reward. The pool packs the
+ * calls of several groups into one task (a task costs a message each way, which at hundreds of
+ * groups a second cost the sampling thread more than the rewards did). Each thread loads the task
+ * (built-in name or module path) and the optional reward module once, on its first request, and
+ * keeps its resolved reward functions.
  *
- * Timeouts are enforced in two places:
+ * Timeouts are per call, enforced in two places:
  *   - here, for async rewards: a call still pending after `timeoutMs` is answered with
  *     GRPO_ERR_REWARD_TIMEOUT and abandoned (its promise keeps running, its result is dropped);
  *     a synchronous call that returns but took longer than `timeoutMs` gets the same code;
- *   - in the pool, for synchronous hangs that never give the event loop back: this file posts a
- *     `CallStarted` notice on parentPort just before calling the function, the pool arms its kill
- *     timer from that moment, and on expiry aborts the piscina task, which terminates the thread.
+ *   - in the pool, for synchronous hangs that never give the event loop back: this file writes
+ *     each call's index and start time into the task's shared progress slot
+ *     (./reward-progress.ts) just before calling the function; the pool's kill timer reads it and
+ *     aborts the piscina task once the running call is over its limit, which terminates the thread.
  *
  * Reward errors are returned as plain data, never thrown: structured clone keeps an Error's
  * message but drops its `code`, and a thrown error would look like a crashed thread.
  */
 import { performance } from 'node:perf_hooks';
-import { parentPort, threadId, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { toGrpoError } from '../shared/errors.js';
 import { loadRewardModule, loadTask, resolveRewards } from '../tasks/index.js';
+import { markStarted } from './reward-progress.js';
 import type { TaskReward } from '../tasks/index.js';
 
 /** What the pool gives every thread as workerData. */
@@ -34,19 +39,20 @@ export interface DescribeRequest {
   op: 'describe';
 }
 
-export interface CallRequest {
-  op: 'call';
-  callId: number; // unique per pool, echoed in CallStarted
-  reward: string; // reward function name
+/** One call of a reward function: one completion (per-completion reward) or a group's completions (group reward). */
+export interface RewardCall {
   prompt: string;
-  /**
-   * One completion for a per-completion reward; the group's completions for a group reward; with
-   * `each`, several completions of one prompt that a per-completion reward scores one by one.
-   */
   completions: string[];
   meta: unknown;
-  timeoutMs: number; // per call (with `each`: per completion), ms
-  each?: boolean;
+}
+
+export interface CallRequest {
+  op: 'call';
+  reward: string; // reward function name
+  calls: RewardCall[]; // made one after another until one fails
+  timeoutMs: number; // per call, ms
+  /** The task's progress slot (./reward-progress.ts): 8 bytes this thread writes as each call starts. */
+  progress: SharedArrayBuffer;
 }
 
 export type RewardRequest = DescribeRequest | CallRequest;
@@ -63,27 +69,17 @@ export type DescribeReply =
   | { ok: false; code: string; message: string };
 
 export type CallReply =
-  | { ok: true; values: (number | null)[]; ms: number } // one per completion of the request
+  | { ok: true; values: (number | null)[][]; ms: number } // per call, one score per completion
   | CallFailure;
 
-/**
- * A failed call. With `each`: `item` is the completion that failed (the calls after it were not
- * made) and `values` the scores of the completions before it.
- */
+/** A failed task: call `item` failed (the calls after it were not made); `values` holds the scores of the calls before it. */
 export interface CallFailure {
   ok: false;
   code: string;
   message: string;
   ms: number;
   item?: number;
-  values?: (number | null)[];
-}
-
-/** Posted on parentPort when a call (with `each`: each completion's call) starts running. */
-export interface CallStarted {
-  rewardCallStarted: number; // callId
-  threadId: number;
-  item?: number; // with `each`: the completion's index in the request
+  values?: (number | null)[][];
 }
 
 interface Loaded {
@@ -151,35 +147,30 @@ async function call(req: CallRequest): Promise<CallReply> {
       ms: 0,
     };
   }
-  const group = reward.group;
-  const n = req.completions.length;
-  if (req.each && group === undefined) {
-    // one completion after another, each under its own timeout, until one fails
-    const values: (number | null)[] = [];
-    const t0 = performance.now();
-    for (let k = 0; k < n; k++) {
-      const r = await callOne(req, reward, [req.completions[k]], k);
-      if (!r.ok) return { ...r, item: k, values };
-      values.push(r.values[0]);
+  const progress = new BigInt64Array(req.progress);
+  const values: (number | null)[][] = [];
+  const t0 = performance.now();
+  for (let k = 0; k < req.calls.length; k++) {
+    const n = req.calls[k].completions.length;
+    if (reward.group === undefined && n !== 1) {
+      return { ok: false, code: 'GRPO_ERR_REWARD_INPUT', message: `reward ${req.reward} scores one completion per call, got ${n}`, ms: 0, item: k, values };
     }
-    return { ok: true, values, ms: performance.now() - t0 };
+    markStarted(progress, k);
+    const r = await callOne(req, reward, req.calls[k]);
+    if (!r.ok) return { ...r, item: k, values };
+    values.push(r.values);
   }
-  if (group === undefined && n !== 1) {
-    return { ok: false, code: 'GRPO_ERR_REWARD_INPUT', message: `reward ${req.reward} scores one completion per call, got ${n}`, ms: 0 };
-  }
-  return callOne(req, reward, req.completions);
+  return { ok: true, values, ms: performance.now() - t0 };
 }
 
-/** One call of `reward` (per completion on completions[0], or a group reward on all of them). */
-async function callOne(req: CallRequest, reward: TaskReward, completions: string[], item?: number): Promise<CallReply> {
+/** One call of `reward`: a per-completion reward on c.completions[0], or a group reward on all of them. */
+async function callOne(req: CallRequest, reward: TaskReward, c: RewardCall): Promise<{ ok: true; values: (number | null)[] } | CallFailure> {
   const group = reward.group;
-  const n = completions.length;
-  const started: CallStarted = item === undefined ? { rewardCallStarted: req.callId, threadId } : { rewardCallStarted: req.callId, threadId, item };
-  parentPort?.postMessage(started);
+  const n = c.completions.length;
   const t0 = performance.now();
   let value: unknown;
   try {
-    const out: unknown = group ? group(req.prompt, completions, req.meta) : reward.fn(req.prompt, completions[0], req.meta);
+    const out: unknown = group ? group(c.prompt, c.completions, c.meta) : reward.fn(c.prompt, c.completions[0], c.meta);
     value = isPromiseLike(out) ? await settleWithin(out, req.timeoutMs) : out;
   } catch (err) {
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
@@ -213,7 +204,7 @@ async function callOne(req: CallRequest, reward: TaskReward, completions: string
       ms,
     };
   }
-  return { ok: true, values: values as (number | null)[], ms };
+  return { ok: true, values: values as (number | null)[] };
 }
 
 async function describe(): Promise<DescribeReply> {

@@ -17,7 +17,7 @@ import type { SampleOptions, SampleResult, Tokenizer } from '../model/types.js';
 import type { Completion, GroupRollout, GroupSpec } from '../shared/protocol.js';
 import { batchGrammar, decodeCompletion, promptIds } from '../tasks/index.js';
 import type { Task } from '../tasks/index.js';
-import type { RewardPool } from './reward-pool.js';
+import type { RewardPool, ScoreResult } from './reward-pool.js';
 import { epochField } from '../shared/epoch.js';
 
 export interface RolloutSampling {
@@ -38,7 +38,7 @@ export interface RolloutContext {
    * level): their rows sample under that task's grammar. Without it such groups use `task`.
    */
   taskFor?: (options: Readonly<Record<string, unknown>>) => Promise<Task>;
-  pool: Pick<RewardPool, 'score'>;
+  pool: Pick<RewardPool, 'scoreGroups'>;
   sampling: RolloutSampling;
   /** The weights version `model` holds; stamped on every group of the call. */
   policyVersion: number;
@@ -153,7 +153,7 @@ export function groupOutcome(
   promptTokens: number[],
   sampled: SampleResult,
   texts: string[],
-  result: PromiseSettledResult<Awaited<ReturnType<RewardPool['score']>>>,
+  result: PromiseSettledResult<ScoreResult>,
   epoch = 0,
 ): GroupOutcome {
   if (result.status === 'rejected') {
@@ -211,12 +211,9 @@ export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSp
   const texts = sampled.tokens.map((ids) => decodeCompletion(tokenizer, ids));
 
   const t1 = performance.now();
-  const scored = await Promise.allSettled(
-    specs.map((s, g) => {
-      const from = firstRow[g];
-      const items = texts.slice(from, from + s.groupSize).map((completion) => ({ prompt: s.prompt, completion, meta: s.meta }));
-      return ctx.pool.score(items);
-    }),
+  const scored = await ctx.pool.scoreGroups(
+    specs.map((s, g) => texts.slice(firstRow[g], firstRow[g] + s.groupSize).map((completion) => ({ prompt: s.prompt, completion, meta: s.meta }))),
+    specs.map((s) => s.groupId),
   );
   const rewardSeconds = (performance.now() - t1) / 1000;
 

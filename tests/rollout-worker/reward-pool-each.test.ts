@@ -62,9 +62,9 @@ describe('RewardPool: a per-completion reward on a group', () => {
     expect(out.rewards.map((r) => r.chaos)).toEqual([2, 3, 5, 4]);
     expect(out.errors.map((e) => e.code)).toEqual(['GRPO_ERR_REWARD_TIMEOUT']);
     expect(logs.filter((l) => l.event === 'reward_error').map((l) => l.item)).toEqual([2]);
-    // the group (killed at item 2), items 0 and 1 again (their scores died with the thread),
-    // item 2's retry, item 3
-    expect(pool.stats()).toEqual({ calls: 5, failedAttempts: 1, terminatedThreads: 1 });
+    // the group (killed at item 2), items 0 and 1 again as one task (their scores died with the
+    // thread), item 2's retry, item 3
+    expect(pool.stats()).toEqual({ calls: 4, failedAttempts: 1, terminatedThreads: 1 });
   });
 
   it('times each completion on its own: a group of slowish completions does not add up to a timeout', async () => {

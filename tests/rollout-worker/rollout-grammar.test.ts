@@ -29,7 +29,8 @@ beforeAll(async () => {
 afterAll(() => model.dispose());
 
 const pool: RolloutContext['pool'] = {
-  score: async (items) => ({ rewards: items.map((it) => ({ reached: reachedReward(it.completion, it.meta) })), errors: [] }),
+  scoreGroups: async (groups) =>
+    groups.map((items) => ({ status: 'fulfilled', value: { rewards: items.map((it) => ({ reached: reachedReward(it.completion, it.meta) })), errors: [] } })),
 };
 
 describe('rolloutGroups with grammars', () => {
