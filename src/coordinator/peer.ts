@@ -4,6 +4,7 @@
 import { WebSocket } from 'ws';
 import { LogLimit } from './log-limit.js';
 import { encodeMessage } from '../shared/codec.js';
+import { sendCoalesced } from '../shared/ws-coalesce.js';
 import type { Message, Role } from '../shared/protocol.js';
 import type { Grant } from './auth.js';
 
@@ -40,9 +41,9 @@ export class Peer {
     return this.ws.readyState === WebSocket.OPEN;
   }
 
-  /** Encodes and sends; a closed socket drops the message (its state is cleaned up on 'close'). */
+  /** Encodes and sends (with the other frames of this turn: ws-coalesce.ts); a closed socket drops the message (its state is cleaned up on 'close'). */
   send(msg: Message): void {
-    if (this.open && this.roomFor()) this.ws.send(encodeMessage(msg));
+    if (this.open && this.roomFor()) sendCoalesced(this.ws, encodeMessage(msg));
   }
 
   /**

@@ -12,6 +12,7 @@
  */
 import { WebSocket } from 'ws';
 import { decodeMessage, encodeMessage } from './codec.js';
+import { sendCoalesced } from './ws-coalesce.js';
 import { GrpoError, isGrpoError } from './errors.js';
 import type { NamedHostTensors } from './host-tensor.js';
 import { FATAL_CLOSE_CODES, CloseCode, Kind, kindName, PROTOCOL_DEFAULTS, PROTOCOL_VERSION, silentLogger, WireError } from './protocol.js';
@@ -190,7 +191,7 @@ export class ProtocolClient {
     if (msg.kind === Kind.Ready) this.lastReady = msg;
     if (msg.kind === Kind.PolicyVersion) this.announced = Math.max(this.announced ?? msg.version, msg.version);
     if (!this.connected) return false;
-    (this.ws as WebSocket).send(encodeMessage(msg));
+    sendCoalesced(this.ws as WebSocket, encodeMessage(msg));
     return true;
   }
 
