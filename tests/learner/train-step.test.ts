@@ -39,6 +39,25 @@ function policy(): LlamaModel {
   return LlamaModel.fromHostTensors(modelConfig, base);
 }
 
+/** A fresh policy trained on `groups` for `steps` steps under `o`: its weights after, and the last step's metrics. */
+async function trainFresh(o: Record<string, unknown>, steps: number) {
+  const model = policy();
+  const trainer = new GrpoTrainer({ config: config(o), policy: model });
+  let metrics!: Awaited<ReturnType<GrpoTrainer['step']>>;
+  for (let s = 0; s < steps; s++) metrics = await trainer.step(groups, s);
+  const weights = [...(await model.toHostTensors()).values()].map((t) => t.data);
+  trainer.dispose();
+  model.dispose();
+  return { weights, metrics };
+}
+
+/** The largest elementwise difference between two weight lists of the same shapes. */
+function maxDiff(a: Float32Array[], b: Float32Array[]): number {
+  let diff = 0;
+  a.forEach((w, i) => w.forEach((x, j) => (diff = Math.max(diff, Math.abs(x - b[i][j])))));
+  return diff;
+}
+
 /** Per completion, the sum of its token log-probs under `model` (the batch layout, one micro-batch). */
 async function sequenceLogp(model: LlamaModel, gs: GroupRollout[]): Promise<number[]> {
   const opts = batchOptionsFromConfig(config({ micro_batch_size: 1000 }), model.config, {});
@@ -183,19 +202,9 @@ describe('GrpoTrainer', () => {
   });
 
   it('gives the same update with micro-batches and gradient accumulation (dapo)', async () => {
-    const weights: Float32Array[][] = [];
-    const metrics: { loss: number; gradNorm: number; entropy: number }[] = [];
-    for (const micro of [12, 5]) {
-      const model = policy();
-      const trainer = new GrpoTrainer({ config: config({ micro_batch_size: micro, loss_type: 'dapo', grad_clip: 0 }), policy: model });
-      metrics.push(await trainer.step(groups, 0));
-      weights.push([...(await model.toHostTensors()).values()].map((t) => t.data));
-      trainer.dispose();
-      model.dispose();
-    }
-    let diff = 0;
-    weights[0].forEach((w, i) => w.forEach((x, j) => (diff = Math.max(diff, Math.abs(x - weights[1][i][j])))));
-    expect(diff).toBeLessThan(1e-6);
+    const runs = [await trainFresh({ micro_batch_size: 12, loss_type: 'dapo', grad_clip: 0 }, 1), await trainFresh({ micro_batch_size: 5, loss_type: 'dapo', grad_clip: 0 }, 1)];
+    const metrics = runs.map((r) => r.metrics);
+    expect(maxDiff(runs[0].weights, runs[1].weights)).toBeLessThan(1e-6);
     // the loss and the gradient norm are those of one pass over the whole batch
     expect(metrics[1].loss).toBeCloseTo(metrics[0].loss, 6);
     expect(metrics[1].gradNorm / metrics[0].gradNorm).toBeCloseTo(1, 5);
@@ -205,21 +214,10 @@ describe('GrpoTrainer', () => {
   it('runs each shared prompt once and updates as the whole-row forward does', async () => {
     const opts = batchOptionsFromConfig(config(), modelConfig, {});
     expect(buildStepBatch(groups, opts).microBatches[0].prefix?.rows.length).toBe(PROMPTS.length); // 3 prompts for 12 rows
-    const weights: Float32Array[][] = [];
-    const metrics: { loss: number; kl: number; entropy: number }[] = [];
     // gradient checkpointing recomputes whole rows, so it is the whole-row forward here
-    for (const gradient_checkpointing of [false, true]) {
-      const model = policy();
-      const trainer = new GrpoTrainer({ config: config({ gradient_checkpointing, kl_coef: 0.04, num_iterations: 2 }), policy: model });
-      await trainer.step(groups, 0);
-      metrics.push(await trainer.step(groups, 1));
-      weights.push([...(await model.toHostTensors()).values()].map((t) => t.data));
-      trainer.dispose();
-      model.dispose();
-    }
-    let diff = 0;
-    weights[0].forEach((w, i) => w.forEach((x, j) => (diff = Math.max(diff, Math.abs(x - weights[1][i][j])))));
-    expect(diff).toBeLessThan(1e-5);
+    const runs = [await trainFresh({ gradient_checkpointing: false, kl_coef: 0.04, num_iterations: 2 }, 2), await trainFresh({ gradient_checkpointing: true, kl_coef: 0.04, num_iterations: 2 }, 2)];
+    const metrics = runs.map((r) => r.metrics);
+    expect(maxDiff(runs[0].weights, runs[1].weights)).toBeLessThan(1e-5);
     expect(metrics[0].loss).toBeCloseTo(metrics[1].loss, 5);
     expect(metrics[0].kl).toBeGreaterThan(0);
     expect(metrics[0].kl).toBeCloseTo(metrics[1].kl, 6);
