@@ -267,7 +267,7 @@ export class RewardPool {
     checkItems(items);
     const out = items.map(() => Object.fromEntries(rewards.map((r) => [r.name, null])) as Record<string, number | null>);
     const fate: Fate = { errors: [], failed: null };
-    await this.run(groupsOf(items).map((idx) => ({ items: idx.map((i) => items[i]), index: idx, out: idx.map((i) => out[i]), fate, where: {} })));
+    await this.run(groupsOf(items).map((idx) => ({ items: idx.map((i) => items[i]), index: idx, out: idx.map((i) => out[i]), fate, where: {} })), rewards);
     if (fate.failed) throw fate.failed;
     return { rewards: out, errors: fate.errors };
   }
@@ -295,13 +295,12 @@ export class RewardPool {
         where: ids?.[g] === undefined ? { group: g } : { group: ids[g] },
       };
     });
-    await this.run(parts.filter((p) => p.items.length > 0));
+    await this.run(parts.filter((p) => p.items.length > 0), rewards);
     return parts.map((p) => (p.fate.failed ? { status: 'rejected', reason: p.fate.failed } : { status: 'fulfilled', value: { rewards: p.out, errors: p.fate.errors } }));
   }
 
   /** Every active reward on every part: per reward, all its calls in `threads` tasks (the remote reward: a request per part). */
-  private async run(parts: readonly Part[]): Promise<void> {
-    const { rewards } = await this.info;
+  private async run(parts: readonly Part[], rewards: readonly RewardSpec[]): Promise<void> {
     const remoteName = this.remote?.name;
     const calls = rewards.flatMap((r) => {
       if (r.name === remoteName) return parts.map((p) => this.callRemote(p));
