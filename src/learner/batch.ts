@@ -143,15 +143,7 @@ export function resolveRewardWeights(
 
 /** Builds the step batch. Throws GRPO_ERR_BAD_ROLLOUT for a malformed group. */
 export function buildStepBatch(groups: readonly GroupRollout[], o: BatchOptions): StepBatch {
-  if (!Number.isInteger(o.microBatchSize) || o.microBatchSize < 1) {
-    throw new GrpoError('GRPO_ERR_BAD_OPTION', `micro batch size is ${o.microBatchSize}; it must be an integer >= 1`);
-  }
-  if (o.overlongCacheLen > o.maxGenLen) {
-    throw new GrpoError(
-      'GRPO_ERR_BAD_OPTION',
-      `overlong_cache_len ${o.overlongCacheLen} exceeds max_gen_len ${o.maxGenLen}; use a window inside it`,
-    );
-  }
+  checkOptions(o);
   checkGroups(groups, o);
   const rows: Row[] = groups.flatMap((g) => g.completions.map((c) => ({ prompt: g.promptTokens, c })));
   const rewards = rewardColumns(rows.map((r) => r.c), o);
@@ -183,6 +175,30 @@ export function buildStepBatch(groups: readonly GroupRollout[], o: BatchOptions)
   stats.advantageMean = trained.mean;
   stats.advantageStd = trained.std;
   return { microBatches, completions: kept.length, trainTokens, stats, outcomes };
+}
+
+/**
+ * Throws what buildStepBatch([group], o) would throw, without laying out rows, searching shared
+ * prefixes or computing statistics: the inbox checks every group this way as it arrives (256 a
+ * step in the demo), and a group that passes can join any step batch.
+ */
+export function checkStepGroup(group: GroupRollout, o: BatchOptions): void {
+  checkOptions(o);
+  checkGroups([group], o);
+  const rewards = rewardColumns(group.completions, o);
+  groupAdvantages(rewards, o.groupSize, { scale: o.scaleRewards, weights: weightsFor(rewards, o) });
+}
+
+function checkOptions(o: BatchOptions): void {
+  if (!Number.isInteger(o.microBatchSize) || o.microBatchSize < 1) {
+    throw new GrpoError('GRPO_ERR_BAD_OPTION', `micro batch size is ${o.microBatchSize}; it must be an integer >= 1`);
+  }
+  if (o.overlongCacheLen > o.maxGenLen) {
+    throw new GrpoError(
+      'GRPO_ERR_BAD_OPTION',
+      `overlong_cache_len ${o.overlongCacheLen} exceeds max_gen_len ${o.maxGenLen}; use a window inside it`,
+    );
+  }
 }
 
 /** The tensors of one micro-batch; the caller disposes ids, mask and oldLogp. */

@@ -33,7 +33,7 @@ import { loadRunTask } from '../tasks/run-task.js';
 import type { Task, TaskReward } from '../tasks/types.js';
 import { looksLikeModulePath } from '../tasks/user-module.js';
 import { ProtocolClient } from '../shared/ws-client.js';
-import { batchOptionsFromConfig, buildStepBatch, resolveRewardWeights } from './batch.js';
+import { batchOptionsFromConfig, checkStepGroup, resolveRewardWeights } from './batch.js';
 import { bestDir, latestDir, loadResumePoint, publicConfig, type EvalRecord, type ResumePoint } from './checkpointing.js';
 import { LearnerCurriculum } from './curriculum.js';
 import { DataCursor } from './data-cursor.js';
@@ -269,7 +269,7 @@ export async function runLearner(config: Config, opts: LearnerOptions): Promise<
       send: (msg) => client.send(msg),
       validate: (g, spec) => {
         checkGroupForRun(g, spec, groupCheck);
-        buildStepBatch([g], batchOptions);
+        checkStepGroup(g, batchOptions);
       },
       onRefused: (code) => telemetry.metrics.observeRefused(code), // results arrive after start(), telemetry exists by then
       log,

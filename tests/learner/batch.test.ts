@@ -3,6 +3,7 @@ import {
   OVERLONG_REWARD,
   batchOptionsFromConfig,
   buildStepBatch,
+  checkStepGroup,
   microBatchTensors,
   resolveRewardWeights,
   type BatchOptions,
@@ -169,6 +170,44 @@ describe('buildStepBatch layout', () => {
     ];
     for (const groups of cases) expectCode(() => buildStepBatch(groups, OPTS), 'GRPO_ERR_BAD_ROLLOUT');
     expectCode(() => buildStepBatch([group('a', [1], [ok(), ok()])], { ...OPTS, microBatchSize: 0 }), 'GRPO_ERR_BAD_OPTION');
+  });
+
+  it('checkStepGroup refuses a group exactly when buildStepBatch on it alone throws, with the same code', () => {
+    const ok = (): Completion => completion([3], { r: 1 });
+    const cases: [GroupRollout, BatchOptions][] = [
+      [group('a', [1], [ok(), ok()]), OPTS],
+      [group('a', [1], [ok(), completion([4, 5], { r: 0 })]), { ...OPTS, dynamicSampling: true }],
+      [group('a', [1], [ok()]), OPTS], // partial
+      [group('a', [], [ok(), ok()]), OPTS], // empty prompt
+      [group('a', [1], [ok(), { ...ok(), logprobs: [0.5] }]), OPTS], // positive logprob
+      [group('a', [1], [ok(), { ...ok(), allowed: [[4, 5]] }]), OPTS], // token outside its allowed set
+      [group('a', [1], [ok(), completion([3], { r: Infinity })]), OPTS], // a reward the advantages refuse
+      [group('a', [1], [ok(), completion([3], { z: 1 })]), { ...OPTS, rewardWeights: { r: 0, z: 0 } }], // nothing weighted
+      [group('a', [1], [ok(), completion([3], { [OVERLONG_REWARD]: 1 })]), { ...OPTS, overlongCacheLen: 2 }],
+      [group('a', [1], [ok(), ok()]), { ...OPTS, microBatchSize: 0 }],
+    ];
+    const codeOf = (f: () => unknown): string | null => {
+      try {
+        f();
+        return null;
+      } catch (e) {
+        return (e as { code?: string }).code ?? 'no code';
+      }
+    };
+    const codes = cases.map(([g, o]) => [codeOf(() => checkStepGroup(g, o)), codeOf(() => buildStepBatch([g], o))]);
+    for (const [mine, theirs] of codes) expect(mine).toBe(theirs);
+    expect(codes.map(([c]) => c)).toEqual([
+      null,
+      null,
+      'GRPO_ERR_BAD_ROLLOUT',
+      'GRPO_ERR_BAD_ROLLOUT',
+      'GRPO_ERR_BAD_ROLLOUT',
+      'GRPO_ERR_BAD_ROLLOUT',
+      'GRPO_ERR_BAD_REWARD',
+      'GRPO_ERR_BAD_ROLLOUT',
+      'GRPO_ERR_BAD_ROLLOUT',
+      'GRPO_ERR_BAD_OPTION',
+    ]);
   });
 
   it('resolves reward weights from task defaults and config overrides', () => {
