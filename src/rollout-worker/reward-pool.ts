@@ -105,14 +105,15 @@ export interface RewardPoolStats {
 }
 
 /**
- * The compiled worker file: next to this module once built; when this module runs from src/
- * (vitest executes the .ts), the compiled file in dist/, since piscina threads need JavaScript.
+ * The file piscina runs in each thread, the CommonJS entry in front of ./reward-thread.ts (see
+ * reward-thread-entry.cts for why): next to this module once built; when this module runs from
+ * src/ (vitest executes the .ts), the compiled file in dist/, since piscina threads need JavaScript.
  */
 export function rewardThreadFile(): string {
   const here = fileURLToPath(import.meta.url);
   const file = here.endsWith('.ts')
-    ? resolve(dirname(here), '../../dist/rollout-worker/reward-thread.js')
-    : join(dirname(here), 'reward-thread.js');
+    ? resolve(dirname(here), '../../dist/rollout-worker/reward-thread-entry.cjs')
+    : join(dirname(here), 'reward-thread-entry.cjs');
   if (!existsSync(file)) {
     throw new GrpoError('GRPO_ERR_REWARD_THREAD_MISSING', `reward thread file ${file} does not exist; build the project (npm run build)`);
   }
