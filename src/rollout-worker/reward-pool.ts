@@ -8,7 +8,7 @@
  * of every group of a score() or scoreGroups() go out in `threads` tasks per reward, not one per
  * group or completion: a task costs a message each way, and at hundreds of groups a second those
  * messages cost the sampling thread more than the rewards did. Each call runs under its own
- * timeout. A failing call then goes on alone (callWithRetries), so a timeout or error still
+ * timeout. A failing call then goes on alone (./reward-calls.ts), so a timeout or error still
  * names exactly the function and completion that caused it, and the calls after it go on as one
  * task again. A call ends in one of:
  *   - a finite number (or null, "not applicable"): the reward;
@@ -39,15 +39,15 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { GrpoError } from '../shared/errors.js';
-import type { ErrorCode } from '../shared/errors.js';
 import { stderrLogger } from '../shared/protocol.js';
 import type { ProtocolLogger, RewardErrorInfo } from '../shared/protocol.js';
 import { RemoteReward, checkRemoteRewardOptions } from './remote-reward.js';
 import type { RemoteRewardOptions, RemoteRewardStats } from './remote-reward.js';
-import { MAX_TASK_CALLS, newProgress, readProgress } from './reward-progress.js';
-import type { CallFailure, CallReply, CallRequest, DescribeReply, RewardCall, RewardRequest, RewardSpec, RewardThreadData } from './reward-thread.js';
+import { ThreadCalls, asErrorCode, type Entry, type Fate, type RewardPoolStats } from './reward-calls.js';
+import type { CallReply, DescribeReply, RewardRequest, RewardSpec, RewardThreadData } from './reward-thread.js';
 
 export type { RewardSpec } from './reward-thread.js';
+export type { RewardPoolStats } from './reward-calls.js';
 
 export interface RewardPoolOptions {
   task: string; // built-in task name or path to a task module
@@ -98,12 +98,6 @@ export interface RewardPoolInfo {
   rewards: RewardSpec[];
 }
 
-export interface RewardPoolStats {
-  calls: number; // attempts submitted
-  failedAttempts: number;
-  terminatedThreads: number; // threads killed for a hung call
-}
-
 /**
  * The file piscina runs in each thread, the CommonJS entry in front of ./reward-thread.ts (see
  * reward-thread-entry.cts for why): next to this module once built; when this module runs from
@@ -118,10 +112,6 @@ export function rewardThreadFile(): string {
     throw new GrpoError('GRPO_ERR_REWARD_THREAD_MISSING', `reward thread file ${file} does not exist; build the project (npm run build)`);
   }
   return file;
-}
-
-function asErrorCode(code: string): ErrorCode {
-  return (/^GRPO_ERR_[A-Z0-9_]+$/.test(code) ? code : 'GRPO_ERR_REWARD_THREAD') as ErrorCode;
 }
 
 function checkOptions(o: ResolvedOptions): void {
@@ -153,30 +143,12 @@ function groupsOf(items: readonly ScoreItem[]): number[][] {
   return [...byKey.values()];
 }
 
-/** `list` cut into at most `parts` contiguous chunks of near-equal size (more where a chunk would exceed MAX_TASK_CALLS). */
-function chunks<T>(list: readonly T[], parts: number): T[][] {
-  const n = Math.min(Math.max(parts, Math.ceil(list.length / MAX_TASK_CALLS)), list.length);
-  const out: T[][] = [];
-  for (let c = 0, start = 0; c < n; c++) {
-    const end = start + Math.ceil((list.length - start) / (n - c));
-    out.push(list.slice(start, end));
-    start = end;
-  }
-  return out;
-}
-
 function checkItems(items: readonly ScoreItem[]): void {
   items.forEach((item, i) => {
     if (typeof item?.prompt !== 'string' || typeof item.completion !== 'string') {
       throw new GrpoError('GRPO_ERR_REWARD_INPUT', `score item ${i} needs string prompt and completion`);
     }
   });
-}
-
-/** How a group's scoring goes: the failed attempts a retry fixed, and the error that failed it (then no more calls are made for it). */
-interface Fate {
-  errors: RewardErrorInfo[];
-  failed: GrpoError | null;
 }
 
 /** Items sharing prompt and meta, scored together: `out[k]` takes item k's scores; `index[k]` names item k in logs and errors. */
@@ -188,21 +160,12 @@ interface Part {
   where: Record<string, unknown>; // added to the part's log lines (e.g. its group id)
 }
 
-/** One call of a reward: the completions it scores, where its scores go, how it is named. */
-interface Entry {
-  call: RewardCall;
-  fate: Fate;
-  where: { item: number } | { items: number[] };
-  logFields: Record<string, unknown>;
-  set(values: (number | null)[]): void;
-}
-
 export class RewardPool {
   private readonly opts: ResolvedOptions;
   private readonly pool: Piscina<RewardRequest, DescribeReply | CallReply>;
   private readonly remote: RemoteReward | null;
   private readonly info: Promise<RewardPoolInfo>;
-  private readonly counters: RewardPoolStats = { calls: 0, failedAttempts: 0, terminatedThreads: 0 };
+  private readonly calls: ThreadCalls;
   private closed = false;
 
   constructor(options: RewardPoolOptions) {
@@ -236,6 +199,8 @@ export class RewardPool {
     this.pool.on('error', (err: unknown) => {
       this.opts.log('error', 'reward_thread_error', { message: err instanceof Error ? err.message : String(err) });
     });
+    const { threads, timeoutMs, retries, graceMs, log } = this.opts;
+    this.calls = new ThreadCalls(this.pool, { threads, timeoutMs, retries, graceMs, log, checkOpen: () => this.checkOpen() });
     this.remote = remote ? new RemoteReward({ ...remote, log: this.opts.log }) : null;
     this.info = this.describe();
     this.info.catch(() => undefined); // surfaced by ready() and score(), not as an unhandled rejection
@@ -247,7 +212,7 @@ export class RewardPool {
   }
 
   stats(): RewardPoolStats {
-    return { ...this.counters };
+    return { ...this.calls.counters };
   }
 
   /** Request counters of the remote reward; null without one. */
@@ -323,7 +288,7 @@ export class RewardPool {
                 set: (values) => (p.out[k][r.name] = values[0]),
               })),
             );
-      return chunks(entries, this.opts.threads).map((chunk) => this.callEach(r.name, chunk));
+      return [this.calls.run(r.name, entries)];
     });
     await Promise.all(calls);
   }
@@ -378,123 +343,5 @@ export class RewardPool {
     }
     this.opts.log('info', 'reward_pool_ready', { task: reply.taskName, rewards, threads: this.opts.threads, remote: remote?.url ?? null });
     return { taskName: reply.taskName, rewards };
-  }
-
-  /**
-   * Calls of one reward in one thread task. When call k fails, that failure is k's first attempt:
-   * k goes on alone through callWithRetries, exactly as if it had been called alone; the scores
-   * before it are kept (made again, as one task, when the thread was killed) and the calls after
-   * it go on as one task again. Calls of a group that has failed are not made.
-   */
-  private async callEach(reward: string, entries: readonly Entry[]): Promise<void> {
-    const live = entries.filter((e) => e.fate.failed === null);
-    if (live.length === 0) return;
-    if (live.length === 1) return this.callWithRetries(reward, live[0]);
-    const reply = await this.callOnce(
-      reward,
-      live.map((e) => e.call),
-    );
-    if (reply.ok) {
-      live.forEach((e, k) => e.set(reply.values[k]));
-      return;
-    }
-    const k = Math.min(reply.item ?? 0, live.length - 1);
-    const kept = (reply.values ?? []).slice(0, k);
-    kept.forEach((values, j) => live[j].set(values));
-    await this.callEach(reward, live.slice(kept.length, k));
-    await this.callWithRetries(reward, live[k], reply);
-    await this.callEach(reward, live.slice(k + 1));
-  }
-
-  /**
-   * One call with retries. `failed`: the reply of a first attempt already made (by callEach).
-   * A call that fails every attempt fails its group (entry.fate), logged.
-   */
-  private async callWithRetries(reward: string, e: Entry, failed?: CallFailure): Promise<void> {
-    const attempts = this.opts.retries + 1;
-    let last: { code: string; message: string } | null = null;
-    for (let attempt = 1; attempt <= attempts; attempt++) {
-      if (e.fate.failed) return; // another call of this group gave up: stop spending threads
-      const reply = attempt === 1 && failed ? failed : await this.callOnce(reward, [e.call]);
-      if (reply.ok) {
-        e.set(reply.values[0]);
-        return;
-      }
-      this.counters.failedAttempts++;
-      last = { code: reply.code, message: reply.message };
-      e.fate.errors.push({ reward, code: reply.code, message: reply.message });
-      this.opts.log('warn', 'reward_error', {
-        code: reply.code,
-        reward,
-        ...e.logFields,
-        ...e.where,
-        attempt,
-        attempts,
-        ms: Math.round(reply.ms),
-        message: reply.message,
-      });
-    }
-    const { code, message } = last as { code: string; message: string };
-    const on = 'item' in e.where ? `item ${e.where.item}` : `the group of items ${e.where.items.join(',')}`;
-    const gaveUp = new GrpoError(
-      'GRPO_ERR_REWARD_FAILED',
-      `reward ${reward} failed on ${on} in all ${attempts} attempts (reward_retries ${this.opts.retries}); last error ${code}: ${message}`,
-      { cause: new GrpoError(asErrorCode(code), message) },
-    );
-    e.fate.failed ??= gaveUp;
-    this.opts.log('error', 'reward_failed', { code: gaveUp.code, reward, ...e.logFields, ...e.where, attempts, last: code, message });
-  }
-
-  /**
-   * One thread task: the thread's reply, or a coded failure when the thread was killed or died
-   * (`item`: the call it was running). The kill timer first fires `timeoutMs + graceMs` after
-   * submission, then follows the running call's start (a task waiting for a thread is not timed).
-   */
-  private async callOnce(reward: string, calls: RewardCall[]): Promise<CallReply> {
-    this.checkOpen();
-    this.counters.calls++;
-    const abort = new AbortController();
-    const limitMs = this.opts.timeoutMs + this.opts.graceMs;
-    const progress = newProgress();
-    let running: number | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const check = (): void => {
-      const p = readProgress(progress);
-      const left = p === null ? limitMs : p.startedMs + limitMs - Date.now();
-      if (p === null || left > 0) {
-        timer = setTimeout(check, left);
-        return;
-      }
-      running = p.index;
-      abort.abort();
-    };
-    timer = setTimeout(check, limitMs);
-    const req: CallRequest = { op: 'call', reward, calls, timeoutMs: this.opts.timeoutMs, progress: progress.buffer as SharedArrayBuffer };
-    try {
-      return (await this.pool.run(req, { signal: abort.signal })) as CallReply;
-    } catch (err) {
-      this.checkOpen();
-      running ??= readProgress(progress)?.index;
-      if (abort.signal.aborted) {
-        this.counters.terminatedThreads++;
-        return {
-          ok: false,
-          code: 'GRPO_ERR_REWARD_TIMEOUT',
-          message: `reward ${reward} was still running ${limitMs} ms after it started (timeout ${this.opts.timeoutMs} ms; a synchronous hang?); its thread was terminated and replaced`,
-          ms: limitMs,
-          ...(running === undefined ? {} : { item: running }),
-        };
-      }
-      const message = err instanceof Error ? err.message : String(err);
-      return {
-        ok: false,
-        code: 'GRPO_ERR_REWARD_THREAD',
-        message: `reward ${reward}: its thread failed: ${message}`,
-        ms: 0,
-        ...(running === undefined ? {} : { item: running }),
-      };
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }
