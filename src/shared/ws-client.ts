@@ -3,7 +3,7 @@
  * learner. It says Hello, keeps the connection alive (pings, Heartbeats listing the worker's
  * leases, a peer timeout), reconnects with exponential backoff, assembles weights for workers
  * (`weights` event), uploads weights for the learner (re-sent after a reconnect when the
- * coordinator lacks them), and hands every other message to typed handlers.
+ * coordinator lacks them), and hands every other message to typed handlers (./ws-dispatch.ts).
  *
  *   const c = new ProtocolClient({ url, role: 'worker', name: 'w1', capacity: 4 });
  *   c.onEvent('weights', ({ version, tensors }) => { load(tensors); c.send({ kind: Kind.Ready, policyVersion: version }); });
@@ -15,12 +15,15 @@ import { decodeMessage, encodeMessage } from './codec.js';
 import { sendCoalesced } from './ws-coalesce.js';
 import { GrpoError, isGrpoError } from './errors.js';
 import type { NamedHostTensors } from './host-tensor.js';
-import { FATAL_CLOSE_CODES, CloseCode, Kind, kindName, PROTOCOL_DEFAULTS, PROTOCOL_VERSION, silentLogger, WireError } from './protocol.js';
+import { FATAL_CLOSE_CODES, CloseCode, Kind, PROTOCOL_DEFAULTS, PROTOCOL_VERSION, silentLogger, WireError } from './protocol.js';
 import type { AdapterInfo, Message, MessageOf, ProtocolLogger, Role, WeightsEncoding, WelcomeMsg } from './protocol.js';
 import { UploadPump, type UploadOutcome } from './ws-upload.js';
 import { encodeWeights, WeightsAssembler } from './weights-wire.js';
 import { roleToken } from './credentials.js';
 import { describeStamp, HeldWeights, type Stamp } from './epoch.js';
+import { MessageDispatch, type ClientEvents, type ReceivedWeights } from './ws-dispatch.js';
+
+export type { ClientEvents, ReceivedWeights } from './ws-dispatch.js';
 
 export interface ProtocolClientOptions {
   url: string; // ws://host:port
@@ -40,40 +43,6 @@ export interface ProtocolClientOptions {
   log?: ProtocolLogger;
 }
 
-export interface ReceivedWeights {
-  version: number;
-  epoch: number; // resume epoch (0 when the Begin had none)
-  encoding: WeightsEncoding;
-  adapter?: AdapterInfo; // LoRA payload (protocol.ts AdapterInfo); absent: every weight
-  tensors: NamedHostTensors;
-}
-
-export interface ClientEvents {
-  welcome: (msg: WelcomeMsg) => void; // every (re)connection
-  weights: (w: ReceivedWeights) => void; // worker: a verified version arrived
-  disconnect: (info: { code: number; reason: string }) => void; // leases are gone; a reconnect follows unless closed
-  error: (err: GrpoError) => void; // a problem the client recovered from (bad frame, weights checksum, ...)
-  fatal: (err: GrpoError) => void; // the client stopped: refused token, protocol version
-}
-
-type Handler = (msg: Message) => void;
-
-/**
- * Kinds the client acts on itself, so no handler is needed: Welcome (session), Heartbeat
- * (liveness: every frame resets the peer timeout), Error (logged), the weights frames
- * (assembled into the `weights` event), and PolicyVersion (an announcement: the weights frames
- * that follow carry the version). Any other kind with no handler is logged and counted.
- */
-const CONSUMED_KINDS: ReadonlySet<number> = new Set([
-  Kind.Welcome,
-  Kind.Heartbeat,
-  Kind.Error,
-  Kind.PolicyVersion,
-  Kind.WeightsBegin,
-  Kind.WeightsChunk,
-  Kind.WeightsEnd,
-]);
-
 export type { UploadOutcome } from './ws-upload.js';
 
 export class ProtocolClient {
@@ -84,9 +53,7 @@ export class ProtocolClient {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private lastSeen = 0;
-  private readonly handlers = new Map<number, Set<Handler>>();
-  private readonly unhandled = new Map<string, number>(); // kind name -> messages no one handled
-  private readonly events = new Map<keyof ClientEvents, Set<ClientEvents[keyof ClientEvents]>>();
+  private readonly dispatcher: MessageDispatch;
   private readonly leases = new Map<string, Set<string>>(); // leaseId -> group ids not yet reported
   private readonly assembler: WeightsAssembler;
   private readonly upload: UploadPump;
@@ -116,6 +83,7 @@ export class ProtocolClient {
       epoch: options.epoch ?? -1,
       token: options.token === undefined ? roleToken(options.role) : options.token,
     };
+    this.dispatcher = new MessageDispatch(this.opts.log, this.opts.role);
     this.assembler = new WeightsAssembler({ maxTotalBytes: this.opts.maxWeightsBytes });
     this.upload = new UploadPump(this.opts.highWaterMarkBytes, () => this.assignedEpoch ?? 0);
   }
@@ -152,33 +120,16 @@ export class ProtocolClient {
 
   /** Subscribes to one message kind; returns the unsubscribe function. */
   on<K extends Kind>(kind: K, handler: (msg: MessageOf<K>) => void): () => void {
-    const set = this.handlers.get(kind) ?? new Set<Handler>();
-    this.handlers.set(kind, set);
-    set.add(handler as Handler);
-    return () => set.delete(handler as Handler);
+    return this.dispatcher.on(kind, handler);
   }
 
   onEvent<E extends keyof ClientEvents>(event: E, handler: ClientEvents[E]): () => void {
-    const set = this.events.get(event) ?? new Set();
-    this.events.set(event, set);
-    set.add(handler);
-    return () => set.delete(handler);
+    return this.dispatcher.onEvent(event, handler);
   }
 
   /** The next message of `kind` that satisfies `pred`; rejects after `timeoutMs`. */
   next<K extends Kind>(kind: K, timeoutMs = 10_000, pred: (msg: MessageOf<K>) => boolean = () => true): Promise<MessageOf<K>> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        off();
-        reject(new GrpoError('GRPO_ERR_TIMEOUT', `no ${kindName(kind)} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const off = this.on(kind, (msg) => {
-        if (!pred(msg)) return;
-        clearTimeout(timer);
-        off();
-        resolve(msg);
-      });
-    });
+    return this.dispatcher.next(kind, timeoutMs, pred);
   }
 
   /**
@@ -200,7 +151,7 @@ export class ProtocolClient {
    * itself and no `on()` handler was subscribed to when it arrived).
    */
   unhandledMessages(): Record<string, number> {
-    return Object.fromEntries(this.unhandled);
+    return this.dispatcher.unhandledMessages();
   }
 
   /** Leases received and not yet fully reported (what Heartbeats list). */
@@ -241,16 +192,6 @@ export class ProtocolClient {
       else ws.close(1000, 'client closing');
       setTimeout(() => ws.terminate(), 1_000).unref();
     });
-  }
-
-  private emit<E extends keyof ClientEvents>(event: E, ...args: Parameters<ClientEvents[E]>): void {
-    for (const h of this.events.get(event) ?? []) {
-      try {
-        (h as (...a: Parameters<ClientEvents[E]>) => void)(...args);
-      } catch (err) {
-        this.opts.log('error', 'client_handler_failed', { event, error: String(err) });
-      }
-    }
   }
 
   private connect(): void {
@@ -297,7 +238,7 @@ export class ProtocolClient {
     } catch (err) {
       const e = isGrpoError(err) ? err : new GrpoError(WireError.BadFrame, String(err));
       this.opts.log('warn', 'client_bad_frame', { code: e.code, error: e.message });
-      this.emit('error', e);
+      this.dispatcher.emit('error', e);
       return;
     }
     switch (msg.kind) {
@@ -321,23 +262,7 @@ export class ProtocolClient {
       default:
         break;
     }
-    const handlers = this.handlers.get(msg.kind);
-    if ((handlers === undefined || handlers.size === 0) && !CONSUMED_KINDS.has(msg.kind)) this.noteUnhandled(msg.kind);
-    for (const h of handlers ?? []) {
-      try {
-        h(msg);
-      } catch (err) {
-        this.opts.log('error', 'client_handler_failed', { kind: kindName(msg.kind), error: String(err) });
-      }
-    }
-  }
-
-  /** Counts a message nobody handled; the first of each kind is a warning, the rest debug lines. */
-  private noteUnhandled(kind: number): void {
-    const name = kindName(kind);
-    const count = (this.unhandled.get(name) ?? 0) + 1;
-    this.unhandled.set(name, count);
-    this.opts.log(count === 1 ? 'warn' : 'debug', 'client_unhandled_message', { kind: name, count, role: this.opts.role });
+    this.dispatcher.dispatch(msg);
   }
 
   /**
@@ -367,7 +292,7 @@ export class ProtocolClient {
     this.upload.resume(ws, msg.weightsVersion === null ? null : { epoch: msg.weightsEpoch ?? 0, version: msg.weightsVersion });
     this.settleStart?.resolve(msg);
     this.settleStart = null;
-    this.emit('welcome', msg);
+    this.dispatcher.emit('welcome', msg);
   }
 
   private onWeights(ws: WebSocket, msg: MessageOf<typeof Kind.WeightsBegin | typeof Kind.WeightsChunk | typeof Kind.WeightsEnd>): void {
@@ -376,11 +301,11 @@ export class ProtocolClient {
       if (done === null) return;
       if (!this.acceptWeights(ws, { epoch: done.epoch, version: done.version })) return;
       this.weightsVersion = done.version;
-      this.emit('weights', done);
+      this.dispatcher.emit('weights', done);
     } catch (err) {
       const e = isGrpoError(err) ? err : new GrpoError(WireError.WeightsSequence, String(err));
       this.opts.log('warn', 'client_weights_failed', { code: e.code, error: e.message });
-      this.emit('error', e);
+      this.dispatcher.emit('error', e);
       // A fresh session makes the coordinator send the newest version again from its Begin.
       ws.close(CloseCode.WeightsCorrupt, e.code);
     }
@@ -401,7 +326,7 @@ export class ProtocolClient {
     }
     this.opts.log('warn', 'client_weights_refused', { code: err.code, error: err.message });
     if (ws.readyState === WebSocket.OPEN) ws.send(encodeMessage({ kind: Kind.Error, code: err.code, message: err.message, ref: describeStamp(got) }));
-    this.emit('error', err);
+    this.dispatcher.emit('error', err);
     return false;
   }
 
@@ -445,7 +370,7 @@ export class ProtocolClient {
     this.stopHeartbeat();
     this.leases.clear(); // the coordinator re-dispatches them
     this.upload.interrupt();
-    if (wasWelcomed) this.emit('disconnect', { code, reason });
+    if (wasWelcomed) this.dispatcher.emit('disconnect', { code, reason });
     if (this.closed) return;
     if (code === CloseCode.EpochBehind && this.opts.role === 'learner') this.askNewEpoch = true;
     if (FATAL_CLOSE_CODES.has(code)) {
@@ -468,6 +393,6 @@ export class ProtocolClient {
     this.opts.log('error', 'client_fatal', { code: err.code, error: err.message });
     this.settleStart?.reject(err);
     this.settleStart = null;
-    this.emit('fatal', err);
+    this.dispatcher.emit('fatal', err);
   }
 }
