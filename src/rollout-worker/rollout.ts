@@ -10,11 +10,12 @@
  * ([BOS] + encode(prompt), see src/tasks/encoding.ts). Generation stops at the tokenizer's EOS.
  */
 import { performance } from 'node:perf_hooks';
-import { GrpoError, isGrpoError } from '../shared/errors.js';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { GrpoError, isGrpoError, toGrpoError } from '../shared/errors.js';
 import type { LlamaModel } from '../model/llama.js';
 import { sample } from '../model/sampling.js';
 import type { SampleOptions, SampleResult, Tokenizer } from '../model/types.js';
-import type { Completion, GroupRollout, GroupSpec } from '../shared/protocol.js';
+import type { Completion, GroupRollout, GroupSpec, ProtocolLogger } from '../shared/protocol.js';
 import { batchGrammar, decodeCompletion, promptIds } from '../tasks/index.js';
 import type { Task } from '../tasks/index.js';
 import type { RewardPool, ScoreResult } from './reward-pool.js';
@@ -224,4 +225,38 @@ export async function rolloutGroups(ctx: RolloutContext, specs: readonly GroupSp
 
   const tokensGenerated = sampled.tokens.reduce((n, t) => n + t.length, 0);
   return { outcomes, timing: { sampleSeconds, rewardSeconds, tokensGenerated, completions: rows.length } };
+}
+
+const NO_TIMING: RolloutTiming = { sampleSeconds: 0, rewardSeconds: 0, tokensGenerated: 0, completions: 0 };
+
+/**
+ * `rollout` (rolloutGroups, or a test's substitute) on `specs`. A call that throws (not a reward
+ * failure: those come back per group) is split into one call per group, so a prompt that breaks
+ * sampling fails only its own group.
+ */
+export async function rolloutIsolated(
+  rollout: (ctx: RolloutContext, specs: readonly GroupSpec[]) => Promise<RolloutBatch>,
+  ctx: RolloutContext,
+  specs: readonly GroupSpec[],
+  log: ProtocolLogger,
+): Promise<RolloutBatch> {
+  try {
+    return await rollout(ctx, specs);
+  } catch (err) {
+    const e = toGrpoError(err, 'GRPO_ERR_ROLLOUT');
+    if (specs.length === 1) {
+      log('error', 'rollout_failed', { group: specs[0].groupId, code: e.code, error: e.message });
+      return { outcomes: [{ groupId: specs[0].groupId, code: e.code, message: e.message }], timing: NO_TIMING };
+    }
+    log('warn', 'rollout_split', { groups: specs.length, code: e.code, error: e.message });
+    const outcomes: GroupOutcome[] = [];
+    const timing = { ...NO_TIMING };
+    for (const s of specs) {
+      const one = await rolloutIsolated(rollout, ctx, [s], log);
+      outcomes.push(...one.outcomes);
+      for (const k of Object.keys(timing) as (keyof RolloutTiming)[]) timing[k] += one.timing[k];
+      await yieldToEventLoop();
+    }
+    return { outcomes, timing };
+  }
 }

@@ -32,8 +32,8 @@ import { LeaseQueue } from './lease-queue.js';
 import type { LeaseEntry, TakenGroup } from './lease-queue.js';
 import { nativeDecodeBlocker } from '../model/decode-path.js';
 import { streamGroups } from './continuous.js';
-import { isGroupFailure, rolloutGroups } from './rollout.js';
-import type { GroupOutcome, RolloutBatch, RolloutContext } from './rollout.js';
+import { isGroupFailure, rolloutGroups, rolloutIsolated } from './rollout.js';
+import type { RolloutBatch, RolloutContext, RolloutTiming } from './rollout.js';
 import type { AdapterPath } from '../model/llama.js';
 import { RunState } from './run-state.js';
 import { workerTrust } from './trust.js';
@@ -76,8 +76,6 @@ export interface WorkerCounters {
   weightsLoaded: number; // versions loaded
   weightsSeconds: number; // wall time loading them, summed
 }
-
-const NO_TIMING: RolloutBatch['timing'] = { sampleSeconds: 0, rewardSeconds: 0, tokensGenerated: 0, completions: 0 };
 
 export class WorkerLoop {
   readonly counters: WorkerCounters = {
@@ -257,7 +255,7 @@ export class WorkerLoop {
   }
 
   private async batch(ctx: RolloutContext, taken: TakenGroup[]): Promise<void> {
-    const { outcomes, timing } = await this.sampleIsolated(ctx, taken.map((t) => t.spec));
+    const { outcomes, timing } = await rolloutIsolated(this.rollout, ctx, taken.map((t) => t.spec), this.opts.log);
     const perLease = new Map<LeaseEntry, { taken: TakenGroup[]; results: GroupRollout[] }>();
     let failed = 0;
     let dropped = 0;
@@ -278,25 +276,9 @@ export class WorkerLoop {
       this.opts.send({ kind: Kind.Groups, leaseId: lease.leaseId, results });
       for (const t of ts) this.leases.settle(t);
     }
-    const c = this.counters;
-    c.batches += 1;
-    c.groupsDone += outcomes.length - failed - dropped;
-    c.groupsDropped += dropped;
-    c.completions += timing.completions;
-    c.tokensGenerated += timing.tokensGenerated;
-    c.sampleSeconds += timing.sampleSeconds;
-    c.rewardSeconds += timing.rewardSeconds;
-    this.opts.metrics?.observeBatch({ groups: taken.length, sampleSeconds: timing.sampleSeconds, rewardSeconds: timing.rewardSeconds });
-    this.opts.log('info', 'batch', {
-      groups: taken.length,
-      failed,
-      dropped,
-      completions: timing.completions,
-      tokens: timing.tokensGenerated,
-      sample_s: round(timing.sampleSeconds),
-      reward_s: round(timing.rewardSeconds),
-      policyVersion: ctx.policyVersion,
-    });
+    this.counters.groupsDone += outcomes.length - failed - dropped;
+    this.counters.groupsDropped += dropped;
+    this.recordCall({ groups: taken.length, ...timing }, { groups: taken.length, failed, dropped }, ctx.policyVersion);
     this.resize(timing.sampleSeconds, taken.length);
   }
 
@@ -350,27 +332,9 @@ export class WorkerLoop {
       },
     });
     pending = [];
-    const c = this.counters;
-    c.batches += 1;
-    c.completions += stats.completions;
-    c.tokensGenerated += stats.tokensGenerated;
-    c.sampleSeconds += stats.sampleSeconds;
-    c.rewardSeconds += stats.rewardSeconds;
-    this.opts.metrics?.observeBatch({ groups: stats.groups, sampleSeconds: stats.sampleSeconds, rewardSeconds: stats.rewardSeconds });
     // the same event as a batch call (log readers grep for it), marked continuous
-    this.opts.log('info', 'batch', {
-      mode: 'continuous',
-      groups: stats.groups,
-      failed,
-      dropped,
-      rows: stats.rows,
-      completions: stats.completions,
-      tokens: stats.tokensGenerated,
-      sample_s: round(stats.sampleSeconds),
-      reward_s: round(stats.rewardSeconds),
-      policyVersion: ctx.policyVersion,
-      ...(stats.error !== undefined ? { error: stats.error } : {}),
-    });
+    const fields = { mode: 'continuous', groups: stats.groups, failed, dropped, rows: stats.rows };
+    this.recordCall(stats, stats.error !== undefined ? { ...fields, error: stats.error } : fields, ctx.policyVersion);
     if (stats.leftover.length > 0) await this.batch(ctx, stats.leftover);
   }
 
@@ -382,30 +346,23 @@ export class WorkerLoop {
     this.opts.log('warn', 'group_failed', { lease: t.lease.leaseId, group: f.groupId, code: f.code, error: f.message });
   }
 
-  /**
-   * rolloutGroups. A call that throws (not a reward failure: those come back per group) is split
-   * into one call per group, so a prompt that breaks sampling fails only its own group.
-   */
-  private async sampleIsolated(ctx: RolloutContext, specs: GroupSpec[]): Promise<RolloutBatch> {
-    try {
-      return await this.rollout(ctx, specs);
-    } catch (err) {
-      const e = toGrpoError(err, 'GRPO_ERR_ROLLOUT');
-      if (specs.length === 1) {
-        this.opts.log('error', 'rollout_failed', { group: specs[0].groupId, code: e.code, error: e.message });
-        return { outcomes: [{ groupId: specs[0].groupId, code: e.code, message: e.message }], timing: NO_TIMING };
-      }
-      this.opts.log('warn', 'rollout_split', { groups: specs.length, code: e.code, error: e.message });
-      const outcomes: GroupOutcome[] = [];
-      const timing = { ...NO_TIMING };
-      for (const s of specs) {
-        const one = await this.sampleIsolated(ctx, [s]);
-        outcomes.push(...one.outcomes);
-        for (const k of Object.keys(timing) as (keyof typeof timing)[]) timing[k] += one.timing[k];
-        await yieldToEventLoop();
-      }
-      return { outcomes, timing };
-    }
+  /** Counts one sampling call (a batch or a stream), observes it, and logs its `batch` line: `fields` first. */
+  private recordCall(t: RolloutTiming & { groups: number }, fields: Record<string, unknown>, policyVersion: number): void {
+    const c = this.counters;
+    c.batches += 1;
+    c.completions += t.completions;
+    c.tokensGenerated += t.tokensGenerated;
+    c.sampleSeconds += t.sampleSeconds;
+    c.rewardSeconds += t.rewardSeconds;
+    this.opts.metrics?.observeBatch({ groups: t.groups, sampleSeconds: t.sampleSeconds, rewardSeconds: t.rewardSeconds });
+    this.opts.log('info', 'batch', {
+      ...fields,
+      completions: t.completions,
+      tokens: t.tokensGenerated,
+      sample_s: round(t.sampleSeconds),
+      reward_s: round(t.rewardSeconds),
+      policyVersion,
+    });
   }
 
   /** Keeps one sampling call under the time budget (see the file comment). */
