@@ -26,8 +26,7 @@
  * queued).
  */
 import { randomBytes } from 'node:crypto';
-import type { Stats } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { GrpoError, toGrpoError } from '../shared/errors.js';
 import { writeFailure } from '../shared/write-error.js';
@@ -37,6 +36,7 @@ import { llamaParamShapes, validateLlamaWeights } from './llama-params.js';
 import { checkAdapterTensors, loraTargets, mergeAdapters, shortName, type LoraSpec } from './lora.js';
 import { parsePeftConfig, peftConfigJson, PEFT_FILES } from './peft.js';
 import { readSafetensorsFile, safetensorsChunks } from './safetensors.js';
+import { exists, fsyncDir, jsonBytes, readJson, statOrNull, writeSynced } from './checkpoint-io.js';
 import { HfTokenizer } from './hf-tokenizer.js';
 import { loadTokenizer } from './tokenizer.js';
 import type { LlamaConfig, NamedHostTensors, Tokenizer } from './types.js';
@@ -84,9 +84,9 @@ export const CHECKPOINT_FILES = {
   manifest: 'checkpoint_manifest.json',
 } as const;
 const MANIFEST_FORMAT = 'grpo-cluster-checkpoint';
-/** Files a directory may hold for saveCheckpoint to replace it even if it is not complete. */
 /** transformers' generation defaults; read for the end-of-turn ids chat models list only there. */
 const GENERATION_CONFIG = 'generation_config.json';
+/** Files a directory may hold for saveCheckpoint to replace it even if it is not complete. */
 const REPLACEABLE = new Set<string>([...Object.values(CHECKPOINT_FILES), ...Object.values(PEFT_FILES), GENERATION_CONFIG, 'special_tokens_map.json']);
 
 interface Manifest {
@@ -396,71 +396,4 @@ function tokenTextById(json: unknown, id: number): string | null {
     for (const [token, v] of Object.entries(vocab)) if (v === id) return token;
   }
   return null;
-}
-
-function jsonBytes(value: unknown): Buffer {
-  return Buffer.from(JSON.stringify(value, null, 2) + '\n', 'utf8');
-}
-
-/** Creates `path` (which must not exist), writes the chunks, fsyncs; returns the size in bytes. */
-async function writeSynced(path: string, chunks: Uint8Array[]): Promise<number> {
-  try {
-    return await writeSyncedNow(path, chunks);
-  } catch (err) {
-    throw writeFailure(path, err, 'checkpoint file'); // name the file: a failed write(2) does not
-  }
-}
-
-async function writeSyncedNow(path: string, chunks: Uint8Array[]): Promise<number> {
-  const fh = await open(path, 'wx');
-  let size = 0;
-  try {
-    for (const chunk of chunks) {
-      let done = 0;
-      while (done < chunk.length) done += (await fh.write(chunk, done, chunk.length - done)).bytesWritten;
-      size += chunk.length;
-    }
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  return size;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** stat, with null for a path that does not exist; other failures (permissions, I/O) propagate. */
-async function statOrNull(path: string): Promise<Stats | null> {
-  try {
-    return await stat(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
-    throw err;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return (await statOrNull(path)) !== null;
-}
-
-async function readJson(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new GrpoError('GRPO_ERR_CHECKPOINT_INCOMPLETE', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new GrpoError('GRPO_ERR_CHECKPOINT_CONFIG', `${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
 }
