@@ -223,6 +223,7 @@ export class GrpoTrainer {
     for (const mb of microBatches) {
       if (mb.size * mb.length <= this.checkedTokens) continue;
       const limit = memoryLimit();
+      const adapters = this.policy.getAdapters(); // LoRA: only the adapters have gradients and AdamW state
       const shape = {
         batch: mb.size,
         seq: mb.length,
@@ -230,6 +231,7 @@ export class GrpoTrainer {
         reference: this.referenceStorage(),
         extraGradients: 1, // the micro-batch sum beside a new micro-batch's gradients, and the clipped copy
         hostCopies: 2, // the published weights and the coordinator's latest version (grpo train runs it in-process)
+        ...(adapters ? { lora: { r: adapters.spec.r, dropout: adapters.spec.dropout > 0, targets: adapters.targets } } : {}),
       };
       checkStepFits(this.policy.config, shape, limit.bytes, limit.where, limit.engineBytes);
       this.checkedTokens = mb.size * mb.length;

@@ -19,6 +19,11 @@
  *                attention blocks 3 B nH T^2; with gradient checkpointing d per layer plus one
  *                layer's worth (recomputed in backward); plus the chunked head (head-logprobs.ts):
  *                two chunks of logits and three [V, d] sums in its backward
+ *   LoRA         with adapters (StepShape.lora) AdamW state is the adapters' alone (r (in + out)
+ *                per adapted module); the gradient term is kept whole (measured, see above);
+ *                each adapted module adds to the activations its side path's saved tensors per
+ *                token: the [r] low-rank product and the [out] scaled term, and with lora_dropout
+ *                the dropped input and its mask (2 in floats and in bytes; lora-side.ts)
  *   pool         the native backend's free buffers kept for reuse: what the step frees and asks
  *                for again, up to the pool's cap (engineBytes); it fills as gradients and
  *                activations are freed, so the peak holds the larger of the two, not both
@@ -40,6 +45,8 @@ export interface StepShape {
   reference?: ReferenceStorage; // a frozen reference model held beside the policy
   extraGradients?: number; // float32 gradient sums held beside the step's own (default 0)
   hostCopies?: number; // float32 host copies of the weights the process keeps (default 0)
+  /** LoRA: the adapted modules (every layer's) with their shapes; only the adapters train. */
+  lora?: { r: number; dropout: boolean; targets: readonly { in: number; out: number }[] };
 }
 
 export interface StepBytes {
@@ -80,12 +87,20 @@ export function estimateStepBytes(c: LlamaConfig, s: StepShape, engineBytes = 0)
   const N = s.batch * s.seq;
   const fusedCopies = L * d * ((nH + 2 * nKV) * hd + 2 * I); // wqkv and wgu concatenations
   const weights = 4 * (params + fusedCopies);
+  const lora = s.lora;
+  // AdamW state: every parameter's, or with LoRA the adapters' alone. The gradient term stays
+  // whole with LoRA: a LoRA step's measured peak was only 0.36 GiB below the full step's
+  // (135M shape, BENCHMARKS.md), so the backward's transients take about that room anyway.
+  const trained = lora ? lora.targets.reduce((a, t) => a + lora.r * (t.in + t.out), 0) : params;
+  const trainedLargest = lora ? Math.max(0, ...lora.targets.map((t) => lora.r * Math.max(t.in, t.out))) : largest;
   const gradients = 4 * (params + fusedCopies) + 4 * params * (s.extraGradients ?? 0);
-  const optimizer = 8 * params + 2 * 4 * largest;
+  const optimizer = 8 * trained + 2 * 4 * trainedLargest;
   const reference = s.reference === 'f32' ? 4 * (params + fusedCopies) : s.reference === 'f16' ? 2 * params + 4 * fusedCopies : 0;
   const hostCopies = 4 * params * (s.hostCopies ?? 0);
   const perLayer = ACTIVATION_FACTOR * N * (8 * d + 3 * (nH + 2 * nKV) * hd + 6 * I) + 3 * s.batch * nH * s.seq * s.seq;
-  const layers = s.checkpoint ? L * N * d + perLayer : L * perLayer;
+  // the adapters' side paths, over all layers (one layer's worth live with checkpointing)
+  const side = lora ? N * lora.targets.reduce((a, t) => a + lora.r + t.out + (lora.dropout ? 2.25 * t.in : 0), 0) : 0;
+  const layers = s.checkpoint ? L * N * d + perLayer + side / L : L * perLayer + side;
   const head = 2 * Math.min(HEAD_CHUNK_BYTES, 4 * N * c.vocab_size) + 3 * 4 * c.vocab_size * d;
   const activations = 4 * (layers + 4 * N * d) + head;
   // The pool holds buffers the step freed: while it is full, fewer tensors are live (its peak

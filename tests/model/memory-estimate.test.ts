@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { cgroupLimit, memoryLimit, WASM_HEAP_BYTES } from '../../src/engine/memory-limit.js';
 import { parseLlamaConfig } from '../../src/model/checkpoint-config.js';
 import { checkStepFits, estimateStepBytes } from '../../src/model/memory-estimate.js';
+import { llamaParamShapes } from '../../src/model/llama-params.js';
+import { loraTargets } from '../../src/model/lora.js';
 import { REFERENCE_CONFIG } from '../../src/model/presets.js';
 import type { LlamaConfig } from '../../src/model/types.js';
 import { isGrpoError } from '../../src/shared/errors.js';
@@ -73,6 +75,55 @@ describe('estimateStepBytes', () => {
     expect(estimateStepBytes(smol, { batch: 4, seq: 128, hostCopies: 2 }).hostCopies).toBe(8 * plain.params);
     expect(estimateStepBytes(smol, { batch: 4, seq: 128, extraGradients: 1 }).gradients).toBe(plain.gradients + 4 * plain.params);
   });
+
+  it('with LoRA counts AdamW state of the adapters only, and their side paths in the activations', () => {
+    const targets = loraTargets(llamaParamShapes(smol), { r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear' });
+    const trainable = targets.reduce((a, t) => a + 8 * (t.in + t.out), 0);
+    expect(trainable).toBe(2_442_240); // SmolLM2-135M, r 8 on every linear layer (BENCHMARKS.md, LoRA)
+    const step = { batch: 8, seq: 64, extraGradients: 1, hostCopies: 2 };
+    const full = estimateStepBytes(smol, step);
+    const lora = estimateStepBytes(smol, { ...step, lora: { r: 8, dropout: false, targets } });
+    const dropout = estimateStepBytes(smol, { ...step, lora: { r: 8, dropout: true, targets } });
+    expect(lora.gradients).toBe(full.gradients); // kept whole: the measured LoRA peak is near the full one (below)
+    expect(lora.optimizer).toBe(8 * trainable + 2 * 4 * 8 * 1536); // two moments; temporaries of the largest adapter (down_proj's A)
+    expect(lora.weights).toBe(full.weights); // the frozen base is all still there
+    expect(lora.hostCopies).toBe(full.hostCopies);
+    // per token and adapted module: the [r] low-rank product and the [out] side term; dropout adds its input and mask
+    const N = 8 * 64;
+    expect(lora.activations - full.activations).toBe(4 * N * targets.reduce((a, t) => a + 8 + t.out, 0));
+    expect(dropout.activations - lora.activations).toBe(4 * N * targets.reduce((a, t) => a + 2.25 * t.in, 0));
+    expect(full.total - lora.total).toBeGreaterThan(0.8 * GB); // AdamW's 8 bytes per frozen parameter, less the side paths
+    const ckpt = estimateStepBytes(smol, { ...step, checkpoint: true, lora: { r: 8, dropout: true, targets } });
+    expect(ckpt.activations).toBeLessThan(dropout.activations / 2);
+  });
+
+  it('lets a LoRA step through where the full fine-tune of the same model is refused', () => {
+    const big = shape({ hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28, num_attention_heads: 12, num_key_value_heads: 2, vocab_size: 151936 }); // a 1.5B shape
+    const targets = loraTargets(llamaParamShapes(big), { r: 16, alpha: 32, dropout: 0, targetModules: 'all-linear' });
+    const step = { batch: 2, seq: 256, extraGradients: 1, hostCopies: 2 };
+    const limit = 56 * GB;
+    expect(() => checkStepFits(big, step, limit, '56 GB of RAM', POOL)).toThrow(/GRPO_ERR_MODEL_TOO_LARGE|needs about/);
+    expect(checkStepFits(big, { ...step, lora: { r: 16, dropout: false, targets } }, limit, '56 GB of RAM', POOL).total).toBeLessThan(0.95 * limit);
+  });
+
+  // bench/lora.ts --part step, SmolLM2-135M shape, micro-batch 8 x (16 + 48), r 8 on every linear
+  // layer, native backend (2026-12-05, BENCHMARKS.md "LoRA against full fine-tuning"); the bench
+  // process holds the weights twice more than a learner (hostCopies 2)
+  const LORA_MEASURED: { name: string; lora: 'none' | 'plain' | 'dropout'; rssKB: number }[] = [
+    { name: 'full fine-tune', lora: 'none', rssKB: 5_848_180 },
+    { name: 'LoRA', lora: 'plain', rssKB: 5_223_392 },
+    { name: 'LoRA with dropout 0.05', lora: 'dropout', rssKB: 5_629_176 },
+  ];
+  for (const row of LORA_MEASURED) {
+    it(`is within [${BAND.low}, ${BAND.high}] of the peak RSS measured for bench/lora.ts's ${row.name} step`, () => {
+      const targets = loraTargets(llamaParamShapes(smol), { r: 8, alpha: 16, dropout: 0, targetModules: 'all-linear' });
+      const lora = row.lora === 'none' ? {} : { lora: { r: 8, dropout: row.lora === 'dropout', targets } };
+      const est = estimateStepBytes(smol, { batch: 8, seq: 64, extraGradients: 1, hostCopies: 2, ...lora }, POOL).total;
+      const ratio = est / (row.rssKB * 1024);
+      expect(ratio).toBeGreaterThanOrEqual(BAND.low);
+      expect(ratio).toBeLessThanOrEqual(BAND.high);
+    });
+  }
 
   for (const row of MEASURED) {
     it(`is within [${BAND.low}, ${BAND.high}] of the peak RSS measured for ${row.name}`, () => {
