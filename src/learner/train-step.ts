@@ -223,7 +223,7 @@ export class GrpoTrainer {
     for (const mb of microBatches) {
       if (mb.size * mb.length <= this.checkedTokens) continue;
       const limit = memoryLimit();
-      const adapters = this.policy.getAdapters(); // LoRA: only the adapters have gradients and AdamW state
+      const adapters = this.policy.getAdapters(); // LoRA: AdamW state of the adapters only, their side paths in the activations
       const shape = {
         batch: mb.size,
         seq: mb.length,

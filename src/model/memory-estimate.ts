@@ -20,7 +20,8 @@
  *                layer's worth (recomputed in backward); plus the chunked head (head-logprobs.ts):
  *                two chunks of logits and three [V, d] sums in its backward
  *   LoRA         with adapters (StepShape.lora) AdamW state is the adapters' alone (r (in + out)
- *                per adapted module); the gradient term is kept whole (measured, see above);
+ *                per adapted module); the gradient term is kept whole (BENCHMARKS.md, "Peak
+ *                memory of the LoRA step": the measured LoRA peak is near the full step's);
  *                each adapted module adds to the activations its side path's saved tensors per
  *                token: the [r] low-rank product and the [out] scaled term, and with lora_dropout
  *                the dropped input and its mask (2 in floats and in bytes; lora-side.ts)
